@@ -1,0 +1,174 @@
+/* The spec model: defaults, freeing, and the strategy arithmetic of DESIGN (surge/unavailable
+ * rounding, batch goals). Pure: no I/O. */
+#include "core/spec.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/xmalloc.h"
+
+void spec_init(struct spec *s)
+{
+	memset(s, 0, sizeof *s);
+	s->replicas = 1;
+	s->protocol = SPEC_PROTO_HTTP;
+	s->health.kind = SPEC_CHECK_NONE;
+	s->health.http_status = 200;
+	s->health.interval_ms = 1000;
+	s->health.timeout_ms = 1000;
+	s->health.healthy_threshold = 1;
+	s->health.unhealthy_threshold = 3;
+	s->strategy.max_surge = (struct amount){.percent = true, .value = 25};
+	s->strategy.max_unavailable = (struct amount){.percent = false, .value = 0};
+	s->strategy.min_ready_ms = 0;
+	s->strategy.health_deadline_ms = 5 * 60 * 1000;
+	s->strategy.progress_deadline_ms = 10 * 60 * 1000;
+	s->strategy.max_failures = (struct amount){.percent = false, .value = 0};
+	s->strategy.auto_rollback = true;
+	s->strategy.analysis.window_ms = 60 * 1000;
+	s->strategy.analysis.min_requests = 50;
+	s->drain_timeout_ms = 30 * 1000;
+	s->stop_signal = SIGTERM;
+	s->stop_grace_ms = 10 * 1000;
+	s->targets_local = true;
+	s->lb = SPEC_LB_BUILTIN;
+}
+
+static void free_argv(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void free_kv(struct spec_kv *kv, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(kv[i].name);
+		if (kv[i].value != NULL && kv[i].secret)
+			xwipe(kv[i].value, strlen(kv[i].value));
+		free(kv[i].value);
+	}
+	free(kv);
+}
+
+void spec_clear(struct spec *s)
+{
+	free(s->file);
+	free(s->service);
+	free(s->listen);
+	free(s->tmpl.version);
+	free_argv(s->tmpl.command, s->tmpl.n_command);
+	free_kv(s->tmpl.env, s->tmpl.n_env);
+	free(s->tmpl.workdir);
+	free(s->health.http_path);
+	free_argv(s->health.exec, s->health.n_exec);
+	free(s->strategy.batches);
+	free(s->strategy.pause_after);
+	for (size_t i = 0; i < s->n_targets; i++) {
+		free(s->targets[i].url);
+		free(s->targets[i].user);
+		free(s->targets[i].host);
+		free_kv(s->targets[i].labels, s->targets[i].n_labels);
+	}
+	free(s->targets);
+	free(s->haproxy_socket);
+	free(s->haproxy_backend);
+	for (size_t i = 0; i < s->n_notify; i++)
+		free(s->notify[i].url);
+	free(s->notify);
+	spec_init(s);
+}
+
+void spec_free(struct spec *s)
+{
+	if (s == NULL)
+		return;
+	spec_clear(s);
+	free(s);
+}
+
+void spec_surge_unavailable(const struct spec_strategy *st, int replicas, int *surge, int *unavailable)
+{
+	int su = amount_ceil(st->max_surge, replicas);
+	int un = amount_floor(st->max_unavailable, replicas);
+	if (un > replicas)
+		un = replicas;
+	if (su == 0 && un == 0)
+		un = 1;
+	*surge = su;
+	*unavailable = un;
+}
+
+/* Size of batch `index` on its own (the last entry repeats; percents floored, minimum 1). */
+static int batch_size(const struct spec_strategy *st, int replicas, int index)
+{
+	if (st->n_batches == 0)
+		return replicas;
+	size_t i = (size_t)index < st->n_batches ? (size_t)index : st->n_batches - 1;
+	int n = amount_floor(st->batches[i], replicas);
+	return n < 1 ? 1 : n;
+}
+
+int spec_batch_goal(const struct spec_strategy *st, int replicas, int index)
+{
+	long long goal = 0;
+	for (int i = 0; i <= index && goal < replicas; i++)
+		goal += batch_size(st, replicas, i);
+	return goal > replicas ? replicas : (int)goal;
+}
+
+int spec_batch_count(const struct spec_strategy *st, int replicas)
+{
+	int n = 1;
+	while (spec_batch_goal(st, replicas, n - 1) < replicas)
+		n++;
+	return n;
+}
+
+const struct spec_pause *spec_pause_after(const struct spec_strategy *st, int batch)
+{
+	for (size_t i = 0; i < st->n_pause_after; i++)
+		if (st->pause_after[i].batch == batch)
+			return &st->pause_after[i];
+	return NULL;
+}
+
+int spec_max_failures(const struct spec_strategy *st, int replicas)
+{
+	return amount_floor(st->max_failures, replicas);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* Each string is hashed with its length first, so ("ab","c") and ("a","bc") differ. */
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+	uint64_t n = s ? strlen(s) + 1 : 0;
+	h = fnv(h, &n, sizeof n);
+	return s ? fnv(h, s, n - 1) : h;
+}
+
+uint64_t spec_template_hash(const struct spec_template *t)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	h = fnv_str(h, t->version);
+	h = fnv(h, &t->n_command, sizeof t->n_command);
+	for (size_t i = 0; i < t->n_command; i++)
+		h = fnv_str(h, t->command[i]);
+	h = fnv(h, &t->n_env, sizeof t->n_env);
+	for (size_t i = 0; i < t->n_env; i++) {
+		h = fnv_str(h, t->env[i].name);
+		h = fnv_str(h, t->env[i].value);
+	}
+	return fnv_str(h, t->workdir);
+}

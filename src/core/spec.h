@@ -1,0 +1,163 @@
+/* The service spec: the validated model every other module reads. Parsing from YAML is src/spec/;
+ * this header is the shape, the defaults and the pure checks. */
+#ifndef ROLLOUT_CORE_SPEC_H
+#define ROLLOUT_CORE_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/amount.h"
+
+/* Where a value stood in the spec file, 1-based; line 0 means "not written, defaulted". */
+struct spec_pos {
+	int line, col;
+};
+
+enum spec_protocol { SPEC_PROTO_HTTP, SPEC_PROTO_TCP };
+enum spec_check { SPEC_CHECK_NONE, SPEC_CHECK_HTTP, SPEC_CHECK_TCP, SPEC_CHECK_EXEC };
+enum spec_lb_kind { SPEC_LB_BUILTIN, SPEC_LB_NONE, SPEC_LB_HAPROXY };
+
+/* A name=value pair (env, labels). secret values are wiped on free and never printed. */
+struct spec_kv {
+	char *name;
+	char *value;
+	bool secret;
+};
+
+/* Everything that makes a revision: changing any of it makes a new revision. */
+struct spec_template {
+	char *version;
+	char **command; /* argv, n_command entries, NULL-terminated */
+	size_t n_command;
+	struct spec_kv *env;
+	size_t n_env;
+	char *workdir; /* may be NULL */
+};
+
+struct spec_health {
+	enum spec_check kind;
+	char *http_path;  /* http */
+	int http_status;  /* http; default 200 */
+	char **exec;      /* exec argv, NULL-terminated */
+	size_t n_exec;
+	int64_t interval_ms;
+	int64_t timeout_ms;
+	int healthy_threshold;
+	int unhealthy_threshold;
+};
+
+/* One pause_after entry: after batch `batch` (1-based), wait for promote (duration_ms 0) or
+ * for duration_ms. */
+struct spec_pause {
+	int batch;
+	int64_t duration_ms;
+	struct spec_pos pos;
+};
+
+/* A limit either absolute or relative to the old revision ("2x"). */
+struct spec_limit {
+	bool set;
+	bool relative;
+	double value; /* absolute: a fraction (1% = 0.01) or milliseconds; relative: a factor */
+};
+
+struct spec_analysis {
+	bool enabled; /* true when the analysis block is present */
+	struct spec_limit max_error_rate;
+	struct spec_limit max_p99;
+	int64_t window_ms;
+	int min_requests;
+};
+
+struct spec_strategy {
+	struct amount max_surge;       /* default 25% */
+	struct amount max_unavailable; /* default 0 */
+	struct spec_pos surge_pos, unavailable_pos;
+	struct amount *batches; /* optional; n_batches 0 = one batch of everything */
+	size_t n_batches;
+	struct spec_pos batches_pos;
+	struct spec_pause *pause_after;
+	size_t n_pause_after;
+	int64_t min_ready_ms;         /* default 0 */
+	int64_t health_deadline_ms;   /* default 5m */
+	int64_t progress_deadline_ms; /* default 10m */
+	struct amount max_failures;   /* default 0 */
+	bool auto_rollback;           /* default true */
+	struct spec_analysis analysis;
+	int64_t watch_ms; /* default 0 */
+};
+
+/* One remote host: ssh://user@host[:port] with labels (zone=...). */
+struct spec_target {
+	char *url;
+	char *user;
+	char *host;
+	int port;
+	struct spec_kv *labels;
+	size_t n_labels;
+};
+
+struct spec_notify {
+	char *url;
+	unsigned events; /* bit set of 1u << enum spec_notify_event; 0 = all */
+	bool slack;
+};
+
+enum spec_notify_event {
+	SPEC_EV_STARTED,
+	SPEC_EV_PAUSED,
+	SPEC_EV_COMPLETED,
+	SPEC_EV_FAILED,
+	SPEC_EV_ROLLED_BACK,
+	SPEC_EV_ABORTED,
+	SPEC_EV__COUNT
+};
+
+struct spec {
+	char *file; /* the file it came from, for messages; may be NULL */
+	char *service;
+	int replicas;
+	struct spec_pos replicas_pos;
+	char *listen; /* "host:port"; NULL when lb is none */
+	enum spec_protocol protocol;
+	struct spec_template tmpl;
+	struct spec_health health;
+	struct spec_strategy strategy;
+	int64_t drain_timeout_ms; /* default 30s */
+	int stop_signal;          /* default SIGTERM */
+	int64_t stop_grace_ms;    /* default 10s */
+	bool targets_local;       /* targets: local (default) */
+	struct spec_target *targets;
+	size_t n_targets;
+	enum spec_lb_kind lb;
+	char *haproxy_socket;  /* lb haproxy */
+	char *haproxy_backend; /* lb haproxy */
+	struct spec_notify *notify;
+	size_t n_notify;
+};
+
+/* Fills every field with its default (no service name, no command). */
+void spec_init(struct spec *s);
+/* Frees what the spec owns (secrets wiped) and re-inits it. spec_free(NULL) is a no-op. */
+void spec_clear(struct spec *s);
+void spec_free(struct spec *s);
+
+/* The effective surge and unavailable counts for `replicas`, as DESIGN says: surge rounded up,
+ * unavailable rounded down, and if both come to 0, unavailable becomes 1. */
+void spec_surge_unavailable(const struct spec_strategy *st, int replicas, int *surge, int *unavailable);
+/* Number of new instances that must be in place at the end of batch `index` (0-based):
+ * cumulative, capped at replicas. */
+int spec_batch_goal(const struct spec_strategy *st, int replicas, int index);
+/* Number of batches a rollout of `replicas` takes (>= 1; 1 when replicas is 0). */
+int spec_batch_count(const struct spec_strategy *st, int replicas);
+/* The pause entry after batch `batch` (1-based), or NULL. */
+const struct spec_pause *spec_pause_after(const struct spec_strategy *st, int batch);
+/* max_failures as a count of replicas (percent floored). */
+int spec_max_failures(const struct spec_strategy *st, int replicas);
+
+/* A stable hash of the template (FNV-1a 64 over a canonical encoding), to tell whether an apply
+ * changed the template and so makes a new revision. Secret values take part. */
+uint64_t spec_template_hash(const struct spec_template *t);
+
+#endif
