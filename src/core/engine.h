@@ -41,6 +41,7 @@ struct engine_inst {
 	int64_t unhealthy_at; /* UNHEALTHY: since when */
 	int64_t changed_at;   /* last state change */
 	int port;             /* set by the driver; the engine does not read it */
+	bool announced;       /* the engine has reported it available (reset when it turns unhealthy) */
 	char cause[96];       /* why it failed, for events */
 };
 

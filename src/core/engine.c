@@ -1,0 +1,798 @@
+/* The rollout engine: every decision of a rolling deployment, as a pure function of the spec, the
+ * recorded state and the time. See docs/engine.md for the rules in prose. */
+#include "core/engine.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/xmalloc.h"
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+static const char *const inst_state_names[INST__COUNT] = {
+	"pending", "started", "ready", "unhealthy", "draining", "drained", "stopping", "failed", "gone",
+};
+static const char *const ro_state_names[RO__COUNT] = {
+	"none", "progressing", "paused", "complete", "failed", "rolling_back", "rolled_back", "aborted",
+};
+static const char *const ro_kind_names[] = {"deploy", "rollback", "undo", "abort", "scale"};
+static const char *const event_names[EV__COUNT] = {
+	"rollout_started", "batch_started", "instance_starting", "instance_available",
+	"instance_failed", "instance_draining", "instance_stopping", "paused", "resumed", "stable",
+	"complete", "failed", "rolling_back", "rolled_back", "aborted", "scaled",
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *engine_inst_state_name(enum engine_inst_state s)
+{
+	return (unsigned)s < INST__COUNT ? inst_state_names[s] : "?";
+}
+
+const char *engine_ro_state_name(enum engine_ro_state s)
+{
+	return (unsigned)s < RO__COUNT ? ro_state_names[s] : "?";
+}
+
+const char *engine_ro_kind_name(enum engine_ro_kind k)
+{
+	return (unsigned)k < NELEM(ro_kind_names) ? ro_kind_names[k] : "?";
+}
+
+const char *engine_event_name(enum engine_event_kind e)
+{
+	return (unsigned)e < EV__COUNT ? event_names[e] : "?";
+}
+
+static int parse_name(const char *const *names, size_t n, const char *name)
+{
+	for (size_t i = 0; name != NULL && i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int engine_inst_state_parse(const char *name)
+{
+	return parse_name(inst_state_names, INST__COUNT, name);
+}
+
+int engine_ro_state_parse(const char *name)
+{
+	return parse_name(ro_state_names, RO__COUNT, name);
+}
+
+int engine_ro_kind_parse(const char *name)
+{
+	return parse_name(ro_kind_names, NELEM(ro_kind_names), name);
+}
+
+bool engine_ro_done(enum engine_ro_state s)
+{
+	return s != RO_PROGRESSING && s != RO_PAUSED && s != RO_ROLLING_BACK;
+}
+
+/* ---- state and buffers ---------------------------------------------------------------------- */
+
+void engine_state_init(struct engine_state *st)
+{
+	memset(st, 0, sizeof *st);
+	st->next_inst_id = 1;
+	st->next_rollout_id = 1;
+}
+
+void engine_state_clear(struct engine_state *st)
+{
+	free(st->inst);
+	engine_state_init(st);
+}
+
+size_t engine_inst_headroom(const struct spec *spec, const struct engine_state *st)
+{
+	int surge, unav;
+	int r = st->replicas > spec->replicas ? st->replicas : spec->replicas;
+	spec_surge_unavailable(&spec->strategy, r, &surge, &unav);
+	return (size_t)r + (size_t)surge + 1;
+}
+
+size_t engine_intent_bound(const struct spec *spec, const struct engine_state *st)
+{
+	/* Per instance at most three intents (available event, then drain event and action), two
+	 * per start, and a handful of rollout-level events. */
+	return 3 * st->n + 2 * engine_inst_headroom(spec, st) + 16;
+}
+
+bool engine_inst_available(const struct spec *spec, const struct engine_inst *i, int64_t now)
+{
+	return i->state == INST_READY && now - i->healthy_at >= spec->strategy.min_ready_ms;
+}
+
+static struct engine_inst *find_inst(struct engine_state *st, uint64_t id)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->inst[i].id == id)
+			return &st->inst[i];
+	return NULL;
+}
+
+/* Appends one intent; the capacity was checked on entry to every public function. */
+static struct engine_intent *emit(struct engine_out *out, enum engine_intent_kind kind)
+{
+	assert(out->n < out->cap);
+	struct engine_intent *it = &out->v[out->n++];
+	memset(it, 0, sizeof *it);
+	it->kind = kind;
+	return it;
+}
+
+static void emit_event(struct engine_out *out, enum engine_intent_kind kind, enum engine_event_kind ev,
+		       uint64_t inst_id, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void emit_event(struct engine_out *out, enum engine_intent_kind kind, enum engine_event_kind ev,
+		       uint64_t inst_id, const char *fmt, ...)
+{
+	struct engine_intent *it = emit(out, kind);
+	it->event = ev;
+	it->inst_id = inst_id;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(it->text, sizeof it->text, fmt, ap);
+	va_end(ap);
+}
+
+static void set_reason(struct engine_rollout *ro, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_reason(struct engine_rollout *ro, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ro->reason, sizeof ro->reason, fmt, ap);
+	va_end(ap);
+}
+
+static bool have_room(const struct engine_out *out, size_t need)
+{
+	return out->cap >= out->n && out->cap - out->n >= need;
+}
+
+static bool ro_live(const struct engine_state *st)
+{
+	return !engine_ro_done(st->ro.state);
+}
+
+static void set_state(struct engine_inst *in, enum engine_inst_state s, int64_t now)
+{
+	in->state = s;
+	in->changed_at = now;
+}
+
+/* An instance counts against the rollout when it is of the revision being rolled out to, while
+ * that rollout moves forward (not while it rolls back). */
+static bool counts_as_failure(const struct engine_state *st, const struct engine_inst *in)
+{
+	return (st->ro.state == RO_PROGRESSING || st->ro.state == RO_PAUSED) && in->revision == st->target_rev;
+}
+
+static void fail_inst(struct engine_state *st, struct engine_inst *in, int64_t now, const char *cause)
+{
+	snprintf(in->cause, sizeof in->cause, "%s", cause);
+	set_state(in, INST_FAILED, now);
+	in->announced = false;
+	if (counts_as_failure(st, in))
+		st->ro.failures++;
+}
+
+/* ---- observations --------------------------------------------------------------------------- */
+
+int engine_observe(struct engine_state *st, uint64_t id, enum engine_obs_kind obs, int64_t now, const char *cause)
+{
+	struct engine_inst *in = find_inst(st, id);
+	if (in == NULL)
+		return -ENOENT;
+	enum engine_inst_state s = in->state;
+	bool live = s == INST_PENDING || s == INST_STARTED || s == INST_READY || s == INST_UNHEALTHY;
+	switch (obs) {
+	case OBS_STARTED:
+		if (s == INST_PENDING)
+			set_state(in, INST_STARTED, now);
+		break;
+	case OBS_START_FAILED:
+		if (s == INST_PENDING || s == INST_STARTED)
+			fail_inst(st, in, now, cause ? cause : "failed to start");
+		break;
+	case OBS_HEALTHY:
+		if (s == INST_PENDING || s == INST_STARTED || s == INST_UNHEALTHY) {
+			set_state(in, INST_READY, now);
+			in->healthy_at = now;
+		}
+		break;
+	case OBS_UNHEALTHY:
+		if (s == INST_READY) {
+			set_state(in, INST_UNHEALTHY, now);
+			in->unhealthy_at = now;
+			in->announced = false;
+		}
+		break;
+	case OBS_DRAINED:
+		if (s == INST_DRAINING)
+			set_state(in, INST_DRAINED, now);
+		break;
+	case OBS_EXITED:
+		if (live)
+			fail_inst(st, in, now, cause ? cause : "exited");
+		else if (s != INST_GONE)
+			set_state(in, INST_GONE, now);
+		break;
+	}
+	return 0;
+}
+
+/* ---- the step ------------------------------------------------------------------------------- */
+
+/* What a step sees of the instances, counted once. */
+struct tally {
+	int total;      /* every instance not gone: what occupies capacity */
+	int avail;      /* available, any revision */
+	int new_live;   /* target revision, not leaving */
+	int new_avail;  /* target revision, available */
+	int old_live;   /* other revisions, not leaving */
+	int old_total;  /* other revisions, leaving or not */
+};
+
+static bool is_live(const struct engine_inst *in)
+{
+	return in->state == INST_PENDING || in->state == INST_STARTED || in->state == INST_READY ||
+	       in->state == INST_UNHEALTHY;
+}
+
+static struct tally count(const struct spec *spec, const struct engine_state *st, int64_t now)
+{
+	struct tally t = {0};
+	for (size_t i = 0; i < st->n; i++) {
+		const struct engine_inst *in = &st->inst[i];
+		if (in->state == INST_GONE)
+			continue;
+		bool isnew = st->target_rev != 0 && in->revision == st->target_rev;
+		bool av = engine_inst_available(spec, in, now);
+		t.total++;
+		t.avail += av;
+		if (isnew) {
+			t.new_live += is_live(in);
+			t.new_avail += av;
+		} else {
+			t.old_live += is_live(in);
+			t.old_total++;
+		}
+	}
+	return t;
+}
+
+/* Drops instances that are gone; an old one leaving counts as progress. */
+static void compact(struct engine_state *st, int64_t now)
+{
+	size_t w = 0;
+	for (size_t r = 0; r < st->n; r++) {
+		if (st->inst[r].state == INST_GONE) {
+			if (st->inst[r].revision != st->target_rev && st->ro.state == RO_PROGRESSING)
+				st->ro.progress_at = now;
+			continue;
+		}
+		st->inst[w++] = st->inst[r];
+	}
+	st->n = w;
+}
+
+/* Instances that missed their health deadline fail; failed and drained ones are stopped. */
+static void instance_deadlines(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	char d[32];
+	int64_t hd = spec->strategy.health_deadline_ms;
+	for (size_t i = 0; i < st->n; i++) {
+		struct engine_inst *in = &st->inst[i];
+		if ((in->state == INST_PENDING || in->state == INST_STARTED) && now - in->created_at >= hd) {
+			char c[64];
+			snprintf(c, sizeof c, "not healthy within health_deadline %s",
+				 amount_format_duration(hd, d, sizeof d));
+			fail_inst(st, in, now, c);
+		} else if (in->state == INST_UNHEALTHY && now - in->unhealthy_at >= hd) {
+			char c[64];
+			snprintf(c, sizeof c, "unhealthy for %s", amount_format_duration(hd, d, sizeof d));
+			fail_inst(st, in, now, c);
+		}
+		if (in->state == INST_FAILED) {
+			emit_event(out, INTENT_EVENT, EV_INSTANCE_FAILED, in->id, "instance %llu (revision %d) failed: %s",
+				   (unsigned long long)in->id, in->revision, in->cause);
+			set_state(in, INST_STOPPING, now);
+			emit(out, INTENT_STOP)->inst_id = in->id;
+		} else if (in->state == INST_DRAINED) {
+			emit_event(out, INTENT_EVENT, EV_INSTANCE_STOPPING, in->id, "instance %llu (revision %d) drained, stopping",
+				   (unsigned long long)in->id, in->revision);
+			set_state(in, INST_STOPPING, now);
+			emit(out, INTENT_STOP)->inst_id = in->id;
+		}
+	}
+}
+
+/* Reports instances that just became available; one of the target revision is progress. */
+static void announce(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		struct engine_inst *in = &st->inst[i];
+		if (in->announced || !engine_inst_available(spec, in, now))
+			continue;
+		in->announced = true;
+		emit_event(out, INTENT_EVENT, EV_INSTANCE_AVAILABLE, in->id, "instance %llu (revision %d) available",
+			   (unsigned long long)in->id, in->revision);
+		if (in->revision == st->target_rev && st->ro.state == RO_PROGRESSING)
+			st->ro.progress_at = now;
+	}
+}
+
+static void end_rollout(struct engine_state *st, enum engine_ro_state s, enum engine_event_kind ev, int64_t now,
+			struct engine_out *out, const char *what)
+{
+	struct engine_rollout *ro = &st->ro;
+	ro->state = s;
+	ro->ended_at = now;
+	ro->pause = PAUSE_NONE;
+	emit_event(out, INTENT_ROLLOUT, ev, 0, "rollout %llu %s: %s", (unsigned long long)ro->id, what,
+		   ro->reason[0] ? ro->reason : engine_ro_state_name(s));
+}
+
+/* Counts new-revision instances that are not leaving: what a pause or a halt holds. */
+static int live_of(const struct engine_state *st, int rev)
+{
+	int n = 0;
+	for (size_t i = 0; i < st->n; i++)
+		n += st->inst[i].revision == rev && is_live(&st->inst[i]);
+	return n;
+}
+
+/* The rollout failed (reason already set): roll back to the last stable revision when allowed,
+ * else halt where it stands. */
+static void fail_rollout(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	struct engine_rollout *ro = &st->ro;
+	if (spec->strategy.auto_rollback && ro->rollback_rev != 0 && ro->rollback_rev != st->target_rev) {
+		ro->state = RO_ROLLING_BACK;
+		ro->kind = RO_KIND_ROLLBACK;
+		ro->fast = true;
+		ro->batch = 0;
+		ro->pause = PAUSE_NONE;
+		ro->progress_at = now;
+		st->target_rev = ro->rollback_rev;
+		emit_event(out, INTENT_ROLLOUT, EV_ROLLING_BACK, 0, "rollout %llu failed, rolling back to revision %d: %s",
+			   (unsigned long long)ro->id, ro->rollback_rev, ro->reason);
+		return;
+	}
+	ro->hold = live_of(st, st->target_rev);
+	end_rollout(st, RO_FAILED, EV_FAILED, now, out, "failed");
+}
+
+/* Enters a pause; hold keeps the new-revision count where it stands. */
+static void enter_pause(struct engine_state *st, enum engine_pause_reason why, int64_t until, int64_t now)
+{
+	struct engine_rollout *ro = &st->ro;
+	ro->state = RO_PAUSED;
+	ro->pause = why;
+	ro->pause_until = until;
+	ro->paused_at = now;
+	ro->hold = live_of(st, st->target_rev);
+}
+
+/* Leaves a pause; the progress clock does not run while paused. */
+static void leave_pause(struct engine_state *st, int64_t now)
+{
+	struct engine_rollout *ro = &st->ro;
+	ro->state = RO_PROGRESSING;
+	ro->progress_at += now - ro->paused_at;
+	if (ro->progress_at > now)
+		ro->progress_at = now;
+	ro->pause = PAUSE_NONE;
+	ro->pause_until = 0;
+	ro->reason[0] = '\0';
+}
+
+static int batch_goal(const struct spec *spec, const struct engine_state *st)
+{
+	if (st->ro.fast || st->ro.kind == RO_KIND_SCALE || engine_ro_done(st->ro.state))
+		return st->replicas;
+	return spec_batch_goal(&spec->strategy, st->replicas, st->ro.batch);
+}
+
+static void start_batch(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	struct engine_rollout *ro = &st->ro;
+	ro->progress_at = now;
+	emit_event(out, INTENT_EVENT, EV_BATCH_STARTED, 0, "batch %d/%d started: %d of %d instances on revision %d",
+		   ro->batch + 1, spec_batch_count(&spec->strategy, st->replicas), batch_goal(spec, st), st->replicas,
+		   st->target_rev);
+}
+
+/* Rollout-level decisions: timed pauses, failure, analysis, batch gates, stability, completion. */
+static void rollout_decisions(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	struct engine_rollout *ro = &st->ro;
+	const struct spec_strategy *sg = &spec->strategy;
+	bool analysis = sg->analysis.enabled && !ro->fast;
+	char d[32];
+
+	if (ro->state == RO_PAUSED && ro->pause == PAUSE_TIMED && now >= ro->pause_until) {
+		leave_pause(st, now);
+		ro->batch++;
+		emit_event(out, INTENT_ROLLOUT, EV_RESUMED, 0, "rollout %llu resumed after its timed pause",
+			   (unsigned long long)ro->id);
+		start_batch(spec, st, now, out);
+	}
+
+	if (ro->state == RO_PROGRESSING || ro->state == RO_PAUSED) {
+		int maxf = spec_max_failures(sg, st->replicas);
+		if (ro->failures > maxf) {
+			set_reason(ro, "%d instance(s) of revision %d failed, more than max_failures %d", ro->failures,
+				   st->target_rev, maxf);
+			fail_rollout(spec, st, now, out);
+		} else if (ro->state == RO_PROGRESSING && now - ro->progress_at > sg->progress_deadline_ms) {
+			set_reason(ro, "no progress for progress_deadline %s",
+				   amount_format_duration(sg->progress_deadline_ms, d, sizeof d));
+			fail_rollout(spec, st, now, out);
+		} else if (analysis && st->verdict == VERDICT_FAIL) {
+			set_reason(ro, "analysis failed: %s", st->verdict_reason);
+			fail_rollout(spec, st, now, out);
+		}
+	} else if (ro->state == RO_COMPLETE && now < ro->watch_until && st->verdict == VERDICT_FAIL &&
+		   sg->analysis.enabled && ro->rollback_rev != 0 && ro->rollback_rev != st->target_rev) {
+		/* A breach while watching a completed rollout: the new revision was not good after all. */
+		set_reason(ro, "analysis failed during watch: %s", st->verdict_reason);
+		st->stable_rev = ro->rollback_rev;
+		ro->ended_at = 0;
+		ro->watch_until = 0;
+		ro->state = RO_PROGRESSING;
+		fail_rollout(spec, st, now, out);
+	}
+
+	struct tally t = count(spec, st, now);
+	if (st->target_rev != 0 && t.new_avail >= st->replicas && st->stable_rev != st->target_rev &&
+	    st->replicas > 0) {
+		st->stable_rev = st->target_rev;
+		emit_event(out, INTENT_EVENT, EV_STABLE, 0, "revision %d is stable: %d of %d instances available",
+			   st->target_rev, t.new_avail, st->replicas);
+	}
+
+	if (ro->state == RO_PROGRESSING && !ro->fast && ro->kind != RO_KIND_SCALE) {
+		int goal = batch_goal(spec, st);
+		bool done = t.new_avail >= goal && t.old_total <= st->replicas - goal;
+		if (done && goal < st->replicas) {
+			const struct spec_pause *p = spec_pause_after(sg, ro->batch + 1);
+			if (analysis && st->verdict == VERDICT_INCONCLUSIVE) {
+				set_reason(ro, "analysis inconclusive after batch %d: %s; promote to continue or abort",
+					   ro->batch + 1, st->verdict_reason);
+				enter_pause(st, PAUSE_ANALYSIS, 0, now);
+				emit_event(out, INTENT_ROLLOUT, EV_PAUSED, 0, "rollout %llu paused: %s",
+					   (unsigned long long)ro->id, ro->reason);
+			} else if (p != NULL) {
+				if (p->duration_ms > 0)
+					set_reason(ro, "paused after batch %d for %s", ro->batch + 1,
+						   amount_format_duration(p->duration_ms, d, sizeof d));
+				else
+					set_reason(ro, "paused after batch %d: promote to continue", ro->batch + 1);
+				enter_pause(st, p->duration_ms > 0 ? PAUSE_TIMED : PAUSE_CANARY, now + p->duration_ms, now);
+				emit_event(out, INTENT_ROLLOUT, EV_PAUSED, 0, "rollout %llu %s", (unsigned long long)ro->id,
+					   ro->reason);
+			} else {
+				ro->batch++;
+				start_batch(spec, st, now, out);
+			}
+		}
+	}
+
+	/* Done when exactly the wanted instances run, all of the target revision and available (none
+	 * at all when an abort found no stable revision to go back to). */
+	int want_total = st->target_rev == 0 ? 0 : st->replicas;
+	t = count(spec, st, now);
+	if ((ro->state == RO_PROGRESSING || ro->state == RO_ROLLING_BACK) && t.new_avail >= want_total &&
+	    t.old_total == 0 && t.total == want_total) {
+		if (ro->state == RO_PROGRESSING)
+			ro->reason[0] = '\0';
+		if (ro->kind == RO_KIND_ABORT) {
+			end_rollout(st, RO_ABORTED, EV_ABORTED, now, out, "aborted");
+		} else if (ro->state == RO_ROLLING_BACK) {
+			end_rollout(st, RO_ROLLED_BACK, EV_ROLLED_BACK, now, out, "rolled back");
+		} else {
+			if (sg->watch_ms > 0 && sg->analysis.enabled && ro->kind == RO_KIND_DEPLOY)
+				ro->watch_until = now + sg->watch_ms;
+			end_rollout(st, RO_COMPLETE, ro->kind == RO_KIND_SCALE ? EV_SCALED : EV_COMPLETE, now, out,
+				    "complete");
+		}
+	}
+}
+
+/* Reconciles instance counts toward what the rollout wants now, within the floor and the ceiling. */
+static void reconcile(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	struct engine_rollout *ro = &st->ro;
+	int r = st->replicas;
+	int surge, unav;
+	spec_surge_unavailable(&spec->strategy, r, &surge, &unav);
+	struct tally t = count(spec, st, now);
+
+	bool may_start_new = true, may_remove = true;
+	int want_new;
+	if (st->target_rev == 0) {
+		want_new = 0;
+	} else if (ro->state == RO_PAUSED) {
+		want_new = ro->hold;
+		may_remove = false;
+	} else if (ro->state == RO_FAILED) {
+		if (t.new_live < ro->hold)
+			ro->hold = t.new_live;
+		want_new = ro->hold;
+		may_start_new = false;
+		may_remove = false;
+	} else {
+		want_new = batch_goal(spec, st);
+	}
+	if (want_new > r)
+		want_new = r;
+	int want_old = r - want_new;
+	/* Old capacity that crashed is replaced with the last stable revision, when there is one. */
+	int old_rev = st->stable_rev != 0 && st->stable_rev != st->target_rev ? st->stable_rev : 0;
+	int floor = st->target_rev == 0 ? 0 : r - unav;
+
+	int room = r + surge - t.total;
+	if (may_start_new && st->target_rev != 0) {
+		for (; room > 0 && t.new_live < want_new; room--, t.new_live++, t.total++) {
+			struct engine_inst *in = &st->inst[st->n++];
+			assert(st->n <= st->cap);
+			memset(in, 0, sizeof *in);
+			in->id = st->next_inst_id++;
+			in->revision = st->target_rev;
+			in->state = INST_PENDING;
+			in->created_at = in->changed_at = now;
+			emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id, "instance %llu (revision %d) starting",
+				   (unsigned long long)in->id, in->revision);
+			struct engine_intent *it = emit(out, INTENT_START);
+			it->inst_id = in->id;
+			it->revision = in->revision;
+		}
+	}
+	if (old_rev != 0) {
+		for (; room > 0 && t.old_live < want_old; room--, t.old_live++, t.total++) {
+			struct engine_inst *in = &st->inst[st->n++];
+			assert(st->n <= st->cap);
+			memset(in, 0, sizeof *in);
+			in->id = st->next_inst_id++;
+			in->revision = old_rev;
+			in->state = INST_PENDING;
+			in->created_at = in->changed_at = now;
+			emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id,
+				   "instance %llu (revision %d) starting to restore capacity", (unsigned long long)in->id,
+				   in->revision);
+			struct engine_intent *it = emit(out, INTENT_START);
+			it->inst_id = in->id;
+			it->revision = in->revision;
+		}
+	}
+
+	if (!may_remove)
+		return;
+	int budget = t.avail - floor;
+	int excess_old = t.old_live - want_old;
+	int excess_new = t.new_live - want_new;
+	/* Two passes: first what serves nothing (free to remove: unhealthy, starting), then available
+	 * instances within the budget; in each pass the oldest instance goes first. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < st->n && (excess_old > 0 || excess_new > 0); i++) {
+			struct engine_inst *in = &st->inst[i];
+			if (!is_live(in) || (int)engine_inst_available(spec, in, now) != pass)
+				continue;
+			bool isnew = st->target_rev != 0 && in->revision == st->target_rev;
+			int *excess = isnew ? &excess_new : &excess_old;
+			if (*excess <= 0)
+				continue;
+			if (pass == 1) {
+				if (budget <= 0)
+					return;
+				budget--;
+			}
+			(*excess)--;
+			set_state(in, INST_DRAINING, now);
+			emit_event(out, INTENT_EVENT, EV_INSTANCE_DRAINING, in->id, "instance %llu (revision %d) draining",
+				   (unsigned long long)in->id, in->revision);
+			emit(out, INTENT_DRAIN)->inst_id = in->id;
+		}
+	}
+}
+
+int engine_step(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	if (!have_room(out, engine_intent_bound(spec, st)) || st->cap < st->n + engine_inst_headroom(spec, st))
+		return ENGINE_ENOSPC;
+	compact(st, now);
+	instance_deadlines(spec, st, now, out);
+	announce(spec, st, now, out);
+	rollout_decisions(spec, st, now, out);
+	reconcile(spec, st, now, out);
+	return 0;
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+static void begin_rollout(struct engine_state *st, enum engine_ro_kind kind, enum engine_ro_state s, int to_rev,
+			  int64_t now)
+{
+	struct engine_rollout *ro = &st->ro;
+	int from = st->target_rev;
+	memset(ro, 0, sizeof *ro);
+	ro->id = st->next_rollout_id++;
+	ro->kind = kind;
+	ro->state = s;
+	ro->from_rev = from;
+	ro->to_rev = to_rev;
+	ro->rollback_rev = st->stable_rev != to_rev ? st->stable_rev : 0;
+	ro->started_at = now;
+	ro->progress_at = now;
+	st->target_rev = to_rev;
+}
+
+/* A live rollout replaced by another one ends as aborted, with the reason saying by what. */
+static void supersede(struct engine_state *st, int64_t now, struct engine_out *out, const char *why)
+{
+	if (!ro_live(st))
+		return;
+	snprintf(st->ro.reason, sizeof st->ro.reason, "%s", why);
+	end_rollout(st, RO_ABORTED, EV_ABORTED, now, out, "superseded");
+}
+
+int engine_apply(const struct spec *spec, struct engine_state *st, int rev, int64_t now, struct engine_out *out)
+{
+	if (!have_room(out, 8))
+		return ENGINE_ENOSPC;
+	if (rev < 1 || rev > st->latest_rev + 1)
+		return ENGINE_ENOREV;
+	if (rev > st->latest_rev)
+		st->latest_rev = rev;
+	int old_replicas = st->replicas;
+	st->replicas = spec->replicas;
+
+	if (rev == st->target_rev) {
+		if (old_replicas == st->replicas || ro_live(st) || st->ro.state == RO_FAILED)
+			return 0;
+		begin_rollout(st, RO_KIND_SCALE, RO_PROGRESSING, rev, now);
+		st->ro.fast = true;
+		emit_event(out, INTENT_ROLLOUT, EV_ROLLOUT_STARTED, 0, "rollout %llu started: scale from %d to %d instances",
+			   (unsigned long long)st->ro.id, old_replicas, st->replicas);
+		return 0;
+	}
+	char why[64];
+	snprintf(why, sizeof why, "superseded by revision %d", rev);
+	supersede(st, now, out, why);
+	bool first = st->stable_rev == 0 && st->n == 0;
+	begin_rollout(st, RO_KIND_DEPLOY, RO_PROGRESSING, rev, now);
+	/* A first deploy has no capacity to protect: one batch, no pause. */
+	st->ro.fast = first;
+	emit_event(out, INTENT_ROLLOUT, EV_ROLLOUT_STARTED, 0, "rollout %llu started: revision %d to %d, %d instances",
+		   (unsigned long long)st->ro.id, st->ro.from_rev, rev, st->replicas);
+	if (!first)
+		start_batch(spec, st, now, out);
+	return 0;
+}
+
+int engine_pause(struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	if (!have_room(out, 1))
+		return ENGINE_ENOSPC;
+	if (st->ro.state != RO_PROGRESSING || st->ro.kind == RO_KIND_SCALE)
+		return ENGINE_EBADSTATE;
+	set_reason(&st->ro, "paused by user: resume to continue");
+	enter_pause(st, PAUSE_USER, 0, now);
+	emit_event(out, INTENT_ROLLOUT, EV_PAUSED, 0, "rollout %llu paused by user", (unsigned long long)st->ro.id);
+	return 0;
+}
+
+int engine_resume(struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	if (!have_room(out, 1))
+		return ENGINE_ENOSPC;
+	if (st->ro.state != RO_PAUSED || st->ro.pause != PAUSE_USER)
+		return ENGINE_EBADSTATE;
+	leave_pause(st, now);
+	emit_event(out, INTENT_ROLLOUT, EV_RESUMED, 0, "rollout %llu resumed", (unsigned long long)st->ro.id);
+	return 0;
+}
+
+int engine_promote(struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	if (!have_room(out, 2))
+		return ENGINE_ENOSPC;
+	if (st->ro.state != RO_PAUSED)
+		return ENGINE_EBADSTATE;
+	bool gate = st->ro.pause != PAUSE_USER;
+	leave_pause(st, now);
+	emit_event(out, INTENT_ROLLOUT, EV_RESUMED, 0, "rollout %llu promoted", (unsigned long long)st->ro.id);
+	if (gate) {
+		st->ro.batch++;
+		emit_event(out, INTENT_EVENT, EV_BATCH_STARTED, 0, "batch %d started", st->ro.batch + 1);
+	}
+	return 0;
+}
+
+int engine_abort(struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	if (!have_room(out, 2))
+		return ENGINE_ENOSPC;
+	struct engine_rollout *ro = &st->ro;
+	if (ro->state != RO_PROGRESSING && ro->state != RO_PAUSED)
+		return ENGINE_EBADSTATE;
+	ro->state = RO_ROLLING_BACK;
+	ro->kind = RO_KIND_ABORT;
+	ro->fast = true;
+	ro->pause = PAUSE_NONE;
+	ro->progress_at = now;
+	st->target_rev = ro->rollback_rev;
+	set_reason(ro, "aborted by user");
+	if (st->target_rev != 0)
+		emit_event(out, INTENT_ROLLOUT, EV_ROLLING_BACK, 0, "rollout %llu aborted, going back to revision %d",
+			   (unsigned long long)ro->id, st->target_rev);
+	else
+		emit_event(out, INTENT_ROLLOUT, EV_ROLLING_BACK, 0,
+			   "rollout %llu aborted; no stable revision to go back to, stopping every instance",
+			   (unsigned long long)ro->id);
+	return 0;
+}
+
+int engine_undo(struct engine_state *st, int rev, int64_t now, struct engine_out *out)
+{
+	if (!have_room(out, 4))
+		return ENGINE_ENOSPC;
+	if (rev == 0) {
+		if (st->stable_rev != 0 && st->stable_rev != st->target_rev)
+			rev = st->stable_rev;
+		else if (st->ro.rollback_rev != 0 && st->ro.rollback_rev != st->target_rev)
+			rev = st->ro.rollback_rev;
+		else
+			return ENGINE_ENOREV;
+	}
+	if (rev < 1 || rev > st->latest_rev)
+		return ENGINE_ENOREV;
+	if (rev == st->target_rev)
+		return ENGINE_EBADSTATE;
+	char why[64];
+	snprintf(why, sizeof why, "undone to revision %d", rev);
+	supersede(st, now, out, why);
+	begin_rollout(st, RO_KIND_UNDO, RO_ROLLING_BACK, rev, now);
+	st->ro.fast = true;
+	st->ro.rollback_rev = 0;
+	emit_event(out, INTENT_ROLLOUT, EV_ROLLOUT_STARTED, 0, "rollout %llu started: undo from revision %d to %d",
+		   (unsigned long long)st->ro.id, st->ro.from_rev, rev);
+	return 0;
+}
+
+int engine_resume_intents(const struct engine_state *st, struct engine_out *out)
+{
+	if (!have_room(out, st->n))
+		return ENGINE_ENOSPC;
+	for (size_t i = 0; i < st->n; i++) {
+		const struct engine_inst *in = &st->inst[i];
+		struct engine_intent *it;
+		switch (in->state) {
+		case INST_PENDING:
+			it = emit(out, INTENT_START);
+			it->inst_id = in->id;
+			it->revision = in->revision;
+			break;
+		case INST_DRAINING:
+			emit(out, INTENT_DRAIN)->inst_id = in->id;
+			break;
+		case INST_STOPPING:
+			emit(out, INTENT_STOP)->inst_id = in->id;
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}

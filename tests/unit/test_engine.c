@@ -1,0 +1,394 @@
+/* Engine scenarios against an ideal, scriptable world: each test drives whole rollouts and checks
+ * the outcome and the DESIGN invariants along the way. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/engine.h"
+#include "core/spec.h"
+#include "util/xmalloc.h"
+
+/* A world where every intent is carried out at once; revisions in `bad` never become healthy. */
+struct world {
+	struct spec spec;
+	struct engine_state st;
+	struct engine_out out;
+	int64_t now;
+	int bad[8];
+	int min_avail_seen, max_total_seen;
+	int events[EV__COUNT];
+};
+
+static void world_init(struct world *w, int replicas)
+{
+	memset(w, 0, sizeof *w);
+	spec_init(&w->spec);
+	w->spec.replicas = replicas;
+	w->spec.strategy.health_deadline_ms = 10000;
+	w->spec.strategy.progress_deadline_ms = 60000;
+	engine_state_init(&w->st);
+	w->out.cap = 4096;
+	w->out.v = xcalloc(w->out.cap, sizeof *w->out.v);
+	w->min_avail_seen = 1 << 30;
+}
+
+static void world_free(struct world *w)
+{
+	spec_clear(&w->spec);
+	engine_state_clear(&w->st);
+	free(w->out.v);
+}
+
+static bool is_bad(const struct world *w, int rev)
+{
+	for (size_t i = 0; i < 8; i++)
+		if (w->bad[i] == rev)
+			return true;
+	return false;
+}
+
+static int avail(const struct world *w)
+{
+	int n = 0;
+	for (size_t i = 0; i < w->st.n; i++)
+		n += engine_inst_available(&w->spec, &w->st.inst[i], w->now);
+	return n;
+}
+
+static int total(const struct world *w)
+{
+	int n = 0;
+	for (size_t i = 0; i < w->st.n; i++)
+		n += w->st.inst[i].state != INST_GONE;
+	return n;
+}
+
+static int count_rev(const struct world *w, int rev)
+{
+	int n = 0;
+	for (size_t i = 0; i < w->st.n; i++)
+		n += w->st.inst[i].revision == rev && w->st.inst[i].state != INST_GONE;
+	return n;
+}
+
+/* One engine step, invariant checks, then the ideal world reacts to every intent. */
+static void step(struct world *w)
+{
+	int surge, unav;
+	spec_surge_unavailable(&w->spec.strategy, w->st.replicas, &surge, &unav);
+	int before = avail(w);
+	xgrow((void **)&w->st.inst, &w->st.cap, w->st.n + engine_inst_headroom(&w->spec, &w->st), sizeof *w->st.inst);
+	w->out.n = 0;
+	assert_int_equal(engine_step(&w->spec, &w->st, w->now, &w->out), 0);
+	int removed = 0, started = 0;
+	for (size_t i = 0; i < w->out.n; i++) {
+		struct engine_intent *it = &w->out.v[i];
+		if (it->kind == INTENT_EVENT || it->kind == INTENT_ROLLOUT)
+			w->events[it->event]++;
+		if (it->kind == INTENT_DRAIN) {
+			for (size_t k = 0; k < w->st.n; k++)
+				if (w->st.inst[k].id == it->inst_id && w->st.inst[k].healthy_at != 0 &&
+				    w->now - w->st.inst[k].healthy_at >= w->spec.strategy.min_ready_ms)
+					removed++;
+		}
+		started += it->kind == INTENT_START;
+	}
+	int floor = w->st.target_rev == 0 ? 0 : w->st.replicas - unav;
+	if (removed > 0)
+		assert_true(before - removed >= floor || removed == 0);
+	if (started > 0)
+		assert_true(total(w) <= w->st.replicas + surge);
+	/* The world reacts. */
+	for (size_t i = 0; i < w->out.n; i++) {
+		struct engine_intent *it = &w->out.v[i];
+		switch (it->kind) {
+		case INTENT_START:
+			engine_observe(&w->st, it->inst_id, OBS_STARTED, w->now, NULL);
+			if (!is_bad(w, it->revision))
+				engine_observe(&w->st, it->inst_id, OBS_HEALTHY, w->now, NULL);
+			break;
+		case INTENT_DRAIN:
+			engine_observe(&w->st, it->inst_id, OBS_DRAINED, w->now, NULL);
+			break;
+		case INTENT_STOP:
+			engine_observe(&w->st, it->inst_id, OBS_EXITED, w->now, NULL);
+			break;
+		default:
+			break;
+		}
+	}
+	int a = avail(w);
+	if (w->st.ro.state == RO_PROGRESSING && a < w->min_avail_seen)
+		w->min_avail_seen = a;
+	if (total(w) > w->max_total_seen)
+		w->max_total_seen = total(w);
+}
+
+/* Steps with the clock moving `dt` ms each time until the rollout is done or `limit` steps. */
+static void run(struct world *w, int64_t dt, int limit)
+{
+	for (int i = 0; i < limit && !engine_ro_done(w->st.ro.state); i++) {
+		step(w);
+		w->now += dt;
+	}
+	step(w);
+}
+
+/* Counts the events a command emitted (step() counts its own). */
+static void tally_events(struct world *w)
+{
+	for (size_t i = 0; i < w->out.n; i++)
+		if (w->out.v[i].kind == INTENT_EVENT || w->out.v[i].kind == INTENT_ROLLOUT)
+			w->events[w->out.v[i].event]++;
+}
+
+static void apply(struct world *w, int rev)
+{
+	w->out.n = 0;
+	assert_int_equal(engine_apply(&w->spec, &w->st, rev, w->now, &w->out), 0);
+	tally_events(w);
+}
+
+static void deploy_v1(struct world *w)
+{
+	apply(w, 1);
+	run(w, 100, 1000);
+	assert_int_equal(w->st.ro.state, RO_COMPLETE);
+	assert_int_equal(w->st.stable_rev, 1);
+	assert_int_equal(count_rev(w, 1), w->spec.replicas);
+	w->min_avail_seen = 1 << 30;
+	w->max_total_seen = 0;
+}
+
+static void test_first_deploy_and_rollout(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	deploy_v1(&w);
+	apply(&w, 2);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(w.st.stable_rev, 2);
+	assert_int_equal(count_rev(&w, 2), 4);
+	assert_int_equal(count_rev(&w, 1), 0);
+	assert_int_equal(w.min_avail_seen, 4); /* max_unavailable 0 */
+	assert_int_equal(w.max_total_seen, 5); /* 25% of 4 rounded up */
+	world_free(&w);
+}
+
+static void test_batches_and_canary(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	struct amount b[3] = {{false, 1}, {true, 25}, {true, 100}};
+	w.spec.strategy.batches = xmalloc(sizeof b);
+	memcpy(w.spec.strategy.batches, b, sizeof b);
+	w.spec.strategy.n_batches = 3;
+	w.spec.strategy.pause_after = xcalloc(1, sizeof(struct spec_pause));
+	w.spec.strategy.pause_after[0].batch = 1;
+	w.spec.strategy.n_pause_after = 1;
+	deploy_v1(&w);
+	apply(&w, 2);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	assert_int_equal(w.st.ro.pause, PAUSE_CANARY);
+	assert_int_equal(count_rev(&w, 2), 1);
+	assert_int_equal(count_rev(&w, 1), 3);
+	/* Paused for a long time: no progress deadline, nothing moves. */
+	w.now += 10 * 60 * 1000;
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	assert_int_equal(engine_resume(&w.st, w.now, &w.out), ENGINE_EBADSTATE);
+	w.out.n = 0;
+	assert_int_equal(engine_promote(&w.st, w.now, &w.out), 0);
+	tally_events(&w);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(count_rev(&w, 2), 4);
+	assert_int_equal(w.events[EV_BATCH_STARTED], 3);
+	world_free(&w);
+}
+
+static void test_bad_version_rolls_back(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	deploy_v1(&w);
+	w.bad[0] = 2;
+	apply(&w, 2);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	assert_int_equal(w.st.target_rev, 1);
+	assert_int_equal(w.st.stable_rev, 1);
+	assert_int_equal(count_rev(&w, 1), 4);
+	assert_int_equal(count_rev(&w, 2), 0);
+	assert_int_equal(w.min_avail_seen, 4);
+	assert_non_null(strstr(w.st.ro.reason, "max_failures"));
+	/* Rolled back within health_deadline plus a little. */
+	assert_true(w.st.ro.ended_at - w.st.ro.started_at <= w.spec.strategy.health_deadline_ms + 2000);
+	world_free(&w);
+}
+
+static void test_bad_version_no_auto_rollback_halts(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	w.spec.strategy.auto_rollback = false;
+	deploy_v1(&w);
+	w.bad[0] = 2;
+	apply(&w, 2);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_FAILED);
+	for (int i = 0; i < 100; i++, w.now += 500)
+		step(&w);
+	/* Halted: the old capacity stays, no new instance is started again. */
+	assert_int_equal(count_rev(&w, 1), 4);
+	assert_int_equal(count_rev(&w, 2), 0);
+	world_free(&w);
+}
+
+static void test_abort_and_undo(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 6);
+	w.spec.strategy.pause_after = xcalloc(1, sizeof(struct spec_pause));
+	w.spec.strategy.pause_after[0].batch = 1;
+	w.spec.strategy.n_pause_after = 1;
+	w.spec.strategy.batches = xcalloc(1, sizeof(struct amount));
+	w.spec.strategy.batches[0] = (struct amount){false, 2};
+	w.spec.strategy.n_batches = 1;
+	deploy_v1(&w);
+	apply(&w, 2);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	w.out.n = 0;
+	assert_int_equal(engine_abort(&w.st, w.now, &w.out), 0);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ABORTED);
+	assert_int_equal(count_rev(&w, 1), 6);
+	/* An aborted rollout never rolls forward by itself. */
+	for (int i = 0; i < 50; i++, w.now += 1000)
+		step(&w);
+	assert_int_equal(count_rev(&w, 2), 0);
+
+	/* Roll to 3 fully, then undo goes back to 1 by the fast path (no canary pause). */
+	apply(&w, 3);
+	run(&w, 100, 1000);
+	w.out.n = 0;
+	assert_int_equal(engine_promote(&w.st, w.now, &w.out), 0);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(w.st.stable_rev, 3);
+	w.out.n = 0;
+	assert_int_equal(engine_undo(&w.st, 0, w.now, &w.out), 0);
+	assert_int_equal(w.st.target_rev, 1);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	assert_int_equal(count_rev(&w, 1), 6);
+	assert_int_equal(w.st.stable_rev, 1);
+	assert_int_equal(engine_undo(&w.st, 1, w.now, &w.out), ENGINE_EBADSTATE);
+	assert_int_equal(engine_undo(&w.st, 9, w.now, &w.out), ENGINE_ENOREV);
+	world_free(&w);
+}
+
+static void test_scale_and_crash_replacement(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 3);
+	deploy_v1(&w);
+	w.spec.replicas = 7;
+	apply(&w, 1);
+	assert_int_equal(w.st.ro.kind, RO_KIND_SCALE);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(count_rev(&w, 1), 7);
+	w.spec.replicas = 2;
+	apply(&w, 1);
+	run(&w, 100, 1000);
+	assert_int_equal(count_rev(&w, 1), 2);
+	/* A crash outside a rollout is replaced. */
+	uint64_t victim = w.st.inst[0].id;
+	engine_observe(&w.st, victim, OBS_EXITED, w.now, "killed");
+	step(&w);
+	w.now += 100;
+	step(&w);
+	assert_int_equal(count_rev(&w, 1), 2);
+	assert_int_equal(avail(&w), 2);
+	world_free(&w);
+}
+
+static void test_new_revision_mid_rollout(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 8);
+	w.spec.strategy.min_ready_ms = 1000;
+	deploy_v1(&w);
+	apply(&w, 2);
+	for (int i = 0; i < 12; i++, w.now += 100)
+		step(&w);
+	assert_true(count_rev(&w, 2) > 0);
+	apply(&w, 3);
+	run(&w, 100, 5000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(count_rev(&w, 3), 8);
+	assert_int_equal(total(&w), 8);
+	assert_int_equal(w.min_avail_seen, 8);
+	world_free(&w);
+}
+
+static void test_bad_commands_leave_state_alone(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	deploy_v1(&w);
+	struct engine_state copy = w.st;
+	assert_int_equal(engine_pause(&w.st, w.now, &w.out), ENGINE_EBADSTATE);
+	assert_int_equal(engine_promote(&w.st, w.now, &w.out), ENGINE_EBADSTATE);
+	assert_int_equal(engine_resume(&w.st, w.now, &w.out), ENGINE_EBADSTATE);
+	assert_int_equal(engine_abort(&w.st, w.now, &w.out), ENGINE_EBADSTATE);
+	assert_memory_equal(&copy.ro, &w.st.ro, sizeof copy.ro);
+	assert_int_equal(copy.target_rev, w.st.target_rev);
+	world_free(&w);
+}
+
+static void test_names_round_trip(void **state)
+{
+	(void)state;
+	for (int i = 0; i < INST__COUNT; i++)
+		assert_int_equal(engine_inst_state_parse(engine_inst_state_name(i)), i);
+	for (int i = 0; i < RO__COUNT; i++)
+		assert_int_equal(engine_ro_state_parse(engine_ro_state_name(i)), i);
+	for (int i = 0; i <= RO_KIND_SCALE; i++)
+		assert_int_equal(engine_ro_kind_parse(engine_ro_kind_name(i)), i);
+	assert_int_equal(engine_ro_state_parse("bogus"), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_first_deploy_and_rollout),
+		cmocka_unit_test(test_batches_and_canary),
+		cmocka_unit_test(test_bad_version_rolls_back),
+		cmocka_unit_test(test_bad_version_no_auto_rollback_halts),
+		cmocka_unit_test(test_abort_and_undo),
+		cmocka_unit_test(test_scale_and_crash_replacement),
+		cmocka_unit_test(test_new_revision_mid_rollout),
+		cmocka_unit_test(test_bad_commands_leave_state_alone),
+		cmocka_unit_test(test_names_round_trip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
