@@ -1,0 +1,18 @@
+/* Dispatch through a load balancer's table of operations. */
+#include "lb/lb.h"
+
+int lb_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v, size_t n)
+{
+	return lb->ops->set_backends(lb, service, listen, v, n);
+}
+
+int lb_remove_service(struct lb *lb, const char *service)
+{
+	return lb->ops->remove_service(lb, service);
+}
+
+void lb_close(struct lb *lb)
+{
+	if (lb != NULL)
+		lb->ops->close(lb);
+}

@@ -1,0 +1,59 @@
+/* Load balancers: how traffic reaches instances. A table of operations (struct lb_ops); `none`
+ * (none.c) steers nothing; the builtin proxy and HAProxy plug in the same way. */
+#ifndef ROLLOUT_LB_LB_H
+#define ROLLOUT_LB_LB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+enum lb_backend_state {
+	LB_ACTIVE,   /* receives new requests */
+	LB_DRAINING, /* no new request; in-flight ones finish */
+};
+
+/* One backend of a service as the daemon wants it. Backends not listed are removed. */
+struct lb_backend {
+	uint64_t id;
+	int revision;
+	char addr[64]; /* host:port */
+	enum lb_backend_state state;
+};
+
+struct lb;
+
+/* Reports, always from the event loop (never from inside the call that caused them). */
+struct lb_callbacks {
+	void *ctx;
+	/* A draining backend has no request in flight any more (or was unknown to the balancer). */
+	void (*drained)(void *ctx, const char *service, uint64_t id);
+};
+
+struct lb_ops {
+	const char *name;
+	/* Makes the service's backend set exactly v[0..n), atomically and idempotently. Every backend
+	 * newly or still DRAINING gets a `drained` report once it has nothing in flight. */
+	int (*set_backends)(struct lb *, const char *service, const char *listen, const struct lb_backend *v,
+			    size_t n);
+	/* Forgets a service (its listener closes). */
+	int (*remove_service)(struct lb *, const char *service);
+	/* Frees the balancer in libuv close callbacks; no report after this. */
+	void (*close)(struct lb *);
+};
+
+/* The common head of every balancer; implementations embed it first. */
+struct lb {
+	const struct lb_ops *ops;
+	struct lb_callbacks cb;
+};
+
+int lb_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v, size_t n);
+int lb_remove_service(struct lb *lb, const char *service);
+/* lb_close(NULL) is a no-op. */
+void lb_close(struct lb *lb);
+
+/* `none`: nothing to steer; every draining backend is reported drained at once. */
+int lb_none_new(uv_loop_t *loop, const struct lb_callbacks *cb, struct lb **out);
+
+#endif
