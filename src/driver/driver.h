@@ -1,0 +1,125 @@
+/* Instance drivers: where instances run. A table of operations (struct drv_ops) with the real
+ * `local` driver (processes on this machine, local.c) and a fake for tests (fake.c). */
+#ifndef ROLLOUT_DRIVER_DRIVER_H
+#define ROLLOUT_DRIVER_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "core/spec.h"
+
+struct drv;
+
+/* What a driver reports, always from the event loop (never from inside the call that caused it).
+ * For one instance: at most one `started`, then exactly one `exited`; `exited` also stands for
+ * "failed to start" (with a cause) and for "stop of an instance that is not running".
+ * The strings are only valid during the call. */
+struct drv_callbacks {
+	void *ctx;
+	void (*started)(void *ctx, const char *service, uint64_t id, int pid);
+	void (*exited)(void *ctx, const char *service, uint64_t id, const char *cause);
+};
+
+/* One start request. Nothing is kept after drv_start returns: the driver copies what it needs. */
+struct drv_start {
+	const char *service;
+	uint64_t id;
+	int revision;
+	const struct spec_template *tmpl;
+	int port;
+	const char *log_dir; /* stdout+stderr go to log_dir/<service>-<id>.log */
+};
+
+struct drv_ops {
+	const char *name;
+	/* Async: 0 then `started` (or `exited` with the cause of a start failure); -EEXIST when the
+	 * instance is already known, -EINVAL for a request without a command. */
+	int (*start)(struct drv *, const struct drv_start *req);
+	/* signo to the instance's process group, SIGKILL after grace_ms; `exited` follows. An unknown
+	 * or dead instance reports `exited` promptly. */
+	int (*stop)(struct drv *, const char *service, uint64_t id, int signo, int64_t grace_ms);
+	/* After a daemon restart: watch a running instance again. pid > 0: the process with that pid
+	 * and that start time; pid 0: the process whose environment carries this driver's marker and
+	 * the instance's name. 0 then `started` (with the pid), or -ESRCH / -EEXIST. */
+	int (*adopt)(struct drv *, const char *service, uint64_t id, int pid, uint64_t proc_start);
+	/* The pid and start time of a running instance (to record), or -ENOENT. */
+	int (*proc_info)(struct drv *, const char *service, uint64_t id, int *pid, uint64_t *proc_start);
+	/* Stops watching (instances keep running) and frees the driver, in libuv close callbacks
+	 * where it has handles. No callback is made after close. */
+	void (*close)(struct drv *);
+};
+
+/* The common head of every driver; implementations embed it first. */
+struct drv {
+	const struct drv_ops *ops;
+	struct drv_callbacks cb;
+};
+
+/* Dispatch through the table. */
+int drv_start(struct drv *d, const struct drv_start *req);
+int drv_stop(struct drv *d, const char *service, uint64_t id, int signo, int64_t grace_ms);
+int drv_adopt(struct drv *d, const char *service, uint64_t id, int pid, uint64_t proc_start);
+int drv_proc_info(struct drv *d, const char *service, uint64_t id, int *pid, uint64_t *proc_start);
+/* drv_close(NULL) is a no-op. */
+void drv_close(struct drv *d);
+
+/* ---- local: processes on this machine (local.c, docs/driver.md) ---- */
+
+#define DRV_LOCAL_LOG_MAX_DEFAULT (10 * 1024 * 1024)
+
+/* A new local driver on `loop`. `marker` (copied; e.g. the data dir) goes into every instance's
+ * environment as ROLLOUT_DATA so that two daemons never adopt each other's processes. cb is
+ * copied. Log files over DRV_LOCAL_LOG_MAX_DEFAULT are truncated before the next start. */
+int drv_local_new(uv_loop_t *loop, const char *marker, const struct drv_callbacks *cb, struct drv **out);
+/* Changes the log cap (bytes, > 0) of a local driver. */
+void drv_local_set_log_max(struct drv *d, int64_t max_bytes);
+
+/* Scans /proc for running instances of the daemon whose marker is `marker` (process group
+ * leaders whose environment has ROLLOUT_DATA=<marker> and ROLLOUT_INSTANCE=<service>/<id>) and
+ * calls cb for each. Returns the number found, or a negative errno when /proc cannot be read. */
+int drv_local_scan(const char *marker,
+		   void (*cb)(const char *service, uint64_t id, int pid, void *ctx), void *ctx);
+
+/* The start time of process pid (field 22 of /proc/<pid>/stat, clock ticks since boot), or a
+ * negative errno. */
+int drv_local_proc_start(int pid, uint64_t *out);
+
+/* ---- fake: records calls, the test decides what happens (fake.c) ---- */
+
+enum drv_fake_op { DRV_FAKE_START, DRV_FAKE_STOP, DRV_FAKE_ADOPT };
+
+/* One recorded call. Strings are owned by the fake. */
+struct drv_fake_call {
+	enum drv_fake_op op;
+	char *service;
+	uint64_t id;
+	int revision, port;             /* start */
+	int signo;                      /* stop */
+	int64_t grace_ms;               /* stop */
+	int pid;                        /* adopt */
+	uint64_t proc_start;            /* adopt */
+};
+
+/* A fake driver. Without a loop (NULL) reports are queued until drv_fake_flush; with a loop they
+ * are delivered from a zero timer. By default start reports `started` with a made-up pid and
+ * stop reports `exited` ("stopped"); drv_fake_set_auto(d, false, false) leaves both to the test. */
+int drv_fake_new(uv_loop_t *loop, const struct drv_callbacks *cb, struct drv **out);
+void drv_fake_set_auto(struct drv *d, bool auto_start, bool auto_stop);
+/* Makes the next start fail with err (negative errno) once. */
+void drv_fake_fail_next_start(struct drv *d, int err);
+/* Declares a process that adopt may find (pid > 0, with its start time). */
+void drv_fake_add_process(struct drv *d, const char *service, uint64_t id, int pid, uint64_t proc_start);
+/* Queues a `started` / `exited` report as the driver would make it. */
+void drv_fake_started(struct drv *d, const char *service, uint64_t id, int pid);
+void drv_fake_exited(struct drv *d, const char *service, uint64_t id, const char *cause);
+/* Delivers queued reports now; returns how many. */
+int drv_fake_flush(struct drv *d);
+size_t drv_fake_ncalls(const struct drv *d);
+const struct drv_fake_call *drv_fake_call_at(const struct drv *d, size_t i);
+/* Number of instances the fake believes are running. */
+size_t drv_fake_running(const struct drv *d);
+
+#endif

@@ -1,0 +1,750 @@
+/* The `local` driver: instances are detached processes on this machine, watched through pidfds so
+ * that they outlive the daemon and can be re-adopted after a restart (docs/driver.md). */
+#include "driver/driver.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/xmalloc.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+extern char **environ;
+
+#define ENVIRON_MAX (1024 * 1024) /* bytes of /proc/<pid>/environ we look at */
+
+struct local_drv;
+
+/* One instance we watch. It stays in the driver's list until its `exited` has been reported
+ * (or the driver closes); its memory is freed when its last handle is closed. */
+struct local_inst {
+	struct local_drv *d;
+	struct local_inst *next;
+	char *service;
+	uint64_t id;
+	int pid;             /* 0 until running */
+	uint64_t proc_start; /* /proc/<pid>/stat field 22 */
+	int pidfd;           /* -1 when none */
+	bool ghost;          /* only carries an `exited` for a stop of an unknown instance */
+	bool dead;           /* gone; `exited` pending or made */
+	bool started_reported;
+	bool stopping;
+	bool destroyed;
+	char *cause;
+	uv_poll_t poll;
+	bool poll_init;
+	uv_timer_t kill_timer; /* SIGKILL after the grace */
+	uv_timer_t defer;      /* delivers reports from the loop, not from inside a call */
+	int open;              /* handles not yet closed */
+};
+
+struct local_drv {
+	struct drv base;
+	uv_loop_t *loop;
+	char *marker;
+	int64_t log_max;
+	struct local_inst *insts;
+	bool closing;
+	int open; /* handles of the driver itself not yet closed (sentinel, spawned process) */
+	int n_inst; /* instances whose memory is not yet freed */
+	uv_timer_t sentinel;
+};
+
+static void drv_maybe_free(struct local_drv *d)
+{
+	if (d->closing && d->open == 0 && d->n_inst == 0) {
+		free(d->marker);
+		free(d);
+	}
+}
+
+/* ---- /proc ---- */
+
+/* Reads /proc/<pid>/stat: the process group (field 5) and start time (field 22). */
+static int proc_stat(int pid, int *pgrp, uint64_t *start)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	int err = errno;
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -err : -ESRCH;
+	buf[n] = '\0';
+	/* comm (field 2) may hold spaces and parentheses: fields resume after the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (p == NULL)
+		return -EINVAL;
+	p++;
+	unsigned long long v = 0;
+	for (int field = 3; field <= 22; field++) {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return -EINVAL;
+		if (field == 5 && pgrp != NULL)
+			*pgrp = atoi(p);
+		if (field == 22) {
+			errno = 0;
+			v = strtoull(p, NULL, 10);
+			if (errno != 0)
+				return -EINVAL;
+		}
+		while (*p != ' ' && *p != '\0')
+			p++;
+	}
+	if (start != NULL)
+		*start = v;
+	return 0;
+}
+
+int drv_local_proc_start(int pid, uint64_t *out)
+{
+	if (pid <= 0)
+		return -ESRCH;
+	return proc_stat(pid, NULL, out);
+}
+
+/* Reads at most ENVIRON_MAX bytes of /proc/<pid>/environ into a new buffer (*len bytes, NUL
+ * terminated entries). Returns 0 or a negative errno (EACCES for other users' processes). */
+static int read_environ(int pid, char **out, size_t *len)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/environ", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t cap = 4096, n = 0;
+	char *buf = xmalloc(cap + 1);
+	for (;;) {
+		if (n == cap) {
+			if (cap >= ENVIRON_MAX)
+				break;
+			cap *= 2;
+			buf = xrealloc(buf, cap + 1);
+		}
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0) {
+			int err = errno;
+			close(fd);
+			free(buf);
+			return -err;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* Looks for ROLLOUT_DATA=<marker> and ROLLOUT_INSTANCE=<service>/<id> in process pid's initial
+ * environment. Returns 1 and fills service (a new string, caller frees) and id, else 0. */
+static int proc_instance(int pid, const char *marker, char **service, uint64_t *id)
+{
+	char *env = NULL;
+	size_t len = 0;
+	if (read_environ(pid, &env, &len) != 0)
+		return 0;
+	bool marked = false;
+	const char *inst = NULL;
+	for (size_t i = 0; i < len;) {
+		const char *e = env + i;
+		size_t elen = strlen(e);
+		if (strncmp(e, "ROLLOUT_DATA=", 13) == 0 && strcmp(e + 13, marker) == 0)
+			marked = true;
+		else if (strncmp(e, "ROLLOUT_INSTANCE=", 17) == 0)
+			inst = e + 17;
+		i += elen + 1;
+	}
+	int found = 0;
+	const char *slash = inst != NULL ? strrchr(inst, '/') : NULL;
+	if (marked && slash != NULL && slash != inst && isdigit((unsigned char)slash[1])) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(slash + 1, &end, 10);
+		if (errno == 0 && *end == '\0') {
+			*service = xstrndup(inst, (size_t)(slash - inst));
+			*id = v;
+			found = 1;
+		}
+	}
+	free(env);
+	return found;
+}
+
+int drv_local_scan(const char *marker,
+		   void (*cb)(const char *service, uint64_t id, int pid, void *ctx), void *ctx)
+{
+	DIR *dir = opendir("/proc");
+	if (dir == NULL)
+		return -errno;
+	int found = 0;
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		int pid = atoi(de->d_name), pgrp = 0;
+		/* Instances are group leaders; their children inherit the environment but are not
+		 * instances. */
+		if (pid <= 0 || proc_stat(pid, &pgrp, NULL) != 0 || pgrp != pid)
+			continue;
+		char *service;
+		uint64_t id;
+		if (proc_instance(pid, marker, &service, &id)) {
+			found++;
+			if (cb != NULL)
+				cb(service, id, pid, ctx);
+			free(service);
+		}
+	}
+	closedir(dir);
+	return found;
+}
+
+/* ---- instances ---- */
+
+static void inst_handle_closed(uv_handle_t *h)
+{
+	struct local_inst *in = h->data;
+	if (--in->open > 0)
+		return;
+	struct local_drv *d = in->d;
+	if (in->pidfd >= 0)
+		close(in->pidfd);
+	free(in->service);
+	free(in->cause);
+	free(in);
+	d->n_inst--;
+	drv_maybe_free(d);
+}
+
+static struct local_inst *inst_new(struct local_drv *d, const char *service, uint64_t id, bool ghost)
+{
+	struct local_inst *in = xcalloc(1, sizeof *in);
+	in->d = d;
+	in->service = xstrdup(service);
+	in->id = id;
+	in->pidfd = -1;
+	in->ghost = ghost;
+	uv_timer_init(d->loop, &in->kill_timer);
+	uv_timer_init(d->loop, &in->defer);
+	in->kill_timer.data = in;
+	in->defer.data = in;
+	in->open = 2;
+	in->next = d->insts;
+	d->insts = in;
+	d->n_inst++;
+	return in;
+}
+
+/* Unlinks the instance and closes its handles; memory goes in inst_handle_closed. */
+static void inst_destroy(struct local_inst *in)
+{
+	if (in->destroyed)
+		return;
+	in->destroyed = true;
+	for (struct local_inst **pp = &in->d->insts; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == in) {
+			*pp = in->next;
+			break;
+		}
+	}
+	if (in->poll_init)
+		uv_close((uv_handle_t *)&in->poll, inst_handle_closed);
+	uv_close((uv_handle_t *)&in->kill_timer, inst_handle_closed);
+	uv_close((uv_handle_t *)&in->defer, inst_handle_closed);
+}
+
+static struct local_inst *inst_find(struct local_drv *d, const char *service, uint64_t id)
+{
+	for (struct local_inst *in = d->insts; in != NULL; in = in->next)
+		if (!in->ghost && in->id == id && strcmp(in->service, service) == 0)
+			return in;
+	return NULL;
+}
+
+static void on_defer(uv_timer_t *t);
+
+static void inst_defer(struct local_inst *in)
+{
+	uv_timer_start(&in->defer, on_defer, 0, 0);
+}
+
+/* Marks the instance gone with `cause` (copied) and schedules the `exited` report. */
+static void inst_dead(struct local_inst *in, const char *cause)
+{
+	if (in->dead)
+		return;
+	in->dead = true;
+	in->cause = xstrdup(cause);
+	if (in->poll_init)
+		uv_poll_stop(&in->poll);
+	uv_timer_stop(&in->kill_timer);
+	inst_defer(in);
+}
+
+/* Makes the pending reports: `started`, then `exited` for a dead instance. A callback may call
+ * back into the driver (even close it): nothing of the instance is touched after a callback
+ * except through memory that only close callbacks free. */
+static void on_defer(uv_timer_t *t)
+{
+	struct local_inst *in = t->data;
+	struct local_drv *d = in->d;
+	if (d->closing || in->destroyed)
+		return;
+	if (!in->started_reported && in->pid > 0) {
+		in->started_reported = true;
+		if (d->base.cb.started != NULL)
+			d->base.cb.started(d->base.cb.ctx, in->service, in->id, in->pid);
+		if (d->closing || in->destroyed)
+			return;
+	}
+	if (in->dead) {
+		inst_destroy(in); /* first, so the callback may start the same instance again */
+		if (d->base.cb.exited != NULL)
+			d->base.cb.exited(d->base.cb.ctx, in->service, in->id, in->cause);
+	}
+}
+
+/* The pidfd is readable: the process ended. Reaps it when it is our child (waitid on the pidfd
+ * only ever touches that very process). */
+static void on_pidfd(uv_poll_t *p, int status, int events)
+{
+	(void)status;
+	(void)events;
+	struct local_inst *in = p->data;
+	siginfo_t si;
+	char cause[128];
+	memset(&si, 0, sizeof si);
+	if (waitid((idtype_t)P_PIDFD, (id_t)in->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+		if (si.si_pid == 0)
+			return; /* not yet */
+		/* Our child, now a zombie: its pid (so its group id) cannot be reused before we reap it,
+		 * so what is left of its group can be killed safely: no orphans. */
+		kill(-in->pid, SIGKILL);
+		memset(&si, 0, sizeof si);
+		waitid((idtype_t)P_PIDFD, (id_t)in->pidfd, &si, WEXITED | WNOHANG);
+		if (si.si_code == CLD_EXITED) {
+			snprintf(cause, sizeof cause, "exited with status %d", si.si_status);
+		} else {
+			const char *abbrev = sigabbrev_np(si.si_status);
+			snprintf(cause, sizeof cause, "killed by SIG%s%s", abbrev ? abbrev : "?",
+				 si.si_code == CLD_DUMPED ? " (core dumped)" : "");
+		}
+	} else {
+		snprintf(cause, sizeof cause, "exited (status unknown: not a child of this daemon)");
+	}
+	inst_dead(in, cause);
+}
+
+/* Opens a pidfd on pid and starts watching it. Returns 0 or a negative errno. */
+static int inst_watch(struct local_inst *in, int pidfd)
+{
+	int rc = uv_poll_init(in->d->loop, &in->poll, pidfd);
+	if (rc != 0)
+		return rc;
+	in->pidfd = pidfd;
+	in->poll_init = true;
+	in->poll.data = in;
+	in->open++;
+	return uv_poll_start(&in->poll, UV_READABLE, on_pidfd);
+}
+
+static int pidfd_open(int pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+static void on_kill_timer(uv_timer_t *t)
+{
+	struct local_inst *in = t->data;
+	if (!in->dead && in->pid > 0)
+		kill(-in->pid, SIGKILL);
+}
+
+/* ---- start ---- */
+
+/* arg with every `${PORT}`, and every `$PORT` not followed by a name character, replaced by the
+ * port. Returns a new string. */
+static char *subst_port(const char *arg, int port)
+{
+	char num[16];
+	int nlen = snprintf(num, sizeof num, "%d", port);
+	size_t len = strlen(arg);
+	char *out = xmalloc(len * 3 + 16), *o = out; /* "$PORT" (5) -> at most 11 chars */
+	for (const char *p = arg; *p != '\0';) {
+		size_t skip = 0;
+		if (strncmp(p, "${PORT}", 7) == 0)
+			skip = 7;
+		else if (strncmp(p, "$PORT", 5) == 0 && !(isalnum((unsigned char)p[5]) || p[5] == '_'))
+			skip = 5;
+		if (skip != 0) {
+			memcpy(o, num, (size_t)nlen);
+			o += nlen;
+			p += skip;
+		} else {
+			*o++ = *p++;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static bool env_has_name(const char *entry, const char *name)
+{
+	size_t n = strlen(name);
+	return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+/* The environment of an instance: ours, minus what we set, plus the template's env, PORT,
+ * ROLLOUT_INSTANCE and ROLLOUT_DATA. A NULL-terminated array of new strings. */
+static char **build_env(const struct local_drv *d, const struct drv_start *req)
+{
+	const struct spec_template *t = req->tmpl;
+	size_t n = 0;
+	while (environ != NULL && environ[n] != NULL)
+		n++;
+	char **env = xcalloc(n + t->n_env + 4, sizeof *env);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *e = environ[i];
+		bool replaced = env_has_name(e, "PORT") || env_has_name(e, "ROLLOUT_INSTANCE") ||
+				env_has_name(e, "ROLLOUT_DATA");
+		for (size_t j = 0; j < t->n_env && !replaced; j++)
+			replaced = env_has_name(e, t->env[j].name);
+		if (!replaced)
+			env[k++] = xstrdup(e);
+	}
+	for (size_t j = 0; j < t->n_env; j++) {
+		const char *name = t->env[j].name;
+		if (strcmp(name, "PORT") == 0 || strcmp(name, "ROLLOUT_INSTANCE") == 0 ||
+		    strcmp(name, "ROLLOUT_DATA") == 0)
+			continue;
+		env[k++] = xasprintf("%s=%s", name, t->env[j].value ? t->env[j].value : "");
+	}
+	env[k++] = xasprintf("PORT=%d", req->port);
+	env[k++] = xasprintf("ROLLOUT_INSTANCE=%s/%" PRIu64, req->service, req->id);
+	env[k++] = xasprintf("ROLLOUT_DATA=%s", d->marker);
+	env[k] = NULL;
+	return env;
+}
+
+static void free_strv(char **v, bool wipe)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; v[i] != NULL; i++) {
+		if (wipe)
+			xwipe(v[i], strlen(v[i])); /* the template's env may hold secrets */
+		free(v[i]);
+	}
+	free(v);
+}
+
+/* mkdir -p. Returns 0 or a negative errno. */
+static int mkdirs(const char *path)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+	for (char *s = p + 1;; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+			*s = '\0';
+			if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+				rc = -errno;
+				break;
+			}
+			*s = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	free(p);
+	return rc;
+}
+
+/* Opens log_dir/<service>-<id>.log for appending, truncated first when over the cap. */
+static int open_log(const struct local_drv *d, const struct drv_start *req, char *err, size_t errlen)
+{
+	int rc = mkdirs(req->log_dir);
+	if (rc != 0) {
+		snprintf(err, errlen, "log dir %s: %s", req->log_dir, strerror(-rc));
+		return rc;
+	}
+	char *path = xasprintf("%s/%s-%" PRIu64 ".log", req->log_dir, req->service, req->id);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "log %s: %s", path, strerror(errno));
+		free(path);
+		return rc;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && st.st_size > d->log_max && ftruncate(fd, 0) != 0) {
+		/* keep appending: a log that cannot be capped is better than no instance */
+	}
+	free(path);
+	return fd;
+}
+
+static void proc_closed(uv_handle_t *h)
+{
+	struct local_drv *d = h->data;
+	free(h);
+	d->open--;
+	drv_maybe_free(d);
+}
+
+/* Spawns the instance's process. Failures to start become the instance's `exited` cause. */
+static void spawn_instance(struct local_drv *d, struct local_inst *in, const struct drv_start *req)
+{
+	const struct spec_template *t = req->tmpl;
+	char err[512];
+	struct stat st;
+	if (t->workdir != NULL) {
+		const char *why = NULL;
+		if (stat(t->workdir, &st) != 0)
+			why = strerror(errno);
+		else if (!S_ISDIR(st.st_mode))
+			why = "not a directory";
+		if (why != NULL) {
+			snprintf(err, sizeof err, "workdir %s: %s", t->workdir, why);
+			inst_dead(in, err);
+			return;
+		}
+	}
+	int logfd = open_log(d, req, err, sizeof err);
+	if (logfd < 0) {
+		inst_dead(in, err);
+		return;
+	}
+	char **argv = xcalloc(t->n_command + 1, sizeof *argv);
+	for (size_t i = 0; i < t->n_command; i++)
+		argv[i] = subst_port(t->command[i], req->port);
+	char **env = build_env(d, req);
+
+	uv_stdio_container_t stdio[3];
+	stdio[0].flags = UV_IGNORE;
+	stdio[1].flags = UV_INHERIT_FD;
+	stdio[1].data.fd = logfd;
+	stdio[2].flags = UV_INHERIT_FD;
+	stdio[2].data.fd = logfd;
+	uv_process_options_t opts;
+	memset(&opts, 0, sizeof opts);
+	opts.file = argv[0];
+	opts.args = argv;
+	opts.env = env;
+	opts.cwd = t->workdir;
+	opts.flags = UV_PROCESS_DETACHED; /* own session and group; outlives the daemon */
+	opts.stdio_count = 3;
+	opts.stdio = stdio;
+	uv_process_t *proc = xcalloc(1, sizeof *proc);
+	int rc = uv_spawn(d->loop, proc, &opts);
+	int pid = rc == 0 ? proc->pid : 0;
+	/* We watch through the pidfd and reap ourselves; libuv must not (a closed process handle is
+	 * never waited for by libuv). The handle is initialised even when uv_spawn failed. */
+	proc->data = d;
+	d->open++;
+	uv_close((uv_handle_t *)proc, proc_closed);
+	close(logfd);
+	free_strv(env, true);
+
+	if (rc != 0) {
+		snprintf(err, sizeof err, "exec %s: %s", argv[0], uv_strerror(rc));
+		free_strv(argv, false);
+		inst_dead(in, err);
+		return;
+	}
+	free_strv(argv, false);
+	in->pid = pid;
+	proc_stat(pid, NULL, &in->proc_start);
+	int fd = pidfd_open(pid);
+	if (fd < 0 || (rc = inst_watch(in, fd)) != 0) {
+		if (fd >= 0 && !in->poll_init)
+			close(fd);
+		snprintf(err, sizeof err, "pidfd_open %d: %s", pid, strerror(fd < 0 ? -fd : -rc));
+		kill(-pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		inst_dead(in, err);
+		return;
+	}
+	inst_defer(in);
+}
+
+static int local_start(struct drv *base, const struct drv_start *req)
+{
+	struct local_drv *d = (struct local_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	if (req->service == NULL || req->tmpl == NULL || req->tmpl->n_command == 0 ||
+	    req->tmpl->command == NULL || req->log_dir == NULL)
+		return -EINVAL;
+	if (inst_find(d, req->service, req->id) != NULL)
+		return -EEXIST;
+	struct local_inst *in = inst_new(d, req->service, req->id, false);
+	spawn_instance(d, in, req);
+	return 0;
+}
+
+static int local_stop(struct drv *base, const char *service, uint64_t id, int signo, int64_t grace_ms)
+{
+	struct local_drv *d = (struct local_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	struct local_inst *in = inst_find(d, service, id);
+	if (in == NULL) {
+		in = inst_new(d, service, id, true);
+		inst_dead(in, "not running");
+		return 0;
+	}
+	if (in->dead)
+		return 0; /* its `exited` is on its way */
+	in->stopping = true;
+	if (kill(-in->pid, signo) != 0 && errno != ESRCH)
+		return -errno;
+	uv_timer_start(&in->kill_timer, on_kill_timer, grace_ms > 0 ? (uint64_t)grace_ms : 0, 0);
+	return 0;
+}
+
+struct find_ctx {
+	const char *service;
+	uint64_t id;
+	int pid;
+};
+
+static void find_cb(const char *service, uint64_t id, int pid, void *ctx)
+{
+	struct find_ctx *f = ctx;
+	if (f->pid == 0 && id == f->id && strcmp(service, f->service) == 0)
+		f->pid = pid;
+}
+
+static int local_adopt(struct drv *base, const char *service, uint64_t id, int pid, uint64_t proc_start)
+{
+	struct local_drv *d = (struct local_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	if (inst_find(d, service, id) != NULL)
+		return -EEXIST;
+	uint64_t start = 0;
+	if (pid == 0) {
+		struct find_ctx f = {service, id, 0};
+		drv_local_scan(d->marker, find_cb, &f);
+		if (f.pid == 0)
+			return -ESRCH;
+		pid = f.pid;
+		if (proc_stat(pid, NULL, &proc_start) != 0)
+			return -ESRCH;
+	}
+	if (pid < 0 || proc_stat(pid, NULL, &start) != 0 || start != proc_start)
+		return -ESRCH;
+	int fd = pidfd_open(pid);
+	if (fd < 0)
+		return -ESRCH;
+	/* The pid could have been reused between the check and the open: check again, now that the
+	 * pidfd pins the process it names. */
+	if (proc_stat(pid, NULL, &start) != 0 || start != proc_start) {
+		close(fd);
+		return -ESRCH;
+	}
+	struct local_inst *in = inst_new(d, service, id, false);
+	in->pid = pid;
+	in->proc_start = proc_start;
+	int rc = inst_watch(in, fd);
+	if (rc != 0) {
+		if (!in->poll_init)
+			close(fd);
+		inst_destroy(in);
+		return rc;
+	}
+	inst_defer(in);
+	return 0;
+}
+
+static int local_proc_info(struct drv *base, const char *service, uint64_t id, int *pid, uint64_t *proc_start)
+{
+	struct local_drv *d = (struct local_drv *)base;
+	struct local_inst *in = inst_find(d, service, id);
+	if (in == NULL || in->dead || in->pid <= 0)
+		return -ENOENT;
+	if (pid != NULL)
+		*pid = in->pid;
+	if (proc_start != NULL)
+		*proc_start = in->proc_start;
+	return 0;
+}
+
+static void sentinel_closed(uv_handle_t *h)
+{
+	struct local_drv *d = h->data;
+	d->open--;
+	drv_maybe_free(d);
+}
+
+/* Stops watching every instance (they keep running) and closes the driver's handles; the memory
+ * goes when the last one is closed. */
+static void local_close(struct drv *base)
+{
+	struct local_drv *d = (struct local_drv *)base;
+	if (d->closing)
+		return;
+	d->closing = true;
+	while (d->insts != NULL)
+		inst_destroy(d->insts);
+	uv_close((uv_handle_t *)&d->sentinel, sentinel_closed);
+}
+
+static const struct drv_ops local_ops = {
+	.name = "local",
+	.start = local_start,
+	.stop = local_stop,
+	.adopt = local_adopt,
+	.proc_info = local_proc_info,
+	.close = local_close,
+};
+
+int drv_local_new(uv_loop_t *loop, const char *marker, const struct drv_callbacks *cb, struct drv **out)
+{
+	if (loop == NULL || marker == NULL || cb == NULL || out == NULL)
+		return -EINVAL;
+	struct local_drv *d = xcalloc(1, sizeof *d);
+	d->base.ops = &local_ops;
+	d->base.cb = *cb;
+	d->loop = loop;
+	d->marker = xstrdup(marker);
+	d->log_max = DRV_LOCAL_LOG_MAX_DEFAULT;
+	uv_timer_init(loop, &d->sentinel);
+	d->sentinel.data = d;
+	d->open = 1;
+	*out = &d->base;
+	return 0;
+}
+
+void drv_local_set_log_max(struct drv *base, int64_t max_bytes)
+{
+	struct local_drv *d = (struct local_drv *)base;
+	if (base->ops == &local_ops && max_bytes > 0)
+		d->log_max = max_bytes;
+}
