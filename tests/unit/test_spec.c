@@ -1,0 +1,669 @@
+/* Unit tests for spec_parse (src/spec/spec_yaml.c): the DESIGN example, defaults, one test per
+ * class of error with its exact text and position, limits, secrets, env order, template hash. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spec/spec_yaml.h"
+#include "util/xmalloc.h"
+
+/* A valid spec's required part, three lines; tests append to it, so their own lines start at 4. */
+#define BASE "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\", command: [./web]}\n"
+
+struct fx {
+	struct spec s;
+	struct spec_errors e;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof *f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	spec_clear(&f->s);
+	spec_errors_clear(&f->e);
+	free(f);
+	return 0;
+}
+
+static int parse(struct fx *f, const char *yaml)
+{
+	spec_clear(&f->s);
+	spec_errors_clear(&f->e);
+	return spec_parse(yaml, strlen(yaml), "spec.yaml", &f->s, &f->e);
+}
+
+/* Parses yaml, which must fail with exactly the one message want. */
+static void expect_one(void **state, const char *yaml, const char *want)
+{
+	struct fx *f = *state;
+	int rc = parse(f, yaml);
+	for (size_t i = 0; i < f->e.n; i++)
+		print_message("  got: %s\n", f->e.v[i]);
+	assert_int_equal(rc, -EINVAL);
+	assert_int_equal(f->e.n, 1);
+	assert_string_equal(f->e.v[0], want);
+	/* On failure the spec is left cleared. */
+	assert_null(f->s.service);
+	assert_null(f->s.tmpl.command);
+}
+
+static const char design_example[] =
+	"service: hello\n"
+	"replicas: 4\n"
+	"listen: 127.0.0.1:8080            # where the load balancer accepts traffic\n"
+	"protocol: http                    # http | tcp\n"
+	"template:                         # changing anything here makes a new revision\n"
+	"  version: \"2\"\n"
+	"  command: [\"./hello\", \"--port\", \"${PORT}\", \"--version\", \"2\"]\n"
+	"  env: {GREETING: hi}\n"
+	"  workdir: examples/hello\n"
+	"health:\n"
+	"  http: {path: /healthz, status: 200}   # or tcp: {} or exec: [\"./check.sh\"]\n"
+	"  interval: 1s\n"
+	"  timeout: 500ms\n"
+	"  healthy_threshold: 1\n"
+	"  unhealthy_threshold: 3\n"
+	"strategy:\n"
+	"  max_surge: 25%\n"
+	"  max_unavailable: 0\n"
+	"  batches: [1, 25%, 100%]\n"
+	"  pause_after: []\n"
+	"  min_ready: 2s\n"
+	"  health_deadline: 30s\n"
+	"  progress_deadline: 10m\n"
+	"  max_failures: 0\n"
+	"  auto_rollback: true\n"
+	"  analysis: {max_error_rate: 1%, max_p99: 500ms, window: 10s, min_requests: 50}\n"
+	"  watch: 5m                       # keep analysing after completion; a breach rolls back\n"
+	"drain: {timeout: 30s}\n"
+	"stop: {signal: TERM, grace: 10s}\n"
+	"targets: local                    # or a list of ssh://user@host[:port] with per-host settings\n"
+	"lb: builtin                       # or none, or {haproxy: {socket: /run/haproxy/admin.sock, backend: "
+	"hello}}\n"
+	"notify: [{url: \"http://127.0.0.1:9000/hook\", events: [failed, rolled_back]}]\n";
+
+static void test_design_example(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(parse(f, design_example), 0);
+	assert_int_equal(f->e.n, 0);
+	struct spec *s = &f->s;
+	assert_string_equal(s->file, "spec.yaml");
+	assert_string_equal(s->service, "hello");
+	assert_int_equal(s->replicas, 4);
+	assert_int_equal(s->replicas_pos.line, 2);
+	assert_int_equal(s->replicas_pos.col, 11);
+	assert_string_equal(s->listen, "127.0.0.1:8080");
+	assert_int_equal(s->protocol, SPEC_PROTO_HTTP);
+	assert_string_equal(s->tmpl.version, "2");
+	assert_int_equal(s->tmpl.n_command, 5);
+	assert_string_equal(s->tmpl.command[0], "./hello");
+	assert_string_equal(s->tmpl.command[2], "${PORT}");
+	assert_string_equal(s->tmpl.command[4], "2");
+	assert_null(s->tmpl.command[5]);
+	assert_int_equal(s->tmpl.n_env, 1);
+	assert_string_equal(s->tmpl.env[0].name, "GREETING");
+	assert_string_equal(s->tmpl.env[0].value, "hi");
+	assert_false(s->tmpl.env[0].secret);
+	assert_string_equal(s->tmpl.workdir, "examples/hello");
+	assert_int_equal(s->health.kind, SPEC_CHECK_HTTP);
+	assert_string_equal(s->health.http_path, "/healthz");
+	assert_int_equal(s->health.http_status, 200);
+	assert_int_equal(s->health.interval_ms, 1000);
+	assert_int_equal(s->health.timeout_ms, 500);
+	assert_int_equal(s->health.healthy_threshold, 1);
+	assert_int_equal(s->health.unhealthy_threshold, 3);
+	const struct spec_strategy *st = &s->strategy;
+	assert_true(st->max_surge.percent);
+	assert_int_equal(st->max_surge.value, 25);
+	assert_false(st->max_unavailable.percent);
+	assert_int_equal(st->max_unavailable.value, 0);
+	assert_int_equal(st->surge_pos.line, 17);
+	assert_int_equal(st->surge_pos.col, 14);
+	assert_int_equal(st->n_batches, 3);
+	assert_false(st->batches[0].percent);
+	assert_int_equal(st->batches[0].value, 1);
+	assert_true(st->batches[1].percent);
+	assert_int_equal(st->batches[1].value, 25);
+	assert_int_equal(st->batches[2].value, 100);
+	assert_int_equal(st->batches_pos.line, 19);
+	assert_int_equal(st->n_pause_after, 0);
+	assert_int_equal(st->min_ready_ms, 2000);
+	assert_int_equal(st->health_deadline_ms, 30000);
+	assert_int_equal(st->progress_deadline_ms, 600000);
+	assert_int_equal(st->max_failures.value, 0);
+	assert_true(st->auto_rollback);
+	assert_true(st->analysis.enabled);
+	assert_true(st->analysis.max_error_rate.set);
+	assert_false(st->analysis.max_error_rate.relative);
+	assert_true(st->analysis.max_error_rate.value > 0.00999 && st->analysis.max_error_rate.value < 0.01001);
+	assert_true(st->analysis.max_p99.set);
+	assert_false(st->analysis.max_p99.relative);
+	assert_true(st->analysis.max_p99.value == 500.0);
+	assert_int_equal(st->analysis.window_ms, 10000);
+	assert_int_equal(st->analysis.min_requests, 50);
+	assert_int_equal(st->watch_ms, 300000);
+	assert_int_equal(s->drain_timeout_ms, 30000);
+	assert_int_equal(s->stop_signal, SIGTERM);
+	assert_int_equal(s->stop_grace_ms, 10000);
+	assert_true(s->targets_local);
+	assert_int_equal(s->n_targets, 0);
+	assert_int_equal(s->lb, SPEC_LB_BUILTIN);
+	assert_int_equal(s->n_notify, 1);
+	assert_string_equal(s->notify[0].url, "http://127.0.0.1:9000/hook");
+	assert_int_equal(s->notify[0].events, (1u << SPEC_EV_FAILED) | (1u << SPEC_EV_ROLLED_BACK));
+	assert_false(s->notify[0].slack);
+	/* 4 replicas, batches 1, 25% (1), 100% (4, capped): three batches. */
+	assert_int_equal(spec_batch_count(st, s->replicas), 3);
+}
+
+static void test_defaults(void **state)
+{
+	struct fx *f = *state;
+	struct spec d;
+	spec_init(&d);
+	assert_int_equal(parse(f, BASE), 0);
+	struct spec *s = &f->s;
+	assert_string_equal(s->service, "web");
+	assert_int_equal(s->replicas, d.replicas);
+	assert_int_equal(s->replicas_pos.line, 0);
+	assert_int_equal(s->protocol, SPEC_PROTO_HTTP);
+	assert_null(s->tmpl.workdir);
+	assert_int_equal(s->tmpl.n_env, 0);
+	assert_int_equal(s->health.kind, SPEC_CHECK_NONE);
+	assert_int_equal(s->health.interval_ms, d.health.interval_ms);
+	assert_int_equal(s->health.timeout_ms, d.health.timeout_ms);
+	assert_int_equal(s->strategy.max_surge.value, 25);
+	assert_true(s->strategy.max_surge.percent);
+	assert_int_equal(s->strategy.max_unavailable.value, 0);
+	assert_int_equal(s->strategy.n_batches, 0);
+	assert_int_equal(s->strategy.health_deadline_ms, d.strategy.health_deadline_ms);
+	assert_int_equal(s->strategy.progress_deadline_ms, d.strategy.progress_deadline_ms);
+	assert_true(s->strategy.auto_rollback);
+	assert_false(s->strategy.analysis.enabled);
+	assert_int_equal(s->drain_timeout_ms, 30000);
+	assert_int_equal(s->stop_signal, SIGTERM);
+	assert_int_equal(s->stop_grace_ms, 10000);
+	assert_true(s->targets_local);
+	assert_int_equal(s->lb, SPEC_LB_BUILTIN);
+	assert_int_equal(s->n_notify, 0);
+	/* A version written as a YAML integer is its text. */
+	assert_int_equal(parse(f, "service: w\nlisten: localhost:80\ntemplate: {version: 7, command: [a, 8080]}\n"), 0);
+	assert_string_equal(f->s.tmpl.version, "7");
+	assert_string_equal(f->s.tmpl.command[1], "8080");
+}
+
+static void test_unknown_key_did_you_mean(void **state)
+{
+	expect_one(state, BASE "strategy:\n  max_surg: 1\n",
+		   "spec.yaml:5:3: unknown key 'max_surg' in strategy; did you mean 'max_surge'?");
+	expect_one(state, BASE "replica: 3\n", "spec.yaml:4:1: unknown key 'replica'; did you mean 'replicas'?");
+	/* A prefix of a longer key. */
+	expect_one(state, BASE "strategy: {health: 1s}\n",
+		   "spec.yaml:4:12: unknown key 'health' in strategy; did you mean 'health_deadline'?");
+	/* Nothing close: the valid keys are listed. */
+	expect_one(state, BASE "drain: {zzzzzz: 1s}\n",
+		   "spec.yaml:4:9: unknown key 'zzzzzz' in drain; expected one of: timeout");
+}
+
+static void test_wrong_type(void **state)
+{
+	expect_one(state, BASE "replicas: \"4\"\n", "spec.yaml:4:11: replicas: expected an integer, got a string");
+	expect_one(state, BASE "strategy: {auto_rollback: yes}\n",
+		   "spec.yaml:4:27: auto_rollback: expected a boolean (true or false), got a string");
+	expect_one(state, BASE "health: [1]\n", "spec.yaml:4:9: health: expected a mapping, got a list");
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\", command: [[a]]}\n",
+		   "spec.yaml:3:36: command[0]: expected a string, got a list");
+}
+
+static void test_out_of_range(void **state)
+{
+	expect_one(state, BASE "replicas: 10001\n", "spec.yaml:4:11: replicas: 10001 is out of range (0 to 10000)");
+	expect_one(state, BASE "replicas: -1\n", "spec.yaml:4:11: replicas: -1 is out of range (0 to 10000)");
+	expect_one(state, BASE "health: {http: {status: 700}}\n",
+		   "spec.yaml:4:25: status: 700 is out of range (100 to 599)");
+}
+
+static void test_bad_amount_and_duration(void **state)
+{
+	expect_one(state, BASE "strategy:\n  max_surge: \"125x\"\n",
+		   "spec.yaml:5:14: max_surge: \"125x\" is not a count or a percent");
+	expect_one(state, BASE "strategy: {min_ready: 5}\n",
+		   "spec.yaml:4:23: min_ready: \"5\" is not a duration (write it like 500ms, 10s or 1m30s)");
+	expect_one(state, BASE "drain: {timeout: 1x}\n",
+		   "spec.yaml:4:18: timeout: \"1x\" is not a duration (write it like 500ms, 10s or 1m30s)");
+	expect_one(state, BASE "strategy: {analysis: {max_error_rate: 2y}}\n",
+		   "spec.yaml:4:39: max_error_rate: \"2y\" is not a percent (1%) or a factor of the old revision's rate "
+		   "(2x)");
+}
+
+static void test_amount_forms(void **state)
+{
+	struct fx *f = *state;
+	/* A YAML integer, a quoted percent and a plain percent are all amounts. */
+	assert_int_equal(parse(f, BASE "strategy: {max_surge: 2, max_unavailable: \"10%\", max_failures: 5%}\n"), 0);
+	assert_false(f->s.strategy.max_surge.percent);
+	assert_int_equal(f->s.strategy.max_surge.value, 2);
+	assert_true(f->s.strategy.max_unavailable.percent);
+	assert_int_equal(f->s.strategy.max_unavailable.value, 10);
+	assert_true(f->s.strategy.max_failures.percent);
+	/* Surge may go past 100%. */
+	assert_int_equal(parse(f, BASE "strategy: {max_surge: 200%}\n"), 0);
+	/* Relative limits. */
+	assert_int_equal(parse(f, BASE "strategy: {analysis: {max_error_rate: 2x, max_p99: 1.5x}}\n"), 0);
+	assert_true(f->s.strategy.analysis.max_error_rate.relative);
+	assert_true(f->s.strategy.analysis.max_error_rate.value == 2.0);
+	assert_true(f->s.strategy.analysis.max_p99.relative);
+	assert_true(f->s.strategy.analysis.max_p99.value == 1.5);
+	assert_int_equal(f->s.strategy.analysis.min_requests, 50);
+}
+
+static void test_duplicate_key(void **state)
+{
+	expect_one(state, BASE "replicas: 2\nreplicas: 3\n", "spec.yaml:5:1: duplicate key 'replicas' (first at line 4)");
+	expect_one(state, BASE "stop: {grace: 1s, grace: 2s}\n",
+		   "spec.yaml:4:19: duplicate key 'grace' (first at line 4)");
+}
+
+static void test_surge_unavailable_zero(void **state)
+{
+	expect_one(state, BASE "strategy:\n  max_surge: 0\n  max_unavailable: 0%\n",
+		   "spec.yaml:5:14: max_surge and max_unavailable are both 0, so no instance could ever be replaced; "
+		   "raise one of them");
+	/* max_unavailable defaults to 0, so surge 0 alone is the same contradiction. */
+	expect_one(state, BASE "strategy: {max_surge: 0}\n",
+		   "spec.yaml:4:23: max_surge and max_unavailable are both 0, so no instance could ever be replaced; "
+		   "raise one of them");
+	struct fx *f = *state;
+	assert_int_equal(parse(f, BASE "strategy: {max_surge: 0, max_unavailable: 1}\n"), 0);
+}
+
+static void test_percent_over_100(void **state)
+{
+	expect_one(state, BASE "strategy: {max_unavailable: 150%}\n",
+		   "spec.yaml:4:29: max_unavailable: 150% is more than 100%");
+	expect_one(state, BASE "strategy: {batches: [1, 101%]}\n",
+		   "spec.yaml:4:25: batches[1]: 101% is more than 100%");
+}
+
+static void test_pause_after(void **state)
+{
+	struct fx *f = *state;
+	/* 4 replicas in batches of 1 then 25% (1): four batches. */
+	const char *ok = BASE "replicas: 4\nstrategy: {batches: [1, 25%], pause_after: [1, {batch: 4, duration: 5m}]}\n";
+	assert_int_equal(parse(f, ok), 0);
+	assert_int_equal(f->s.strategy.n_pause_after, 2);
+	assert_int_equal(f->s.strategy.pause_after[0].batch, 1);
+	assert_int_equal(f->s.strategy.pause_after[0].duration_ms, 0);
+	assert_int_equal(f->s.strategy.pause_after[0].pos.line, 5);
+	assert_int_equal(f->s.strategy.pause_after[1].batch, 4);
+	assert_int_equal(f->s.strategy.pause_after[1].duration_ms, 300000);
+	assert_non_null(spec_pause_after(&f->s.strategy, 4));
+
+	expect_one(state, BASE "replicas: 4\nstrategy: {batches: [1, 25%], pause_after: [5]}\n",
+		   "spec.yaml:5:45: pause_after: batch 5 is past the last batch, 4 (for 4 replicas)");
+	/* Without batches, the whole service is one batch. */
+	expect_one(state, BASE "strategy:\n  pause_after:\n    - {batch: 2}\n",
+		   "spec.yaml:6:7: pause_after: batch 2 is past the last batch, 1 (for 1 replica)");
+	expect_one(state, BASE "strategy: {pause_after: [0]}\n",
+		   "spec.yaml:4:26: pause_after[0]: batch 0 does not exist; batches are numbered from 1");
+	expect_one(state, BASE "strategy: {pause_after: [1, 1]}\n", "spec.yaml:4:29: pause_after[1]: batch 1 is listed twice");
+}
+
+static void test_health_timeout_interval(void **state)
+{
+	expect_one(state, BASE "health:\n  tcp: {}\n  interval: 1s\n  timeout: 2s\n",
+		   "spec.yaml:7:12: health: timeout 2s is longer than interval 1s");
+	/* The default timeout (1s) against a shorter interval: the interval is pointed at. */
+	expect_one(state, BASE "health: {interval: 500ms}\n",
+		   "spec.yaml:4:20: health: timeout 1s is longer than interval 500ms");
+	expect_one(state, BASE "health: {tcp: {}, exec: [./check]}\n",
+		   "spec.yaml:4:25: health: exec: only one of http, tcp or exec may be set");
+}
+
+static void test_health_kinds(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(parse(f, BASE "health: {exec: [./check.sh, -v]}\n"), 0);
+	assert_int_equal(f->s.health.kind, SPEC_CHECK_EXEC);
+	assert_int_equal(f->s.health.n_exec, 2);
+	assert_string_equal(f->s.health.exec[1], "-v");
+	assert_null(f->s.health.exec[2]);
+	assert_int_equal(parse(f, BASE "health: {tcp: {}}\n"), 0);
+	assert_int_equal(f->s.health.kind, SPEC_CHECK_TCP);
+	assert_int_equal(parse(f, BASE "health: {http: {}}\n"), 0);
+	assert_string_equal(f->s.health.http_path, "/");
+	assert_int_equal(f->s.health.http_status, 200);
+}
+
+static void test_health_deadline_zero(void **state)
+{
+	expect_one(state, BASE "strategy: {health_deadline: 0}\n",
+		   "spec.yaml:4:29: health_deadline: must be more than 0");
+}
+
+static void test_min_requests(void **state)
+{
+	expect_one(state, BASE "strategy: {analysis: {max_error_rate: 1%, min_requests: 0}}\n",
+		   "spec.yaml:4:57: min_requests: must be at least 1, got 0");
+	expect_one(state, BASE "strategy: {analysis: {window: 10s}}\n",
+		   "spec.yaml:4:22: analysis: set max_error_rate or max_p99 (or leave analysis out)");
+}
+
+static void test_signal(void **state)
+{
+	struct fx *f = *state;
+	expect_one(state, BASE "stop: {signal: FOO}\n",
+		   "spec.yaml:4:16: signal: unknown signal \"FOO\"; use TERM, INT, QUIT, HUP, USR1, USR2 or KILL");
+	assert_int_equal(parse(f, BASE "stop: {signal: SIGINT}\n"), 0);
+	assert_int_equal(f->s.stop_signal, SIGINT);
+	assert_int_equal(parse(f, BASE "stop: {signal: USR2}\n"), 0);
+	assert_int_equal(f->s.stop_signal, SIGUSR2);
+	assert_int_equal(parse(f, BASE "stop: {signal: KILL}\n"), 0);
+	assert_int_equal(f->s.stop_signal, SIGKILL);
+}
+
+static void test_syntax_error(void **state)
+{
+	expect_one(state, "service: [a, b\n",
+		   "spec.yaml:2:1: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence "
+		   "at line 1, column 10)");
+	expect_one(state, "a: b\n c: d\n", "spec.yaml:2:3: YAML syntax error: mapping values are not allowed in this context");
+	expect_one(state, BASE "x: *anchor\n",
+		   "spec.yaml:4:4: YAML aliases (*name) are not supported in a spec; write the value out");
+	expect_one(state, BASE "---\nservice: b\n", "spec.yaml:4:1: only one YAML document is allowed in a spec");
+}
+
+static void test_empty_and_not_mapping(void **state)
+{
+	const char *empty = "spec.yaml:1:1: the spec is empty; it needs at least service, listen and template";
+	expect_one(state, "", empty);
+	expect_one(state, "# nothing\n", empty);
+	expect_one(state, "---\n...\n", empty);
+	expect_one(state, "- a\n- b\n", "spec.yaml:1:1: the spec must be a mapping of keys (service: ..., replicas: ...), got a list");
+	expect_one(state, "\n  hello\n", "spec.yaml:2:3: the spec must be a mapping of keys (service: ..., replicas: ...), got a string");
+}
+
+static void test_required(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(parse(f, "replicas: 2\n"), -EINVAL);
+	assert_int_equal(f->e.n, 3);
+	assert_string_equal(f->e.v[0], "spec.yaml:1:1: missing required key 'service'");
+	assert_string_equal(f->e.v[1], "spec.yaml:1:1: missing required key 'template' (with version and command)");
+	assert_string_equal(f->e.v[2], "spec.yaml:1:1: missing required key 'listen' (host:port; only lb: none goes without)");
+	expect_one(state, "service: w\nlisten: localhost:1\ntemplate: {command: [x]}\n",
+		   "spec.yaml:3:11: template: missing required key 'version'");
+	expect_one(state, "service: w\nlisten: localhost:1\ntemplate: {version: x, command: []}\n",
+		   "spec.yaml:3:33: command: must not be empty");
+	/* lb: none needs no listen, and drops one that is given. */
+	assert_int_equal(parse(f, "service: w\nlb: none\ntemplate: {version: x, command: [x]}\n"), 0);
+	assert_int_equal(f->s.lb, SPEC_LB_NONE);
+	assert_null(f->s.listen);
+}
+
+static void test_names_and_addresses(void **state)
+{
+	struct fx *f = *state;
+	expect_one(state, "service: Web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\", command: [./web]}\n",
+		   "spec.yaml:1:10: service: \"Web\" is not a valid name (1 to 63 lowercase letters, digits or '-', "
+		   "starting with a letter)");
+	expect_one(state, "service: 1web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\", command: [./web]}\n",
+		   "spec.yaml:1:10: service: \"1web\" is not a valid name (1 to 63 lowercase letters, digits or '-', "
+		   "starting with a letter)");
+	const char *bad[] = {"127.0.0.1:0", "127.0.0.1:65536", "1.2.3:80", "256.0.0.1:80", "example.com:80", ":80",
+			     "[zz]:80", "127.0.0.1"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char y[256];
+		snprintf(y, sizeof y, "service: w\ntemplate: {version: x, command: [x]}\nlisten: \"%s\"\n", bad[i]);
+		assert_int_equal(parse(f, y), -EINVAL);
+		assert_int_equal(f->e.n, 1);
+		assert_non_null(strstr(f->e.v[0], "spec.yaml:3:9: listen: \""));
+		assert_non_null(strstr(f->e.v[0], "is not host:port"));
+	}
+	const char *good[] = {"127.0.0.1:1", "0.0.0.0:65535", "[::1]:8080", "[::]:80", "localhost:8080"};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		char y[256];
+		snprintf(y, sizeof y, "service: w\ntemplate: {version: x, command: [x]}\nlisten: \"%s\"\n", good[i]);
+		assert_int_equal(parse(f, y), 0);
+		assert_string_equal(f->s.listen, good[i]);
+	}
+}
+
+static void test_targets_lb_notify(void **state)
+{
+	struct fx *f = *state;
+	const char *y = BASE "targets:\n  - ssh://deploy@10.0.0.1\n  - {host: \"ssh://ops@web2.example:2222\", labels: "
+			     "{zone: b}}\n  - ssh://u@[::1]:22\n"
+			     "lb: {haproxy: {socket: /run/haproxy/admin.sock}}\n"
+			     "notify:\n  - {url: \"https://hooks.example/x\", slack: true}\n";
+	assert_int_equal(parse(f, y), 0);
+	struct spec *s = &f->s;
+	assert_false(s->targets_local);
+	assert_int_equal(s->n_targets, 3);
+	assert_string_equal(s->targets[0].user, "deploy");
+	assert_string_equal(s->targets[0].host, "10.0.0.1");
+	assert_int_equal(s->targets[0].port, 22);
+	assert_string_equal(s->targets[1].url, "ssh://ops@web2.example:2222");
+	assert_string_equal(s->targets[1].host, "web2.example");
+	assert_int_equal(s->targets[1].port, 2222);
+	assert_int_equal(s->targets[1].n_labels, 1);
+	assert_string_equal(s->targets[1].labels[0].name, "zone");
+	assert_string_equal(s->targets[1].labels[0].value, "b");
+	assert_string_equal(s->targets[2].host, "::1");
+	assert_int_equal(s->lb, SPEC_LB_HAPROXY);
+	assert_string_equal(s->haproxy_socket, "/run/haproxy/admin.sock");
+	assert_string_equal(s->haproxy_backend, "web"); /* defaults to the service name */
+	assert_int_equal(s->n_notify, 1);
+	assert_int_equal(s->notify[0].events, 0);
+	assert_true(s->notify[0].slack);
+
+	expect_one(state, BASE "targets: [\"ssh://nouser\"]\n",
+		   "spec.yaml:4:11: targets[0]: \"ssh://nouser\" is not ssh://user@host[:port]");
+	expect_one(state, BASE "targets: remote\n",
+		   "spec.yaml:4:10: targets: expected local or a list of ssh://user@host[:port], got a string");
+	expect_one(state, BASE "lb: nginx\n",
+		   "spec.yaml:4:5: lb: \"nginx\" is not a load balancer; use builtin, none or {haproxy: {...}}");
+	expect_one(state, BASE "notify: [{url: \"http://x/\", events: [finished]}]\n",
+		   "spec.yaml:4:38: events: unknown event \"finished\"; use started, paused, completed, failed, "
+		   "rolled_back or aborted");
+}
+
+static void test_three_mistakes(void **state)
+{
+	struct fx *f = *state;
+	const char *y = "service: web\n"
+			"replicas: many\n"
+			"listen: 127.0.0.1:8080\n"
+			"template: {version: \"1\", command: [./web]}\n"
+			"strategy:\n"
+			"  max_surge: \"125x\"\n"
+			"  pause_afterr: [1]\n";
+	assert_int_equal(parse(f, y), -EINVAL);
+	for (size_t i = 0; i < f->e.n; i++)
+		print_message("  got: %s\n", f->e.v[i]);
+	assert_int_equal(f->e.n, 3);
+	assert_string_equal(f->e.v[0], "spec.yaml:2:11: replicas: expected an integer, got a string");
+	assert_string_equal(f->e.v[1], "spec.yaml:6:14: max_surge: \"125x\" is not a count or a percent");
+	assert_string_equal(f->e.v[2], "spec.yaml:7:3: unknown key 'pause_afterr' in strategy; did you mean 'pause_after'?");
+}
+
+static void test_secrets_never_in_messages(void **state)
+{
+	struct fx *f = *state;
+	const char *bad = "service: web\nlisten: 127.0.0.1:8080\n"
+			  "template:\n  version: \"1\"\n  command: [./web]\n"
+			  "  env:\n"
+			  "    TOKEN: {value: hunter2, secret: sure}\n"
+			  "    TOKEN: {value: hunter2, secret: true}\n"
+			  "    \"9X\": {value: hunter2, secret: true}\n"
+			  "    PW: {value: [hunter2], secret: true}\n"
+			  "    KEY: {valu: hunter2, secret: true}\n";
+	assert_int_equal(parse(f, bad), -EINVAL);
+	assert_true(f->e.n >= 5);
+	for (size_t i = 0; i < f->e.n; i++) {
+		print_message("  got: %s\n", f->e.v[i]);
+		assert_null(strstr(f->e.v[i], "hunter2"));
+	}
+	/* And a good secret is kept, flagged. */
+	const char *good = "service: web\nlisten: 127.0.0.1:8080\n"
+			   "template:\n  version: \"1\"\n  command: [./web]\n"
+			   "  env: {TOKEN: {value: hunter2, secret: true}}\n";
+	assert_int_equal(parse(f, good), 0);
+	assert_string_equal(f->s.tmpl.env[0].value, "hunter2");
+	assert_true(f->s.tmpl.env[0].secret);
+}
+
+static void test_env_sorted(void **state)
+{
+	struct fx *f = *state;
+	const char *y = "service: web\nlisten: 127.0.0.1:8080\n"
+			"template:\n  version: \"1\"\n  command: [./web]\n"
+			"  env: {ZED: z, ALPHA: a, MID: 3, B_2: {value: b}}\n";
+	assert_int_equal(parse(f, y), 0);
+	assert_int_equal(f->s.tmpl.n_env, 4);
+	assert_string_equal(f->s.tmpl.env[0].name, "ALPHA");
+	assert_string_equal(f->s.tmpl.env[1].name, "B_2");
+	assert_string_equal(f->s.tmpl.env[1].value, "b");
+	assert_string_equal(f->s.tmpl.env[2].name, "MID");
+	assert_string_equal(f->s.tmpl.env[2].value, "3");
+	assert_string_equal(f->s.tmpl.env[3].name, "ZED");
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: x, command: [x], env: {A-B: x}}\n",
+		   "spec.yaml:3:44: env: 'A-B' is not a variable name (letters, digits and '_', not starting with a digit)");
+}
+
+static uint64_t hash_of(struct fx *f, const char *env)
+{
+	char y[512];
+	snprintf(y, sizeof y,
+		 "service: web\nlisten: 127.0.0.1:8080\nreplicas: 3\n"
+		 "template:\n  version: \"1\"\n  command: [./web, -v]\n  env: %s\n",
+		 env);
+	assert_int_equal(parse(f, y), 0);
+	return spec_template_hash(&f->s.tmpl);
+}
+
+static void test_template_hash(void **state)
+{
+	struct fx *f = *state;
+	uint64_t a = hash_of(f, "{A: 1, B: 2}");
+	/* The same env written in another order is the same template. */
+	uint64_t b = hash_of(f, "{B: 2, A: 1}");
+	uint64_t c = hash_of(f, "{A: 1, B: 3}");
+	assert_true(a == b);
+	assert_true(a != c);
+}
+
+static void test_limits(void **state)
+{
+	struct fx *f = *state;
+	/* Input over 1 MiB. */
+	size_t n = SPEC_PARSE_MAX_BYTES + 1;
+	char *big = xmalloc(n + 1);
+	memset(big, '#', n);
+	big[n] = '\0';
+	assert_int_equal(spec_parse(big, n, "spec.yaml", &f->s, &f->e), -EINVAL);
+	assert_int_equal(f->e.n, 1);
+	assert_string_equal(f->e.v[0], "spec.yaml:1:1: the spec is larger than 1 MiB, the limit");
+	spec_errors_clear(&f->e);
+
+	/* Nesting: 33 flow sequences inside the root mapping's value. */
+	char deep[256] = "x: ";
+	for (int i = 0; i < 32; i++)
+		strcat(deep, "[");
+	strcat(deep, "1");
+	for (int i = 0; i < 32; i++)
+		strcat(deep, "]");
+	strcat(deep, "\n");
+	expect_one(state, deep, "spec.yaml:1:35: nesting deeper than 32 levels");
+
+	/* A string over 64 KiB. */
+	size_t sl = SPEC_PARSE_MAX_STRING + 1;
+	char *ls = xmalloc(sl + 32);
+	memcpy(ls, "service: ", 9);
+	memset(ls + 9, 'a', sl);
+	strcpy(ls + 9 + sl, "\n");
+	expect_one(state, ls, "spec.yaml:1:10: a string is longer than 64 KiB, the limit");
+	free(ls);
+
+	/* More than 10000 nodes: the root, the key and the list are 3, so item 9998 is node 10001. */
+	size_t cap = 10 + 3 * 10000 + 8, o = 0;
+	char *many = xmalloc(cap);
+	o += (size_t)snprintf(many, cap, "x: [");
+	for (int i = 0; i < 10000; i++)
+		o += (size_t)snprintf(many + o, cap - o, "1,");
+	snprintf(many + o, cap - o, "1]\n");
+	expect_one(state, many, "spec.yaml:1:19999: more than 10000 YAML nodes; a spec is not that large");
+	free(many);
+	free(big);
+}
+
+static void test_parse_file(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(spec_parse_file("/nonexistent/spec.yaml", &f->s, &f->e), -ENOENT);
+	assert_int_equal(f->e.n, 1);
+	assert_string_equal(f->e.v[0], "/nonexistent/spec.yaml: cannot open: No such file or directory");
+	spec_errors_clear(&f->e);
+
+	char path[] = "/tmp/test_spec.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, design_example, strlen(design_example)), (ssize_t)strlen(design_example));
+	close(fd);
+	int rc = spec_parse_file(path, &f->s, &f->e);
+	unlink(path);
+	assert_int_equal(rc, 0);
+	assert_string_equal(f->s.file, path);
+	assert_string_equal(f->s.service, "hello");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_design_example, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_key_did_you_mean, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_type, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_amount_and_duration, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_amount_forms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_surge_unavailable_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_percent_over_100, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_after, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_health_timeout_interval, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_health_kinds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_health_deadline_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_min_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_signal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_and_not_mapping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_required, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names_and_addresses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_targets_lb_notify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_three_mistakes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secrets_never_in_messages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_sorted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_template_hash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parse_file, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
