@@ -17,55 +17,55 @@
  * services' state columns are NULL until the first store_save_state. uint64 values (ids, hash,
  * proc_start) are stored as their int64 bit pattern. */
 static const char MIG_1[] =
-	"CREATE TABLE services (\n"
-	"  name TEXT PRIMARY KEY NOT NULL,\n"
-	"  target_rev INTEGER, stable_rev INTEGER, latest_rev INTEGER, replicas INTEGER,\n"
-	"  next_inst_id INTEGER, next_rollout_id INTEGER,\n"
-	"  rollout_id INTEGER,\n"
-	"  verdict TEXT, verdict_reason TEXT,\n"
-	"  spec_yaml TEXT,\n"
-	"  updated_at INTEGER\n"
-	") STRICT;\n"
-	"CREATE TABLE revisions (\n"
-	"  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,\n"
-	"  rev INTEGER NOT NULL,\n"
-	"  hash INTEGER NOT NULL,\n"
-	"  version TEXT,\n"
-	"  spec_yaml TEXT NOT NULL,\n"
-	"  created_at INTEGER NOT NULL,\n"
-	"  PRIMARY KEY (service, rev)\n"
-	") STRICT;\n"
-	"CREATE INDEX revisions_by_hash ON revisions(service, hash);\n"
-	"CREATE TABLE rollouts (\n"
-	"  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,\n"
-	"  id INTEGER NOT NULL,\n"
-	"  kind TEXT NOT NULL, state TEXT NOT NULL,\n"
-	"  from_rev INTEGER NOT NULL, to_rev INTEGER NOT NULL, rollback_rev INTEGER NOT NULL,\n"
-	"  batch INTEGER NOT NULL, fast INTEGER NOT NULL, failures INTEGER NOT NULL, hold INTEGER NOT NULL,\n"
-	"  pause TEXT NOT NULL, pause_until INTEGER NOT NULL, paused_at INTEGER NOT NULL,\n"
-	"  progress_at INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL,\n"
-	"  watch_until INTEGER NOT NULL,\n"
-	"  reason TEXT NOT NULL,\n"
-	"  PRIMARY KEY (service, id)\n"
-	") STRICT;\n"
-	"CREATE TABLE instances (\n"
-	"  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,\n"
-	"  id INTEGER NOT NULL,\n"
-	"  slot INTEGER NOT NULL,\n" /* index in engine_state.inst, so a load gives the same order */
-	"  revision INTEGER NOT NULL, state TEXT NOT NULL,\n"
-	"  created_at INTEGER NOT NULL, healthy_at INTEGER NOT NULL, unhealthy_at INTEGER NOT NULL,\n"
-	"  changed_at INTEGER NOT NULL,\n"
-	"  port INTEGER NOT NULL, cause TEXT NOT NULL,\n"
-	"  pid INTEGER, proc_start INTEGER, host TEXT,\n"
-	"  PRIMARY KEY (service, id)\n"
-	") STRICT;\n"
-	"CREATE TABLE events (\n"
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
-	"  service TEXT,\n"
-	"  ts INTEGER NOT NULL, kind TEXT NOT NULL, inst_id INTEGER NOT NULL, text TEXT NOT NULL\n"
-	") STRICT;\n"
-	"CREATE INDEX events_by_service ON events(service, id);\n"
-	"PRAGMA user_version = 1;\n";
+    "CREATE TABLE services (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  target_rev INTEGER, stable_rev INTEGER, latest_rev INTEGER, replicas INTEGER,\n"
+    "  next_inst_id INTEGER, next_rollout_id INTEGER,\n"
+    "  rollout_id INTEGER,\n"
+    "  verdict TEXT, verdict_reason TEXT,\n"
+    "  spec_yaml TEXT,\n"
+    "  updated_at INTEGER\n"
+    ") STRICT;\n"
+    "CREATE TABLE revisions (\n"
+    "  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,\n"
+    "  rev INTEGER NOT NULL,\n"
+    "  hash INTEGER NOT NULL,\n"
+    "  version TEXT,\n"
+    "  spec_yaml TEXT NOT NULL,\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (service, rev)\n"
+    ") STRICT;\n"
+    "CREATE INDEX revisions_by_hash ON revisions(service, hash);\n"
+    "CREATE TABLE rollouts (\n"
+    "  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,\n"
+    "  id INTEGER NOT NULL,\n"
+    "  kind TEXT NOT NULL, state TEXT NOT NULL,\n"
+    "  from_rev INTEGER NOT NULL, to_rev INTEGER NOT NULL, rollback_rev INTEGER NOT NULL,\n"
+    "  batch INTEGER NOT NULL, fast INTEGER NOT NULL, failures INTEGER NOT NULL, hold INTEGER NOT NULL,\n"
+    "  pause TEXT NOT NULL, pause_until INTEGER NOT NULL, paused_at INTEGER NOT NULL,\n"
+    "  progress_at INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL,\n"
+    "  watch_until INTEGER NOT NULL,\n"
+    "  reason TEXT NOT NULL,\n"
+    "  PRIMARY KEY (service, id)\n"
+    ") STRICT;\n"
+    "CREATE TABLE instances (\n"
+    "  service TEXT NOT NULL REFERENCES services(name) ON DELETE CASCADE,\n"
+    "  id INTEGER NOT NULL,\n"
+    "  slot INTEGER NOT NULL,\n" /* index in engine_state.inst, so a load gives the same order */
+    "  revision INTEGER NOT NULL, state TEXT NOT NULL,\n"
+    "  created_at INTEGER NOT NULL, healthy_at INTEGER NOT NULL, unhealthy_at INTEGER NOT NULL,\n"
+    "  changed_at INTEGER NOT NULL,\n"
+    "  port INTEGER NOT NULL, cause TEXT NOT NULL,\n"
+    "  pid INTEGER, proc_start INTEGER, host TEXT,\n"
+    "  PRIMARY KEY (service, id)\n"
+    ") STRICT;\n"
+    "CREATE TABLE events (\n"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  service TEXT,\n"
+    "  ts INTEGER NOT NULL, kind TEXT NOT NULL, inst_id INTEGER NOT NULL, text TEXT NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE INDEX events_by_service ON events(service, id);\n"
+    "PRAGMA user_version = 1;\n";
 
 static const char *const MIGRATIONS[] = {MIG_1};
 _Static_assert(sizeof MIGRATIONS / sizeof MIGRATIONS[0] == STORE_SCHEMA_VERSION,
@@ -105,70 +105,70 @@ enum sid {
 	S__COUNT
 };
 
-#define RO_COLS                                                                                  \
-	"id, kind, state, from_rev, to_rev, rollback_rev, batch, fast, failures, hold, pause, "  \
+#define RO_COLS                                                                                              \
+	"id, kind, state, from_rev, to_rev, rollback_rev, batch, fast, failures, hold, pause, "              \
 	"pause_until, paused_at, progress_at, started_at, ended_at, watch_until, reason"
 
 static const char *const SQL[S__COUNT] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_BEGIN_READ] = "BEGIN",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_SAVEPOINT] = "SAVEPOINT store_op",
-	[S_RELEASE] = "RELEASE store_op",
-	[S_ROLLBACK_TO] = "ROLLBACK TO store_op",
-	[S_SERVICE_ENSURE] = "INSERT INTO services(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
-	[S_SERVICE_SAVE] =
-		"INSERT INTO services(name, target_rev, stable_rev, latest_rev, replicas, next_inst_id,"
-		" next_rollout_id, rollout_id, verdict, verdict_reason, updated_at)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-		" ON CONFLICT(name) DO UPDATE SET target_rev = excluded.target_rev,"
-		" stable_rev = excluded.stable_rev, latest_rev = excluded.latest_rev,"
-		" replicas = excluded.replicas, next_inst_id = excluded.next_inst_id,"
-		" next_rollout_id = excluded.next_rollout_id, rollout_id = excluded.rollout_id,"
-		" verdict = excluded.verdict, verdict_reason = excluded.verdict_reason,"
-		" updated_at = excluded.updated_at",
-	[S_SERVICE_LOAD] = "SELECT target_rev, stable_rev, latest_rev, replicas, next_inst_id, next_rollout_id,"
-			   " rollout_id, verdict, verdict_reason FROM services WHERE name = ?1",
-	[S_SERVICE_SET_SPEC] = "INSERT INTO services(name, spec_yaml) VALUES (?1, ?2)"
-			       " ON CONFLICT(name) DO UPDATE SET spec_yaml = excluded.spec_yaml",
-	[S_SERVICE_GET_SPEC] = "SELECT spec_yaml FROM services WHERE name = ?1",
-	[S_SERVICE_LIST] = "SELECT name FROM services ORDER BY name",
-	[S_ROLLOUT_SAVE] =
-		"INSERT INTO rollouts(service, " RO_COLS ")"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-		" ON CONFLICT(service, id) DO UPDATE SET kind = excluded.kind, state = excluded.state,"
-		" from_rev = excluded.from_rev, to_rev = excluded.to_rev, rollback_rev = excluded.rollback_rev,"
-		" batch = excluded.batch, fast = excluded.fast, failures = excluded.failures,"
-		" hold = excluded.hold, pause = excluded.pause, pause_until = excluded.pause_until,"
-		" paused_at = excluded.paused_at, progress_at = excluded.progress_at,"
-		" started_at = excluded.started_at, ended_at = excluded.ended_at,"
-		" watch_until = excluded.watch_until, reason = excluded.reason",
-	[S_ROLLOUT_LOAD] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 AND id = ?2",
-	[S_ROLLOUT_LIST] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 ORDER BY id DESC",
-	[S_INST_SAVE] =
-		"INSERT INTO instances(service, id, slot, revision, state, created_at, healthy_at,"
-		" unhealthy_at, changed_at, port, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-		" ON CONFLICT(service, id) DO UPDATE SET slot = excluded.slot, revision = excluded.revision,"
-		" state = excluded.state, created_at = excluded.created_at, healthy_at = excluded.healthy_at,"
-		" unhealthy_at = excluded.unhealthy_at, changed_at = excluded.changed_at,"
-		" port = excluded.port, cause = excluded.cause",
-	[S_INST_IDS] = "SELECT id FROM instances WHERE service = ?1",
-	[S_INST_DELETE] = "DELETE FROM instances WHERE service = ?1 AND id = ?2",
-	[S_INST_LOAD] = "SELECT id, revision, state, created_at, healthy_at, unhealthy_at, changed_at, port,"
-			" cause FROM instances WHERE service = ?1 ORDER BY slot",
-	[S_PROC_SET] = "UPDATE instances SET pid = ?3, proc_start = ?4, host = ?5 WHERE service = ?1 AND id = ?2",
-	[S_PROC_GET] = "SELECT pid, proc_start, host FROM instances WHERE service = ?1 AND id = ?2",
-	[S_REV_PUT] = "INSERT INTO revisions(service, rev, hash, version, spec_yaml, created_at)"
-		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_REV_FIND] = "SELECT rev FROM revisions WHERE service = ?1 AND hash = ?2 ORDER BY rev DESC LIMIT 1",
-	[S_REV_GET] = "SELECT spec_yaml FROM revisions WHERE service = ?1 AND rev = ?2",
-	[S_REV_LIST] = "SELECT rev, hash, version, created_at FROM revisions WHERE service = ?1 ORDER BY rev",
-	[S_EVENT_ADD] = "INSERT INTO events(service, ts, kind, inst_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[S_EVENTS_ALL] = "SELECT id, service, ts, kind, inst_id, text FROM events WHERE id > ?1"
-			 " ORDER BY id LIMIT ?2",
-	[S_EVENTS_SERVICE] = "SELECT id, service, ts, kind, inst_id, text FROM events"
-			     " WHERE service = ?3 AND id > ?1 ORDER BY id LIMIT ?2",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT store_op",
+    [S_RELEASE] = "RELEASE store_op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO store_op",
+    [S_SERVICE_ENSURE] = "INSERT INTO services(name) VALUES (?1) ON CONFLICT(name) DO NOTHING",
+    [S_SERVICE_SAVE] =
+	"INSERT INTO services(name, target_rev, stable_rev, latest_rev, replicas, next_inst_id,"
+	" next_rollout_id, rollout_id, verdict, verdict_reason, updated_at)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+	" ON CONFLICT(name) DO UPDATE SET target_rev = excluded.target_rev,"
+	" stable_rev = excluded.stable_rev, latest_rev = excluded.latest_rev,"
+	" replicas = excluded.replicas, next_inst_id = excluded.next_inst_id,"
+	" next_rollout_id = excluded.next_rollout_id, rollout_id = excluded.rollout_id,"
+	" verdict = excluded.verdict, verdict_reason = excluded.verdict_reason,"
+	" updated_at = excluded.updated_at",
+    [S_SERVICE_LOAD] = "SELECT target_rev, stable_rev, latest_rev, replicas, next_inst_id, next_rollout_id,"
+		       " rollout_id, verdict, verdict_reason FROM services WHERE name = ?1",
+    [S_SERVICE_SET_SPEC] = "INSERT INTO services(name, spec_yaml) VALUES (?1, ?2)"
+			   " ON CONFLICT(name) DO UPDATE SET spec_yaml = excluded.spec_yaml",
+    [S_SERVICE_GET_SPEC] = "SELECT spec_yaml FROM services WHERE name = ?1",
+    [S_SERVICE_LIST] = "SELECT name FROM services ORDER BY name",
+    [S_ROLLOUT_SAVE] =
+	"INSERT INTO rollouts(service, " RO_COLS ")"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+	" ON CONFLICT(service, id) DO UPDATE SET kind = excluded.kind, state = excluded.state,"
+	" from_rev = excluded.from_rev, to_rev = excluded.to_rev, rollback_rev = excluded.rollback_rev,"
+	" batch = excluded.batch, fast = excluded.fast, failures = excluded.failures,"
+	" hold = excluded.hold, pause = excluded.pause, pause_until = excluded.pause_until,"
+	" paused_at = excluded.paused_at, progress_at = excluded.progress_at,"
+	" started_at = excluded.started_at, ended_at = excluded.ended_at,"
+	" watch_until = excluded.watch_until, reason = excluded.reason",
+    [S_ROLLOUT_LOAD] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 AND id = ?2",
+    [S_ROLLOUT_LIST] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 ORDER BY id DESC",
+    [S_INST_SAVE] =
+	"INSERT INTO instances(service, id, slot, revision, state, created_at, healthy_at,"
+	" unhealthy_at, changed_at, port, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+	" ON CONFLICT(service, id) DO UPDATE SET slot = excluded.slot, revision = excluded.revision,"
+	" state = excluded.state, created_at = excluded.created_at, healthy_at = excluded.healthy_at,"
+	" unhealthy_at = excluded.unhealthy_at, changed_at = excluded.changed_at,"
+	" port = excluded.port, cause = excluded.cause",
+    [S_INST_IDS] = "SELECT id FROM instances WHERE service = ?1",
+    [S_INST_DELETE] = "DELETE FROM instances WHERE service = ?1 AND id = ?2",
+    [S_INST_LOAD] = "SELECT id, revision, state, created_at, healthy_at, unhealthy_at, changed_at, port,"
+		    " cause FROM instances WHERE service = ?1 ORDER BY slot",
+    [S_PROC_SET] = "UPDATE instances SET pid = ?3, proc_start = ?4, host = ?5 WHERE service = ?1 AND id = ?2",
+    [S_PROC_GET] = "SELECT pid, proc_start, host FROM instances WHERE service = ?1 AND id = ?2",
+    [S_REV_PUT] = "INSERT INTO revisions(service, rev, hash, version, spec_yaml, created_at)"
+		  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_REV_FIND] = "SELECT rev FROM revisions WHERE service = ?1 AND hash = ?2 ORDER BY rev DESC LIMIT 1",
+    [S_REV_GET] = "SELECT spec_yaml FROM revisions WHERE service = ?1 AND rev = ?2",
+    [S_REV_LIST] = "SELECT rev, hash, version, created_at FROM revisions WHERE service = ?1 ORDER BY rev",
+    [S_EVENT_ADD] = "INSERT INTO events(service, ts, kind, inst_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_EVENTS_ALL] = "SELECT id, service, ts, kind, inst_id, text FROM events WHERE id > ?1"
+		     " ORDER BY id LIMIT ?2",
+    [S_EVENTS_SERVICE] = "SELECT id, service, ts, kind, inst_id, text FROM events"
+			 " WHERE service = ?3 AND id > ?1 ORDER BY id LIMIT ?2",
 };
 
 struct store {
@@ -242,7 +242,8 @@ static int fail(struct store *s, int code, const char *fmt, ...)
 static int prep(struct store *s, enum sid id, sqlite3_stmt **out)
 {
 	if (s->stmt[id] == NULL) {
-		int rc = sqlite3_prepare_v3(s->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL);
+		int rc =
+		    sqlite3_prepare_v3(s->db, SQL[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL);
 		if (rc != SQLITE_OK)
 			return sql_fail(s, rc);
 	}
@@ -269,15 +270,9 @@ static int b_buf(sqlite3_stmt *q, int i, const char *v, size_t cap)
 	return sqlite3_bind_text(q, i, v, (int)strnlen(v, cap), SQLITE_TRANSIENT);
 }
 
-static int b_i64(sqlite3_stmt *q, int i, int64_t v)
-{
-	return sqlite3_bind_int64(q, i, v);
-}
+static int b_i64(sqlite3_stmt *q, int i, int64_t v) { return sqlite3_bind_int64(q, i, v); }
 
-static int b_u64(sqlite3_stmt *q, int i, uint64_t v)
-{
-	return sqlite3_bind_int64(q, i, (int64_t)v);
-}
+static int b_u64(sqlite3_stmt *q, int i, uint64_t v) { return sqlite3_bind_int64(q, i, (int64_t)v); }
 
 /* Steps a statement that returns no rows and resets it. */
 static int run(struct store *s, sqlite3_stmt *q)
@@ -428,8 +423,9 @@ static int migrate(struct store *s, const char *const *mig, size_t n_mig)
 		if (rc == 0 && v < 0)
 			rc = fail(s, STORE_ECORRUPT, "schema version %d is not valid", v);
 		if (rc == 0 && (size_t)v > n_mig)
-			rc = fail(s, STORE_ESCHEMA, "schema version %d is newer than this rollout's (%zu): upgrade rollout",
-				  v, n_mig);
+			rc = fail(s, STORE_ESCHEMA,
+				  "schema version %d is newer than this rollout's (%zu): upgrade rollout", v,
+				  n_mig);
 		if (rc == 0 && (size_t)v == n_mig)
 			return wr_leave(s, true, 0);
 		if (rc == 0) {
@@ -437,7 +433,8 @@ static int migrate(struct store *s, const char *const *mig, size_t n_mig)
 			int erc = sqlite3_exec(s->db, mig[v], NULL, NULL, &msg);
 			if (erc != SQLITE_OK) {
 				rc = sql_fail(s, erc);
-				fail(s, rc, "migration %d: %s", v + 1, msg != NULL ? msg : sqlite3_errstr(erc));
+				fail(s, rc, "migration %d: %s", v + 1,
+				     msg != NULL ? msg : sqlite3_errstr(erc));
 			}
 			sqlite3_free(msg);
 		}
@@ -463,7 +460,8 @@ int store_open_migrations(const char *path, const char *const *mig, size_t n_mig
 	s->path = xstrdup(path);
 	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK)
-		return s->db != NULL ? sql_fail(s, rc) : fail(s, -ENOMEM, "cannot allocate a database handle");
+		return s->db != NULL ? sql_fail(s, rc)
+				     : fail(s, -ENOMEM, "cannot allocate a database handle");
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	char mode[16] = "";
@@ -497,15 +495,9 @@ void store_free(struct store *s)
 	free(s);
 }
 
-const char *store_errmsg(const struct store *s)
-{
-	return s != NULL ? s->err : "no store";
-}
+const char *store_errmsg(const struct store *s) { return s != NULL ? s->err : "no store"; }
 
-void store_set_busy_timeout(struct store *s, int ms)
-{
-	sqlite3_busy_timeout(s->db, ms);
-}
+void store_set_busy_timeout(struct store *s, int ms) { sqlite3_busy_timeout(s->db, ms); }
 
 int store_begin(struct store *s)
 {
@@ -539,10 +531,7 @@ static int ensure_service(struct store *s, const char *service)
 	return rc < 0 ? rc : run(s, q);
 }
 
-static bool bad_name(const char *service)
-{
-	return service == NULL || service[0] == '\0';
-}
+static bool bad_name(const char *service) { return service == NULL || service[0] == '\0'; }
 
 /* Whether name (from an engine_*_name function) parses back to v: the value is in range. */
 static bool round_trips(const char *name, int (*parse)(const char *), int v)
@@ -565,10 +554,11 @@ static int save_rollout(struct store *s, const char *service, const struct engin
 		return rc;
 	rc = b_text(q, 1, service) | b_u64(q, 2, ro->id) | b_text(q, 3, kind) | b_text(q, 4, state) |
 	     b_i64(q, 5, ro->from_rev) | b_i64(q, 6, ro->to_rev) | b_i64(q, 7, ro->rollback_rev) |
-	     b_i64(q, 8, ro->batch) | b_i64(q, 9, ro->fast) | b_i64(q, 10, ro->failures) | b_i64(q, 11, ro->hold) |
-	     b_text(q, 12, PAUSE_NAMES[ro->pause]) | b_i64(q, 13, ro->pause_until) | b_i64(q, 14, ro->paused_at) |
-	     b_i64(q, 15, ro->progress_at) | b_i64(q, 16, ro->started_at) | b_i64(q, 17, ro->ended_at) |
-	     b_i64(q, 18, ro->watch_until) | b_buf(q, 19, ro->reason, sizeof ro->reason);
+	     b_i64(q, 8, ro->batch) | b_i64(q, 9, ro->fast) | b_i64(q, 10, ro->failures) |
+	     b_i64(q, 11, ro->hold) | b_text(q, 12, PAUSE_NAMES[ro->pause]) | b_i64(q, 13, ro->pause_until) |
+	     b_i64(q, 14, ro->paused_at) | b_i64(q, 15, ro->progress_at) | b_i64(q, 16, ro->started_at) |
+	     b_i64(q, 17, ro->ended_at) | b_i64(q, 18, ro->watch_until) |
+	     b_buf(q, 19, ro->reason, sizeof ro->reason);
 	rc = bind_check(s, q, rc);
 	return rc < 0 ? rc : run(s, q);
 }
@@ -577,15 +567,16 @@ static int save_inst(struct store *s, const char *service, const struct engine_i
 {
 	const char *state = engine_inst_state_name(in->state);
 	if (!round_trips(state, engine_inst_state_parse, (int)in->state))
-		return fail(s, -EINVAL, "%s: instance %llu: state out of range", service, (unsigned long long)in->id);
+		return fail(s, -EINVAL, "%s: instance %llu: state out of range", service,
+			    (unsigned long long)in->id);
 	sqlite3_stmt *q = NULL;
 	int rc = prep(s, S_INST_SAVE, &q);
 	if (rc < 0)
 		return rc;
-	rc = b_text(q, 1, service) | b_u64(q, 2, in->id) | b_i64(q, 3, (int64_t)slot) | b_i64(q, 4, in->revision) |
-	     b_text(q, 5, state) | b_i64(q, 6, in->created_at) | b_i64(q, 7, in->healthy_at) |
-	     b_i64(q, 8, in->unhealthy_at) | b_i64(q, 9, in->changed_at) | b_i64(q, 10, in->port) |
-	     b_buf(q, 11, in->cause, sizeof in->cause);
+	rc = b_text(q, 1, service) | b_u64(q, 2, in->id) | b_i64(q, 3, (int64_t)slot) |
+	     b_i64(q, 4, in->revision) | b_text(q, 5, state) | b_i64(q, 6, in->created_at) |
+	     b_i64(q, 7, in->healthy_at) | b_i64(q, 8, in->unhealthy_at) | b_i64(q, 9, in->changed_at) |
+	     b_i64(q, 10, in->port) | b_buf(q, 11, in->cause, sizeof in->cause);
 	rc = bind_check(s, q, rc);
 	return rc < 0 ? rc : run(s, q);
 }
@@ -662,11 +653,12 @@ static int row_rollout(struct store *s, sqlite3_stmt *q, struct engine_rollout *
 	const char *pause = (const char *)sqlite3_column_text(q, 10);
 	int k = kind != NULL ? engine_ro_kind_parse(kind) : -1;
 	int st = state != NULL ? engine_ro_state_parse(state) : -1;
-	int p = pause != NULL ? name_parse(PAUSE_NAMES, sizeof PAUSE_NAMES / sizeof PAUSE_NAMES[0], pause) : -1;
+	int p =
+	    pause != NULL ? name_parse(PAUSE_NAMES, sizeof PAUSE_NAMES / sizeof PAUSE_NAMES[0], pause) : -1;
 	if (k < 0 || st < 0 || p < 0)
 		return fail(s, STORE_ECORRUPT, "rollout %lld: unknown kind, state or pause (%s, %s, %s)",
-			    (long long)sqlite3_column_int64(q, 0), kind ? kind : "NULL", state ? state : "NULL",
-			    pause ? pause : "NULL");
+			    (long long)sqlite3_column_int64(q, 0), kind ? kind : "NULL",
+			    state ? state : "NULL", pause ? pause : "NULL");
 	memset(ro, 0, sizeof *ro);
 	ro->id = (uint64_t)sqlite3_column_int64(q, 0);
 	ro->kind = (enum engine_ro_kind)k;
@@ -709,10 +701,12 @@ static int load_service(struct store *s, const char *service, struct engine_stat
 		return 0;
 	}
 	const char *verdict = (const char *)sqlite3_column_text(q, 7);
-	int v = verdict != NULL ? name_parse(VERDICT_NAMES, sizeof VERDICT_NAMES / sizeof VERDICT_NAMES[0], verdict)
-				: -1;
+	int v = verdict != NULL
+		    ? name_parse(VERDICT_NAMES, sizeof VERDICT_NAMES / sizeof VERDICT_NAMES[0], verdict)
+		    : -1;
 	if (v < 0) {
-		rc = fail(s, STORE_ECORRUPT, "service %s: unknown verdict %s", service, verdict ? verdict : "NULL");
+		rc = fail(s, STORE_ECORRUPT, "service %s: unknown verdict %s", service,
+			  verdict ? verdict : "NULL");
 		done(q);
 		return rc;
 	}
@@ -821,7 +815,7 @@ int store_set_proc(struct store *s, const char *service, uint64_t inst_id, int p
 	if (rc == 0)
 		rc = bind_check(s, q,
 				b_text(q, 1, service) | b_u64(q, 2, inst_id) | b_i64(q, 3, pid) |
-					b_u64(q, 4, proc_start) | b_text(q, 5, host));
+				    b_u64(q, 4, proc_start) | b_text(q, 5, host));
 	if (rc == 0)
 		rc = run(s, q);
 	if (rc == 0 && sqlite3_changes(s->db) == 0)
@@ -853,7 +847,8 @@ int store_get_proc(struct store *s, const char *service, uint64_t inst_id, int *
 	if (rc < 0)
 		return rc;
 	if (sqlite3_column_type(q, 0) == SQLITE_NULL) {
-		rc = fail(s, -ENOENT, "%s: instance %llu has no process", service, (unsigned long long)inst_id);
+		rc = fail(s, -ENOENT, "%s: instance %llu has no process", service,
+			  (unsigned long long)inst_id);
 	} else {
 		*pid = sqlite3_column_int(q, 0);
 		*proc_start = (uint64_t)sqlite3_column_int64(q, 1);
@@ -888,8 +883,8 @@ int store_put_revision(struct store *s, const char *service, int rev, uint64_t h
 		rc = prep(s, S_REV_PUT, &q);
 	if (rc == 0)
 		rc = bind_check(s, q,
-				b_text(q, 1, service) | b_i64(q, 2, rev) | b_u64(q, 3, hash) | b_text(q, 4, version) |
-					b_text(q, 5, spec_yaml) | b_i64(q, 6, now));
+				b_text(q, 1, service) | b_i64(q, 2, rev) | b_u64(q, 3, hash) |
+				    b_text(q, 4, version) | b_text(q, 5, spec_yaml) | b_i64(q, 6, now));
 	if (rc == 0)
 		rc = run(s, q);
 	return wr_leave(s, own, rc);
@@ -908,12 +903,16 @@ int store_find_revision(struct store *s, const char *service, uint64_t hash, int
 	if (rc == 1)
 		*rev = sqlite3_column_int(q, 0);
 	done(q);
-	return rc == 1 ? 0 : fail(s, -ENOENT, "%s: no revision with hash %016llx", service, (unsigned long long)hash);
+	if (rc == 0)
+		return fail(s, -ENOENT, "service %s: no revision with hash %016llx", service,
+			    (unsigned long long)hash);
+	return 0;
 }
 
 /* Runs a statement bound to (?1 text, ?2 int) or (?1 text) and copies the first column of its
  * first row. -ENOENT when there is no row or the value is NULL. */
-static int get_text(struct store *s, enum sid id, const char *service, const int *num, char **out)
+static int get_text(struct store *s, enum sid id, const char *service, const int *num, const char *what,
+		    char **out)
 {
 	sqlite3_stmt *q = NULL;
 	int rc = prep(s, id, &q);
@@ -926,14 +925,14 @@ static int get_text(struct store *s, enum sid id, const char *service, const int
 	char *t = rc == 1 ? col_strdup(q, 0) : NULL;
 	done(q);
 	if (t == NULL)
-		return fail(s, -ENOENT, "%s: not found", service);
+		return fail(s, -ENOENT, "service %s: no %s", service, what);
 	*out = t;
 	return 0;
 }
 
 int store_get_revision(struct store *s, const char *service, int rev, char **spec_yaml)
 {
-	return get_text(s, S_REV_GET, service, &rev, spec_yaml);
+	return get_text(s, S_REV_GET, service, &rev, "such revision", spec_yaml);
 }
 
 int store_set_service_spec(struct store *s, const char *service, const char *spec_yaml)
@@ -949,7 +948,7 @@ int store_set_service_spec(struct store *s, const char *service, const char *spe
 
 int store_get_service_spec(struct store *s, const char *service, char **spec_yaml)
 {
-	return get_text(s, S_SERVICE_GET_SPEC, service, NULL, spec_yaml);
+	return get_text(s, S_SERVICE_GET_SPEC, service, NULL, "spec", spec_yaml);
 }
 
 int store_list_services(struct store *s, char ***names, size_t *n)
@@ -1053,8 +1052,9 @@ static int add_event(struct store *s, const char *service, int64_t ts, const cha
 	int rc = prep(s, S_EVENT_ADD, &q);
 	if (rc == 0)
 		rc = bind_check(s, q,
-				b_text(q, 1, service) | b_i64(q, 2, ts) | b_text(q, 3, kind) | b_u64(q, 4, inst_id) |
-					sqlite3_bind_text(q, 5, text, len, SQLITE_TRANSIENT));
+				b_text(q, 1, service) | b_i64(q, 2, ts) | b_text(q, 3, kind) |
+				    b_u64(q, 4, inst_id) |
+				    sqlite3_bind_text(q, 5, text, len, SQLITE_TRANSIENT));
 	if (rc == 0)
 		rc = run(s, q);
 	if (rc == 0 && id_out != NULL)
@@ -1086,8 +1086,8 @@ int store_add_intent_events(struct store *s, const char *service, int64_t now, c
 		if (kind == NULL || strcmp(kind, "?") == 0)
 			rc = fail(s, -EINVAL, "intent %zu: event out of range", i);
 		else
-			rc = add_event(s, service, now, kind, in->inst_id, in->text, (int)strnlen(in->text, sizeof in->text),
-				       NULL);
+			rc = add_event(s, service, now, kind, in->inst_id, in->text,
+				       (int)strnlen(in->text, sizeof in->text), NULL);
 	}
 	return wr_leave(s, own, rc);
 }
@@ -1109,7 +1109,7 @@ int store_events(struct store *s, const char *service, int64_t after_id, size_t 
 	if (rc == 0)
 		rc = bind_check(s, q,
 				b_i64(q, 1, after_id) | b_i64(q, 2, (int64_t)limit) |
-					(service != NULL ? b_text(q, 3, service) : SQLITE_OK));
+				    (service != NULL ? b_text(q, 3, service) : SQLITE_OK));
 	if (rc < 0)
 		return rc;
 	struct ev_row *v = NULL;

@@ -13,9 +13,9 @@
  * read-only/permission -EACCES, out of memory -ENOMEM, unique/primary key -EEXIST.
  * store_errmsg() always has the words. */
 enum {
-	STORE_ESQL = -1100,     /* any other SQLite error */
+	STORE_ESQL = -1100,	/* any other SQLite error */
 	STORE_ECORRUPT = -1101, /* not a database, corrupt, or a value this version cannot read */
-	STORE_ESCHEMA = -1102,  /* the file's schema is newer than this binary's */
+	STORE_ESCHEMA = -1102,	/* the file's schema is newer than this binary's */
 };
 
 /* Schema version this binary writes (PRAGMA user_version after migrations). */

@@ -251,7 +251,7 @@ static void test_bad_values(void **state)
 	assert_int_equal(store_save_state(s, "web", &st, 2), -EINVAL);
 	assert_true(strlen(store_errmsg(s)) > 0);
 	st.inst[1].state = INST_READY;
-	st.ro.state = (enum engine_ro_state)-3;
+	st.ro.state = (enum engine_ro_state) - 3;
 	assert_int_equal(store_save_state(s, "web", &st, 2), -EINVAL);
 	st.ro.state = RO_PAUSED;
 	st.ro.pause = (enum engine_pause_reason)9;
@@ -264,8 +264,9 @@ static void test_bad_values(void **state)
 	/* A row this version cannot read is reported, not guessed. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "UPDATE instances SET state = 'zombie' WHERE id = 10", NULL, NULL, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "UPDATE instances SET state = 'zombie' WHERE id = 10", NULL, NULL, NULL),
+	    SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_load_state(s, "web", &out), STORE_ECORRUPT);
 	assert_non_null(strstr(store_errmsg(s), "zombie"));
@@ -316,7 +317,8 @@ static int raw_user_version(const char *path)
 	int v = -1;
 	if (sqlite3_open(path, &db) != SQLITE_OK)
 		return -1;
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
 		v = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
@@ -365,8 +367,8 @@ static void test_migrations(void **state)
 
 	/* A second migration that fails half way leaves version 1 and none of its changes. */
 	const char *const migs[] = {
-		"CREATE TABLE t1 (a INTEGER); PRAGMA user_version = 1;",
-		"CREATE TABLE t2 (a INTEGER); INSERT INTO nosuch VALUES (1); PRAGMA user_version = 2;",
+	    "CREATE TABLE t1 (a INTEGER); PRAGMA user_version = 1;",
+	    "CREATE TABLE t2 (a INTEGER); INSERT INTO nosuch VALUES (1); PRAGMA user_version = 2;",
 	};
 	char other[128];
 	snprintf(other, sizeof other, "%s/other.db", f->dir);
@@ -491,7 +493,7 @@ struct ev {
 struct evs {
 	struct ev v[16];
 	size_t n;
-	size_t stop_after; /* return 42 after this many (0: never) */
+	size_t stop_after;     /* return 42 after this many (0: never) */
 	struct store *reenter; /* when set, the callback calls the store */
 };
 
@@ -845,16 +847,16 @@ static void test_two_stores(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_instance_deletion, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_two_stores, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_instance_deletion, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_stores, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
