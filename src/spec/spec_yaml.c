@@ -582,6 +582,8 @@ static void walk(struct pctx *c, const char *where, struct ynode *map, const str
 			snprintf(in, sizeof in, " in %s", where);
 		if (hint != NULL) {
 			ERR_AT(c, k, "unknown key %s%s; did you mean '%s'?", KEY(b, k), in, hint);
+		} else if (nf == 0) {
+			ERR_AT(c, k, "unknown key %s%s; it takes no keys", KEY(b, k), in);
 		} else {
 			char list[400] = "";
 			size_t o = 0;

@@ -347,6 +347,7 @@ static void test_health_kinds(void **state)
 	assert_null(f->s.health.exec[2]);
 	assert_int_equal(parse(f, BASE "health: {tcp: {}}\n"), 0);
 	assert_int_equal(f->s.health.kind, SPEC_CHECK_TCP);
+	expect_one(state, BASE "health: {tcp: {port: 1}}\n", "spec.yaml:4:16: unknown key 'port' in tcp; it takes no keys");
 	assert_int_equal(parse(f, BASE "health: {http: {}}\n"), 0);
 	assert_string_equal(f->s.health.http_path, "/");
 	assert_int_equal(f->s.health.http_status, 200);
