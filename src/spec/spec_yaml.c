@@ -209,7 +209,7 @@ static int tree_build(struct pctx *c, const char *text, size_t len)
 
 	if (!yaml_parser_initialize(&p))
 		abort();
-	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+	yaml_parser_set_input_string(&p, (const unsigned char *)(text ? text : ""), text ? len : 0);
 	while (!done && rc == 0) {
 		if (!yaml_parser_parse(&p, &ev)) {
 			syntax_error(c, &p, text, len);
@@ -253,7 +253,10 @@ static int tree_build(struct pctx *c, const char *text, size_t len)
 			if (ev.type == YAML_SCALAR_EVENT) {
 				const char *v = (const char *)ev.data.scalar.value;
 				size_t vl = ev.data.scalar.length;
-				bool plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+				/* A plain scalar tagged !!str is a string, as a quoted one is. */
+				const char *tag = (const char *)ev.data.scalar.tag;
+				bool plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+					     !(tag != NULL && strcmp(tag, YAML_STR_TAG) == 0);
 				n = node_new(c, plain ? plain_kind(v, vl) : Y_STR, m);
 				n->text = xstrndup(v, vl);
 				n->len = vl;
@@ -1389,6 +1392,12 @@ static void f_targets(struct pctx *c, const char *name, struct ynode *v)
 			target_url(c, item, e);
 		} else {
 			type_error(c, item, e, "ssh://user@host[:port] or {host: ..., labels: ...}");
+		}
+		for (size_t j = 0; c->n_errs == errs && j < s->n_targets; j++) {
+			struct spec_target *t = c->cur_target;
+			if (strcmp(s->targets[j].user, t->user) == 0 && strcmp(s->targets[j].host, t->host) == 0 &&
+			    s->targets[j].port == t->port)
+				ERR_AT(c, e, "%s: %s@%s port %d is already targets[%zu]", item, t->user, t->host, t->port, j);
 		}
 		if (c->n_errs != errs)
 			free_target(c->cur_target);

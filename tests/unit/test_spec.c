@@ -207,6 +207,8 @@ static void test_defaults(void **state)
 	assert_int_equal(parse(f, "service: w\nlisten: localhost:80\ntemplate: {version: 7, command: [a, 8080]}\n"), 0);
 	assert_string_equal(f->s.tmpl.version, "7");
 	assert_string_equal(f->s.tmpl.command[1], "8080");
+	/* A plain scalar tagged !!str is a string. */
+	expect_one(state, BASE "replicas: !!str 4\n", "spec.yaml:4:11: replicas: expected an integer, got a string");
 }
 
 static void test_unknown_key_did_you_mean(void **state)
@@ -477,6 +479,8 @@ static void test_targets_lb_notify(void **state)
 
 	expect_one(state, BASE "targets: [\"ssh://nouser\"]\n",
 		   "spec.yaml:4:11: targets[0]: \"ssh://nouser\" is not ssh://user@host[:port]");
+	expect_one(state, BASE "targets: [\"ssh://a@h\", \"ssh://a@h:22\"]\n",
+		   "spec.yaml:4:24: targets[1]: a@h port 22 is already targets[0]");
 	expect_one(state, BASE "targets: remote\n",
 		   "spec.yaml:4:10: targets: expected local or a list of ssh://user@host[:port], got a string");
 	expect_one(state, BASE "lb: nginx\n",
