@@ -1,0 +1,735 @@
+/* Health checks: per-instance checkers on the libuv loop, with the probe kinds (http over a
+ * shared libcurl multi handle, tcp, exec) behind a small table of operations. */
+#include "daemon/health.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/xmalloc.h"
+
+extern char **environ;
+
+struct probe;
+
+/* One kind of probe. start begins the probe, which ends in exactly one probe_finish (never from
+ * inside start). cancel ends it without a result; the probe's memory goes when libuv is done. */
+struct probe_ops {
+	const char *name;
+	void (*start)(struct probe *p);
+	void (*cancel)(struct probe *p);
+};
+
+struct health_ctx {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t curl_timer;
+	struct health_check *checks; /* running checks */
+	struct curl_sock *socks;     /* sockets curl asked us to watch */
+	uint64_t rng;
+	bool cleaning; /* inside curl_multi_cleanup */
+	bool freeing;
+	int refs; /* curl timer handle, curl sockets, probes and checks not yet freed */
+};
+
+enum health_state { H_UNKNOWN, H_HEALTHY, H_UNHEALTHY };
+
+struct health_check {
+	struct health_ctx *hc;
+	struct health_check *prev, *next;
+	const struct probe_ops *ops; /* NULL for kind none */
+	char *host;
+	int port;
+	uint64_t id;
+	char *url;   /* http */
+	int expect;  /* http */
+	char **argv; /* exec */
+	int64_t interval_ms, timeout_ms;
+	int healthy_threshold, unhealthy_threshold;
+	health_cb cb;
+	void *ctx;
+	uv_timer_t timer;
+	struct probe *probe; /* in flight, or NULL */
+	uint64_t probe_started;
+	int ok_run, fail_run;
+	enum health_state state;
+	bool stopped;
+};
+
+/* One probe: a request that completes or is cancelled exactly once. */
+struct probe {
+	struct health_ctx *hc;
+	struct health_check *chk; /* NULL once finished or cancelled */
+	const struct probe_ops *ops;
+	bool done;
+	int open;          /* libuv handles not yet closed */
+	uv_timer_t timer;  /* tcp, exec: timeout, or delivering an early failure */
+	bool timer_init;
+	char *fail;        /* a failure to deliver from the timer */
+	int64_t timeout_ms;
+	/* http */
+	CURL *easy;
+	char errbuf[CURL_ERROR_SIZE];
+	/* tcp */
+	uv_tcp_t tcp;
+	uv_connect_t conn;
+	/* exec */
+	uv_process_t proc;
+	int pid;
+	bool exited;
+};
+
+static void hc_unref(struct health_ctx *hc)
+{
+	if (--hc->refs == 0 && hc->freeing) {
+		free(hc);
+		curl_global_cleanup();
+	}
+}
+
+static uint64_t hc_rand(struct health_ctx *hc)
+{
+	/* xorshift64: jitter only, no need for more */
+	hc->rng ^= hc->rng << 13;
+	hc->rng ^= hc->rng >> 7;
+	hc->rng ^= hc->rng << 17;
+	return hc->rng;
+}
+
+/* ---- results and scheduling ---- */
+
+static void on_tick(uv_timer_t *t);
+
+/* Counts a probe's result and reports a transition. The callback may stop the check or free
+ * the context: nothing is touched afterwards except the check's own fields (freed only in its
+ * timer's close callback). */
+static void check_result(struct health_check *chk, bool ok, const char *detail)
+{
+	bool report = false;
+	if (ok) {
+		chk->ok_run++;
+		chk->fail_run = 0;
+		if (chk->state != H_HEALTHY && chk->ok_run >= chk->healthy_threshold) {
+			chk->state = H_HEALTHY;
+			report = true;
+		}
+	} else {
+		chk->fail_run++;
+		chk->ok_run = 0;
+		if (chk->state != H_UNHEALTHY && chk->fail_run >= chk->unhealthy_threshold) {
+			chk->state = H_UNHEALTHY;
+			report = true;
+		}
+	}
+	if (report && chk->cb != NULL)
+		chk->cb(chk->ctx, chk->id, ok, detail);
+	if (chk->stopped)
+		return;
+	uint64_t elapsed = uv_now(chk->hc->loop) - chk->probe_started;
+	uint64_t interval = (uint64_t)chk->interval_ms;
+	uv_timer_start(&chk->timer, on_tick, elapsed < interval ? interval - elapsed : 0, 0);
+}
+
+/* The one end of a probe with a result. Returns false when it had already ended. */
+static bool probe_finish(struct probe *p, bool ok, const char *detail)
+{
+	if (p->done)
+		return false;
+	p->done = true;
+	struct health_check *chk = p->chk;
+	p->chk = NULL;
+	if (chk != NULL) {
+		chk->probe = NULL;
+		check_result(chk, ok, detail);
+	}
+	return true;
+}
+
+static struct probe *probe_new(struct health_check *chk)
+{
+	struct probe *p = xcalloc(1, sizeof *p);
+	p->hc = chk->hc;
+	p->chk = chk;
+	p->ops = chk->ops;
+	p->timeout_ms = chk->timeout_ms;
+	p->hc->refs++;
+	return p;
+}
+
+static void probe_free(struct probe *p)
+{
+	struct health_ctx *hc = p->hc;
+	free(p->fail);
+	free(p);
+	hc_unref(hc);
+}
+
+static void probe_handle_closed(uv_handle_t *h)
+{
+	struct probe *p = h->data;
+	if (--p->open == 0)
+		probe_free(p);
+}
+
+static void probe_close(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, probe_handle_closed);
+}
+
+static void probe_timer_init(struct probe *p)
+{
+	uv_timer_init(p->hc->loop, &p->timer);
+	p->timer.data = p;
+	p->timer_init = true;
+	p->open++;
+}
+
+/* ---- http: libcurl multi driven by the loop ---- */
+
+static void curl_sock_closed(uv_handle_t *h);
+
+struct curl_sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	struct health_ctx *hc;
+	struct curl_sock *prev, *next;
+};
+
+/* Stops watching a socket: unlinked now, freed when libuv has closed the poll handle. */
+static void curl_sock_close(struct curl_sock *s)
+{
+	struct health_ctx *hc = s->hc;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		hc->socks = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	uv_close((uv_handle_t *)&s->poll, curl_sock_closed);
+}
+
+static void curl_sock_closed(uv_handle_t *h)
+{
+	struct curl_sock *s = h->data;
+	struct health_ctx *hc = s->hc;
+	free(s);
+	hc_unref(hc);
+}
+
+/* Delivers the results of finished transfers. */
+static void curl_check_done(struct health_ctx *hc)
+{
+	CURLMsg *msg;
+	int left;
+	while (!hc->freeing && (msg = curl_multi_info_read(hc->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		CURL *easy = msg->easy_handle;
+		CURLcode res = msg->data.result;
+		struct probe *p = NULL;
+		long code = 0;
+		char *url = NULL;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&p);
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+		curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
+		char detail[CURL_ERROR_SIZE + 300];
+		bool ok = false;
+		if (res != CURLE_OK)
+			snprintf(detail, sizeof detail, "GET %s: %s", url ? url : "?",
+				 p->errbuf[0] ? p->errbuf : curl_easy_strerror(res));
+		else if (p->chk != NULL && code == p->chk->expect) {
+			ok = true;
+			snprintf(detail, sizeof detail, "HTTP %ld", code);
+		} else
+			snprintf(detail, sizeof detail, "HTTP %ld (want %d)", code, p->chk ? p->chk->expect : 0);
+		curl_multi_remove_handle(hc->multi, easy);
+		curl_easy_cleanup(easy);
+		p->easy = NULL;
+		probe_finish(p, ok, detail);
+		probe_free(p);
+	}
+}
+
+static void on_curl_poll(uv_poll_t *h, int status, int events)
+{
+	struct curl_sock *s = h->data;
+	struct health_ctx *hc = s->hc;
+	int flags = 0, running;
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(hc->multi, s->fd, flags, &running);
+	curl_check_done(hc);
+}
+
+static void on_curl_timer(uv_timer_t *t)
+{
+	struct health_ctx *hc = t->data;
+	int running;
+	curl_multi_socket_action(hc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	curl_check_done(hc);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch (or stop watching) one of curl's sockets with a uv_poll. */
+static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	(void)easy;
+	struct health_ctx *hc = userp;
+	struct curl_sock *s = socketp;
+	if (what == CURL_POLL_REMOVE) {
+		if (s != NULL) {
+			if (!hc->cleaning)
+				curl_multi_assign(hc->multi, fd, NULL);
+			curl_sock_close(s);
+		}
+		return 0;
+	}
+	if (s == NULL) {
+		s = xcalloc(1, sizeof *s);
+		s->fd = fd;
+		s->hc = hc;
+		if (uv_poll_init_socket(hc->loop, &s->poll, fd) != 0) {
+			free(s);
+			return -1;
+		}
+		s->poll.data = s;
+		hc->refs++;
+		s->next = hc->socks;
+		if (hc->socks != NULL)
+			hc->socks->prev = s;
+		hc->socks = s;
+		curl_multi_assign(hc->multi, fd, s);
+	}
+	int events = 0;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		events |= UV_READABLE;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		events |= UV_WRITABLE;
+	uv_poll_start(&s->poll, events, on_curl_poll);
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: curl wants socket_action(TIMEOUT) after timeout_ms (-1: never). */
+static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	(void)multi;
+	struct health_ctx *hc = userp;
+	if (timeout_ms < 0)
+		uv_timer_stop(&hc->curl_timer);
+	else
+		uv_timer_start(&hc->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+static size_t curl_discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+static void on_fail_timer(uv_timer_t *t)
+{
+	struct probe *p = t->data;
+	probe_finish(p, false, p->fail);
+	probe_close((uv_handle_t *)&p->timer);
+}
+
+/* Delivers a failure from the loop (a probe never ends inside its start). */
+static void probe_fail_later(struct probe *p, const char *why)
+{
+	if (!p->timer_init)
+		probe_timer_init(p);
+	p->fail = xstrdup(why);
+	uv_timer_start(&p->timer, on_fail_timer, 0, 0);
+}
+
+static void http_start(struct probe *p)
+{
+	CURL *e = curl_easy_init();
+	if (e == NULL) {
+		probe_fail_later(p, "curl_easy_init failed");
+		return;
+	}
+	long t = (long)p->timeout_ms;
+	curl_easy_setopt(e, CURLOPT_URL, p->chk->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, p);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, p->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t);
+	curl_easy_setopt(e, CURLOPT_NOPROXY, "*"); /* never through an http_proxy from the env */
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L); /* each probe tests a fresh connection */
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "rollout-health");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, curl_discard);
+	p->easy = e;
+	CURLMcode mc = curl_multi_add_handle(p->hc->multi, e);
+	if (mc != CURLM_OK) {
+		curl_easy_cleanup(e);
+		p->easy = NULL;
+		probe_fail_later(p, curl_multi_strerror(mc));
+	}
+}
+
+static void http_cancel(struct probe *p)
+{
+	if (p->easy != NULL) {
+		curl_multi_remove_handle(p->hc->multi, p->easy);
+		curl_easy_cleanup(p->easy);
+		p->easy = NULL;
+		probe_free(p);
+	} else if (p->timer_init) {
+		probe_close((uv_handle_t *)&p->timer);
+	}
+}
+
+static const struct probe_ops http_ops = {"http", http_start, http_cancel};
+
+/* ---- tcp ---- */
+
+static void tcp_end(struct probe *p)
+{
+	probe_close((uv_handle_t *)&p->tcp);
+	probe_close((uv_handle_t *)&p->timer);
+}
+
+static void on_tcp_connect(uv_connect_t *req, int status)
+{
+	struct probe *p = req->data;
+	if (status == UV_ECANCELED)
+		return; /* closed by a timeout or a cancel, which ended the probe */
+	char detail[300];
+	if (status == 0)
+		snprintf(detail, sizeof detail, "connected");
+	else
+		snprintf(detail, sizeof detail, "connect %s:%d: %s", p->chk ? p->chk->host : "?",
+			 p->chk ? p->chk->port : 0, uv_strerror(status));
+	probe_finish(p, status == 0, detail);
+	tcp_end(p);
+}
+
+static void on_tcp_timeout(uv_timer_t *t)
+{
+	struct probe *p = t->data;
+	char detail[64];
+	snprintf(detail, sizeof detail, "connect timed out after %lldms", (long long)p->timeout_ms);
+	probe_finish(p, false, detail);
+	tcp_end(p);
+}
+
+static void tcp_start(struct probe *p)
+{
+	struct health_check *chk = p->chk;
+	struct sockaddr_storage ss;
+	if (uv_ip4_addr(chk->host, chk->port, (struct sockaddr_in *)&ss) != 0 &&
+	    uv_ip6_addr(chk->host, chk->port, (struct sockaddr_in6 *)&ss) != 0) {
+		char why[300];
+		snprintf(why, sizeof why, "tcp: %s is not a numeric address", chk->host);
+		probe_fail_later(p, why);
+		return;
+	}
+	probe_timer_init(p);
+	uv_tcp_init(p->hc->loop, &p->tcp);
+	p->tcp.data = p;
+	p->open++;
+	p->conn.data = p;
+	int rc = uv_tcp_connect(&p->conn, &p->tcp, (const struct sockaddr *)&ss, on_tcp_connect);
+	if (rc != 0) {
+		char why[300];
+		snprintf(why, sizeof why, "connect %s:%d: %s", chk->host, chk->port, uv_strerror(rc));
+		probe_close((uv_handle_t *)&p->tcp);
+		p->fail = xstrdup(why);
+		uv_timer_start(&p->timer, on_fail_timer, 0, 0);
+		return;
+	}
+	uv_timer_start(&p->timer, on_tcp_timeout, (uint64_t)p->timeout_ms, 0);
+}
+
+static void tcp_cancel(struct probe *p)
+{
+	tcp_end(p);
+}
+
+static const struct probe_ops tcp_ops = {"tcp", tcp_start, tcp_cancel};
+
+/* ---- exec ---- */
+
+static void on_exec_exit(uv_process_t *proc, int64_t status, int term_signal)
+{
+	struct probe *p = proc->data;
+	p->exited = true;
+	char detail[64];
+	if (term_signal != 0)
+		snprintf(detail, sizeof detail, "killed by signal %d", term_signal);
+	else
+		snprintf(detail, sizeof detail, "exit status %lld", (long long)status);
+	probe_finish(p, status == 0 && term_signal == 0, detail);
+	probe_close((uv_handle_t *)&p->proc);
+	probe_close((uv_handle_t *)&p->timer);
+}
+
+/* Kills the check's whole process group; its exit is still awaited (and reaped) by libuv. */
+static void exec_kill(struct probe *p)
+{
+	if (!p->exited && p->pid > 0)
+		kill(-p->pid, SIGKILL);
+}
+
+static void on_exec_timeout(uv_timer_t *t)
+{
+	struct probe *p = t->data;
+	char detail[64];
+	snprintf(detail, sizeof detail, "timed out after %lldms", (long long)p->timeout_ms);
+	exec_kill(p);
+	probe_finish(p, false, detail);
+}
+
+static bool env_is(const char *entry, const char *name)
+{
+	size_t n = strlen(name);
+	return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+static void exec_start(struct probe *p)
+{
+	struct health_check *chk = p->chk;
+	size_t n = 0;
+	while (environ != NULL && environ[n] != NULL)
+		n++;
+	char **env = xcalloc(n + 3, sizeof *env);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!env_is(environ[i], "PORT") && !env_is(environ[i], "HOST"))
+			env[k++] = environ[i];
+	char *port = xasprintf("PORT=%d", chk->port), *host = xasprintf("HOST=%s", chk->host);
+	env[k++] = port;
+	env[k++] = host;
+
+	uv_stdio_container_t stdio[3];
+	for (int i = 0; i < 3; i++)
+		stdio[i].flags = UV_IGNORE;
+	uv_process_options_t o;
+	memset(&o, 0, sizeof o);
+	o.file = chk->argv[0];
+	o.args = chk->argv;
+	o.env = env;
+	o.flags = UV_PROCESS_DETACHED; /* its own group, so a timeout kills what it started too */
+	o.stdio_count = 3;
+	o.stdio = stdio;
+	o.exit_cb = on_exec_exit;
+	probe_timer_init(p);
+	p->proc.data = p;
+	int rc = uv_spawn(p->hc->loop, &p->proc, &o);
+	p->open++; /* the process handle is initialised even when uv_spawn failed */
+	free(port);
+	free(host);
+	free(env);
+	if (rc != 0) {
+		char why[300];
+		snprintf(why, sizeof why, "exec %s: %s", chk->argv[0], uv_strerror(rc));
+		p->exited = true;
+		probe_close((uv_handle_t *)&p->proc);
+		p->fail = xstrdup(why);
+		uv_timer_start(&p->timer, on_fail_timer, 0, 0);
+		return;
+	}
+	p->pid = p->proc.pid;
+	uv_timer_start(&p->timer, on_exec_timeout, (uint64_t)p->timeout_ms, 0);
+}
+
+static void exec_cancel(struct probe *p)
+{
+	if (p->exited) {
+		probe_close((uv_handle_t *)&p->timer);
+		return;
+	}
+	uv_timer_stop(&p->timer);
+	exec_kill(p); /* on_exec_exit closes the handles */
+}
+
+static const struct probe_ops exec_ops = {"exec", exec_start, exec_cancel};
+
+/* ---- checks ---- */
+
+static void on_none(uv_timer_t *t)
+{
+	struct health_check *chk = t->data;
+	chk->state = H_HEALTHY;
+	if (chk->cb != NULL)
+		chk->cb(chk->ctx, chk->id, true, "no check");
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct health_check *chk = t->data;
+	if (chk->probe != NULL)
+		return;
+	chk->probe_started = uv_now(chk->hc->loop);
+	chk->probe = probe_new(chk);
+	chk->ops->start(chk->probe);
+}
+
+static void check_closed(uv_handle_t *h)
+{
+	struct health_check *chk = h->data;
+	struct health_ctx *hc = chk->hc;
+	free(chk->host);
+	free(chk->url);
+	if (chk->argv != NULL)
+		for (size_t i = 0; chk->argv[i] != NULL; i++)
+			free(chk->argv[i]);
+	free(chk->argv);
+	free(chk);
+	hc_unref(hc);
+}
+
+int health_start(struct health_ctx *hc, const struct spec_health *h, const char *host, int port,
+		 uint64_t id, health_cb cb, void *ctx, struct health_check **out)
+{
+	if (hc == NULL || hc->freeing || h == NULL || host == NULL || out == NULL)
+		return -EINVAL;
+	const struct probe_ops *ops = NULL;
+	switch (h->kind) {
+	case SPEC_CHECK_NONE:
+		break;
+	case SPEC_CHECK_HTTP:
+		ops = &http_ops;
+		break;
+	case SPEC_CHECK_TCP:
+		ops = &tcp_ops;
+		break;
+	case SPEC_CHECK_EXEC:
+		ops = &exec_ops;
+		if (h->exec == NULL || h->n_exec == 0 || h->exec[0] == NULL)
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if ((h->kind == SPEC_CHECK_HTTP || h->kind == SPEC_CHECK_TCP) && (port <= 0 || port > 65535))
+		return -EINVAL;
+
+	struct health_check *chk = xcalloc(1, sizeof *chk);
+	chk->hc = hc;
+	chk->ops = ops;
+	chk->host = xstrdup(host);
+	chk->port = port;
+	chk->id = id;
+	chk->cb = cb;
+	chk->ctx = ctx;
+	chk->interval_ms = h->interval_ms > 0 ? h->interval_ms : 1000;
+	chk->timeout_ms = h->timeout_ms > 0 ? h->timeout_ms : 1000;
+	chk->healthy_threshold = h->healthy_threshold > 0 ? h->healthy_threshold : 1;
+	chk->unhealthy_threshold = h->unhealthy_threshold > 0 ? h->unhealthy_threshold : 1;
+	if (h->kind == SPEC_CHECK_HTTP) {
+		const char *path = h->http_path != NULL ? h->http_path : "/";
+		bool v6 = strchr(host, ':') != NULL;
+		chk->url = xasprintf("http://%s%s%s:%d%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port,
+				     path[0] == '/' ? "" : "/", path);
+		chk->expect = h->http_status > 0 ? h->http_status : 200;
+	}
+	if (h->kind == SPEC_CHECK_EXEC) {
+		chk->argv = xcalloc(h->n_exec + 1, sizeof *chk->argv);
+		for (size_t i = 0; i < h->n_exec && h->exec[i] != NULL; i++)
+			chk->argv[i] = xstrdup(h->exec[i]);
+	}
+	uv_timer_init(hc->loop, &chk->timer);
+	chk->timer.data = chk;
+	hc->refs++;
+	chk->next = hc->checks;
+	if (hc->checks != NULL)
+		hc->checks->prev = chk;
+	hc->checks = chk;
+	if (ops == NULL) {
+		uv_timer_start(&chk->timer, on_none, 0, 0);
+	} else {
+		uint64_t jitter = hc_rand(hc) % ((uint64_t)chk->interval_ms / 4 + 1);
+		uv_timer_start(&chk->timer, on_tick, jitter, 0);
+	}
+	*out = chk;
+	return 0;
+}
+
+void health_stop(struct health_check *chk)
+{
+	if (chk == NULL || chk->stopped)
+		return;
+	chk->stopped = true;
+	struct health_ctx *hc = chk->hc;
+	if (chk->prev != NULL)
+		chk->prev->next = chk->next;
+	else
+		hc->checks = chk->next;
+	if (chk->next != NULL)
+		chk->next->prev = chk->prev;
+	struct probe *p = chk->probe;
+	if (p != NULL) {
+		chk->probe = NULL;
+		p->chk = NULL;
+		p->done = true;
+		p->ops->cancel(p);
+	}
+	uv_close((uv_handle_t *)&chk->timer, check_closed);
+}
+
+/* ---- context ---- */
+
+int health_ctx_new(uv_loop_t *loop, struct health_ctx **out)
+{
+	if (loop == NULL || out == NULL)
+		return -EINVAL;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return -EIO;
+	struct health_ctx *hc = xcalloc(1, sizeof *hc);
+	hc->multi = curl_multi_init();
+	if (hc->multi == NULL) {
+		free(hc);
+		curl_global_cleanup();
+		return -EIO;
+	}
+	hc->loop = loop;
+	hc->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)hc;
+	if (hc->rng == 0)
+		hc->rng = 1;
+	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, hc);
+	curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+	curl_multi_setopt(hc->multi, CURLMOPT_TIMERDATA, hc);
+	uv_timer_init(loop, &hc->curl_timer);
+	hc->curl_timer.data = hc;
+	hc->refs = 1; /* the curl timer */
+	*out = hc;
+	return 0;
+}
+
+static void curl_timer_closed(uv_handle_t *h)
+{
+	hc_unref(h->data);
+}
+
+void health_ctx_free(struct health_ctx *hc)
+{
+	if (hc == NULL || hc->freeing)
+		return;
+	while (hc->checks != NULL)
+		health_stop(hc->checks);
+	/* Every transfer was removed by the stops: the cleanup only closes curl's sockets (and tells
+	 * us through the socket callback). */
+	hc->cleaning = true;
+	curl_multi_cleanup(hc->multi);
+	hc->multi = NULL;
+	while (hc->socks != NULL)
+		curl_sock_close(hc->socks);
+	hc->freeing = true;
+	uv_close((uv_handle_t *)&hc->curl_timer, curl_timer_closed);
+}

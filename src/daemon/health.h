@@ -1,0 +1,47 @@
+/* Health checks of instances: one checker handle per instance, probing over http (libcurl multi on
+ * the libuv loop), tcp or exec at an interval, and reporting transitions only. Never blocks. */
+#ifndef ROLLOUT_DAEMON_HEALTH_H
+#define ROLLOUT_DAEMON_HEALTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "core/spec.h"
+
+/* Shared by all checks on one loop: the curl multi handle and its timer. */
+struct health_ctx;
+/* One instance's checker. */
+struct health_check;
+
+/* A transition: healthy after healthy_threshold consecutive successes, unhealthy after
+ * unhealthy_threshold consecutive failures, from any state that is not already the same, so
+ * an instance that never passes is reported unhealthy once the failures reach the threshold,
+ * and never healthy. detail (valid during the call) says what the last probe saw:
+ * "HTTP 503 (want 200)", "exit status 1", "timed out after 200ms". */
+typedef void (*health_cb)(void *ctx, uint64_t id, bool healthy, const char *detail);
+
+/* A new context on loop. Returns 0 or a negative errno (-EIO when libcurl cannot start). */
+int health_ctx_new(uv_loop_t *loop, struct health_ctx **out);
+/* Stops every check still running (no callback after this) and closes the context; memory is
+ * freed in libuv close callbacks, so run the loop afterwards. A probe's process killed on the
+ * way is reaped through the loop too. health_ctx_free(NULL) is a no-op. */
+void health_ctx_free(struct health_ctx *hc);
+
+/* Starts checking host:port (the instance `id`) as h says; h and host are copied. The first
+ * probe comes after a random delay of 0..interval/4 (so that instances started together do not
+ * probe in step), then one probe every interval (measured from probe start to probe start; a
+ * probe never overlaps the next). Kind none reports healthy on the next loop iteration, once.
+ * http: GET http://host:port/path, healthy iff the status is the expected one, within timeout.
+ * tcp: a connection accepted within timeout (host must be a numeric address).
+ * exec: argv (no shell) with PORT and HOST added to the daemon's environment, in its own
+ * process group, healthy iff it exits 0 within timeout; killed (whole group) on timeout.
+ * Returns 0 and *out, or -EINVAL (bad spec: no path, no argv, no port). */
+int health_start(struct health_ctx *hc, const struct spec_health *h, const char *host, int port,
+		 uint64_t id, health_cb cb, void *ctx, struct health_check **out);
+/* Stops the check: an in-flight probe is cancelled and no callback follows. Memory is freed
+ * when libuv is done with it. health_stop(NULL) is a no-op; may be called from the callback. */
+void health_stop(struct health_check *chk);
+
+#endif
