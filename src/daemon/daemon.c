@@ -1,0 +1,426 @@
+/* The daemon's environment and event loop: one daemon per data directory, the store, the drivers,
+ * the API; services are loaded and their instances re-adopted at start. */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/api.h"
+#include "daemon/health.h"
+#include "driver/driver.h"
+#include "lb/lb.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+#define TICK_MS 100
+
+int64_t daemon_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct svc *daemon_find(struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_svcs; i++)
+		if (strcmp(d->svcs[i]->name, name) == 0)
+			return d->svcs[i];
+	return NULL;
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+	struct daemon *d = h->data;
+	uv_idle_stop(h);
+	/* A step may mark services dirty again (its own observations): they run next iteration. */
+	for (size_t i = 0; i < d->n_svcs; i++)
+		if (d->svcs[i]->dirty)
+			svc_step(d->svcs[i]);
+}
+
+void daemon_dirty(struct svc *s)
+{
+	s->dirty = true;
+	if (!s->d->stopping)
+		uv_idle_start(&s->d->idle, idle_cb);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	for (size_t i = 0; i < d->n_svcs; i++)
+		svc_step(d->svcs[i]);
+}
+
+/* ---- ports ------------------------------------------------------------------------------------ */
+
+static bool port_taken(struct daemon *d, int port)
+{
+	for (size_t i = 0; i < d->n_svcs; i++) {
+		const struct engine_state *st = &d->svcs[i]->st;
+		for (size_t k = 0; k < st->n; k++)
+			if (st->inst[k].port == port && st->inst[k].state != INST_GONE)
+				return true;
+	}
+	/* Something else on the machine may hold it: try to bind. */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int r = bind(fd, (struct sockaddr *)&a, sizeof a);
+	close(fd);
+	return r != 0;
+}
+
+int daemon_alloc_port(struct daemon *d)
+{
+	int span = d->port_hi - d->port_lo + 1;
+	for (int i = 0; i < span; i++) {
+		int p = d->port_lo + (d->port_next - d->port_lo + i) % span;
+		if (!port_taken(d, p)) {
+			d->port_next = p + 1 > d->port_hi ? d->port_lo : p + 1;
+			return p;
+		}
+	}
+	return -EADDRINUSE;
+}
+
+/* ---- events to subscribers -------------------------------------------------------------------- */
+
+struct pub_ctx {
+	struct daemon *d;
+};
+
+static json_t *event_json(int64_t id, const char *service, int64_t ts, const char *kind, uint64_t inst,
+			  const char *text)
+{
+	return json_pack("{s:I,s:I,s:s?,s:s,s:I,s:s}", "id", (json_int_t)id, "ts", (json_int_t)ts, "service", service,
+			 "kind", kind, "instance", (json_int_t)inst, "text", text);
+}
+
+static int publish_one(void *ctx, int64_t id, const char *service, int64_t ts, const char *kind, uint64_t inst,
+		       const char *text)
+{
+	struct daemon *d = ctx;
+	d->published = id;
+	json_t *j = event_json(id, service, ts, kind, inst, text);
+	char *data = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	for (size_t i = 0; i < d->n_subs;) {
+		struct api_req *req = d->subs[i];
+		const char *want = api_req_data(req);
+		if (want != NULL && (service == NULL || strcmp(want, service) != 0)) {
+			i++;
+			continue;
+		}
+		if (api_sse_send(req, id, kind, data) < 0) {
+			api_sse_end(req);
+			d->subs[i] = d->subs[--d->n_subs];
+			continue;
+		}
+		i++;
+	}
+	free(data);
+	return 0;
+}
+
+static int mark_cb(void *ctx, int64_t id, const char *service, int64_t ts, const char *kind, uint64_t inst,
+		   const char *text)
+{
+	(void)service, (void)ts, (void)kind, (void)inst, (void)text;
+	*(int64_t *)ctx = id;
+	return 0;
+}
+
+/* Moves the published mark past every recorded event without sending any. */
+static void skip_backlog(struct daemon *d)
+{
+	int64_t before;
+	do {
+		before = d->published;
+		store_events(d->store, NULL, d->published, STORE_EVENTS_MAX, mark_cb, &d->published);
+	} while (d->published != before);
+}
+
+void daemon_publish(struct daemon *d)
+{
+	if (d->n_subs == 0) {
+		skip_backlog(d);
+		return;
+	}
+	int64_t before;
+	do {
+		before = d->published;
+		store_events(d->store, NULL, d->published, STORE_EVENTS_MAX, publish_one, d);
+	} while (d->published != before);
+}
+
+/* ---- driver and balancer callbacks ------------------------------------------------------------ */
+
+static void on_started(void *ctx, const char *service, uint64_t id, int pid)
+{
+	struct svc *s = daemon_find(ctx, service);
+	if (s != NULL)
+		svc_on_started(s, id, pid);
+}
+
+static void on_exited(void *ctx, const char *service, uint64_t id, const char *cause)
+{
+	struct svc *s = daemon_find(ctx, service);
+	if (s != NULL)
+		svc_on_exited(s, id, cause);
+}
+
+static void on_drained(void *ctx, const char *service, uint64_t id)
+{
+	struct svc *s = daemon_find(ctx, service);
+	if (s != NULL)
+		svc_on_drained(s, id);
+}
+
+/* ---- start and stop --------------------------------------------------------------------------- */
+
+static void shutdown_done(void *arg)
+{
+	(void)arg;
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void begin_shutdown(struct daemon *d)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_info("daemon", "msg=\"stopping; instances keep running\"");
+	uv_timer_stop(&d->tick);
+	uv_idle_stop(&d->idle);
+	for (size_t i = 0; i < d->n_subs; i++)
+		api_sse_end(d->subs[i]);
+	d->n_subs = 0;
+	for (size_t i = 0; i < d->n_svcs; i++)
+		svc_detach(d->svcs[i]);
+	api_close(d->api, shutdown_done, NULL);
+	d->api = NULL;
+	drv_close(d->drv);
+	d->drv = NULL;
+	lb_close(d->lb_none);
+	d->lb_none = NULL;
+	lb_close(d->lb_builtin);
+	d->lb_builtin = NULL;
+	health_ctx_free(d->health);
+	d->health = NULL;
+	uv_close((uv_handle_t *)&d->tick, NULL);
+	uv_close((uv_handle_t *)&d->idle, NULL);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void signal_cb(uv_signal_t *h, int signo)
+{
+	(void)signo;
+	begin_shutdown(h->data);
+}
+
+/* One daemon per data directory: an exclusive lock on DATA/daemon.lock holding our pid. */
+static int take_lock(struct daemon *d)
+{
+	char *path = xasprintf("%s/daemon.lock", d->data);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char buf[32] = {0};
+		ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+		(void)n;
+		fprintf(stderr, "rollout: another daemon (pid %s) already runs on %s\n", buf[0] ? buf : "?", d->data);
+		close(fd);
+		return -EEXIST;
+	}
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) < 0) {
+		close(fd);
+		return -errno;
+	}
+	d->lock_fd = fd;
+	return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static char *read_token(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return NULL;
+	char buf[256] = {0};
+	char *r = fgets(buf, sizeof buf, f);
+	fclose(f);
+	if (r == NULL)
+		return NULL;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	char *t = buf[0] ? xstrdup(buf) : NULL;
+	xwipe(buf, sizeof buf);
+	return t;
+}
+
+static int load_services(struct daemon *d)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int r = store_list_services(d->store, &names, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		struct svc *s = NULL;
+		r = svc_load(d, names[i], &s);
+		if (r < 0) {
+			log_error("daemon", "service=%s msg=\"cannot load\" err=%d detail=\"%s\"", names[i], r,
+				  store_errmsg(d->store));
+			continue;
+		}
+		xgrow((void **)&d->svcs, &d->cap_svcs, d->n_svcs + 1, sizeof *d->svcs);
+		d->svcs[d->n_svcs++] = s;
+		log_info("daemon", "service=%s msg=\"loaded\" instances=%zu revision=%d", s->name, s->st.n,
+			 s->st.target_rev);
+		daemon_dirty(s);
+	}
+	store_names_free(names, n);
+	return 0;
+}
+
+int daemon_run(const struct daemon_opts *o)
+{
+	struct daemon env;
+	struct daemon *d = &env;
+	memset(d, 0, sizeof *d);
+	d->lock_fd = -1;
+	d->port_lo = o->port_lo;
+	d->port_hi = o->port_hi;
+	d->port_next = o->port_lo;
+	int r = mkdir_p(o->data_dir);
+	if (r < 0) {
+		fprintf(stderr, "rollout: cannot create %s: %s\n", o->data_dir, strerror(-r));
+		return 2;
+	}
+	char real[PATH_MAX];
+	if (realpath(o->data_dir, real) == NULL) {
+		fprintf(stderr, "rollout: %s: %s\n", o->data_dir, strerror(errno));
+		return 2;
+	}
+	d->data = xstrdup(real);
+	d->log_dir = xasprintf("%s/logs", d->data);
+	mkdir_p(d->log_dir);
+	if (take_lock(d) < 0) {
+		free(d->data);
+		free(d->log_dir);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	char *dbpath = xasprintf("%s/state.db", d->data);
+	r = store_open(dbpath, &d->store);
+	free(dbpath);
+	if (r < 0) {
+		fprintf(stderr, "rollout: cannot open the state: %s\n", store_errmsg(d->store));
+		store_free(d->store);
+		return 1;
+	}
+	d->loop = xmalloc(sizeof *d->loop);
+	uv_loop_init(d->loop);
+	struct drv_callbacks dcb = {.ctx = d, .started = on_started, .exited = on_exited};
+	drv_local_new(d->loop, d->data, &dcb, &d->drv);
+	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained};
+	lb_none_new(d->loop, &lcb, &d->lb_none);
+	health_ctx_new(d->loop, &d->health);
+	uv_idle_init(d->loop, &d->idle);
+	d->idle.data = d;
+	uv_timer_init(d->loop, &d->tick);
+	d->tick.data = d;
+
+	api_new(d->loop, &d->api);
+	routes_register(d);
+	char *sock = xasprintf("%s/rollout.sock", d->data);
+	r = api_listen_unix(d->api, sock);
+	if (r < 0) {
+		fprintf(stderr, "rollout: cannot listen on %s: %s\n", sock, strerror(-r));
+		free(sock);
+		return 1;
+	}
+	if (o->api_tcp != NULL) {
+		char *tok = o->token_file ? read_token(o->token_file) : NULL;
+		if (tok == NULL) {
+			fprintf(stderr, "rollout: --api needs a token: --token-file FILE with one line\n");
+			return 2;
+		}
+		r = api_listen_tcp(d->api, o->api_tcp, tok);
+		xwipe(tok, strlen(tok));
+		free(tok);
+		if (r < 0) {
+			fprintf(stderr, "rollout: cannot listen on %s: %s\n", o->api_tcp, strerror(-r));
+			return 1;
+		}
+	}
+	skip_backlog(d);
+	load_services(d);
+	uv_signal_init(d->loop, &d->sigterm);
+	d->sigterm.data = d;
+	uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
+	uv_signal_init(d->loop, &d->sigint);
+	d->sigint.data = d;
+	uv_signal_start(&d->sigint, signal_cb, SIGINT);
+	uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
+	log_info("daemon", "msg=\"ready\" data=%s socket=%s pid=%d", d->data, sock, (int)getpid());
+	free(sock);
+
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	uv_walk(d->loop, walk_close, NULL);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	uv_loop_close(d->loop);
+	free(d->loop);
+	for (size_t i = 0; i < d->n_svcs; i++)
+		svc_free(d->svcs[i]);
+	free(d->svcs);
+	free(d->subs);
+	store_free(d->store);
+	close(d->lock_fd);
+	free(d->data);
+	free(d->log_dir);
+	return d->exit_code;
+}

@@ -1,0 +1,129 @@
+/* The rollout daemon: the control plane's environment (the one global of the process) and the
+ * per-service runtime that joins the engine to the store, the drivers and the load balancer. */
+#ifndef ROLLOUT_DAEMON_DAEMON_H
+#define ROLLOUT_DAEMON_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "core/engine.h"
+#include "core/spec.h"
+
+struct store;
+struct drv;
+struct lb;
+struct api;
+struct api_req;
+struct health_ctx;
+struct health_check;
+
+struct daemon_opts {
+	const char *data_dir;   /* DATA */
+	const char *api_tcp;    /* optional host:port for the TCP API */
+	const char *token_file; /* file holding the TCP API's bearer token */
+	int port_lo, port_hi;   /* instance ports, inclusive */
+	const char *self_exe;   /* this binary, to start the proxy */
+};
+
+/* Runtime of one instance that the engine state does not hold. */
+struct svc_rt {
+	uint64_t id;
+	struct health_check *hc;
+	uv_timer_t *timer; /* drain timeout, or a delayed start */
+	int pid;
+	bool started;      /* the driver has it */
+};
+
+/* One parsed revision, cached. */
+struct svc_rev {
+	int rev;
+	struct spec spec;
+};
+
+struct daemon;
+
+struct svc {
+	struct daemon *d;
+	char *name;
+	struct spec spec;   /* latest applied: replicas, strategy, lb */
+	struct engine_state st;
+	struct engine_out out;
+	struct svc_rev *revs;
+	size_t n_revs;
+	struct svc_rt *rt;
+	size_t n_rt, cap_rt;
+	bool dirty;
+	int64_t backoff_ms;  /* delay before restarting after unexpected exits */
+	struct lb_backend *pushed; /* last backend set given to the load balancer */
+	size_t n_pushed;
+	bool pushed_valid;
+};
+
+/* The daemon's environment. */
+struct daemon {
+	uv_loop_t *loop;
+	char *data;    /* absolute */
+	char *log_dir; /* DATA/logs */
+	int lock_fd;
+	struct store *store;
+	struct drv *drv;
+	struct health_ctx *health;
+	struct lb *lb_none;
+	struct lb *lb_builtin; /* NULL until the builtin balancer exists in this build */
+	struct api *api;
+	struct svc **svcs;
+	size_t n_svcs, cap_svcs;
+	int port_lo, port_hi, port_next;
+	uv_timer_t tick;
+	uv_idle_t idle; /* runs steps for dirty services */
+	uv_signal_t sigterm, sigint;
+	struct api_req **subs; /* open server-sent-event streams */
+	size_t n_subs, cap_subs;
+	int64_t published;     /* last event id sent to subscribers */
+	bool stopping;
+	int exit_code;
+};
+
+int daemon_run(const struct daemon_opts *o);
+
+/* Wall-clock milliseconds: timestamps survive a restart. */
+int64_t daemon_now(void);
+/* Marks a service for a step at the end of this loop iteration. */
+void daemon_dirty(struct svc *s);
+struct svc *daemon_find(struct daemon *d, const char *name);
+/* Sends new events to server-sent-event subscribers. */
+void daemon_publish(struct daemon *d);
+/* A free port from the range, not used by any instance; -EADDRINUSE when none. */
+int daemon_alloc_port(struct daemon *d);
+
+/* ---- svc.c: one service ---- */
+/* Loads a service from the store and re-adopts its instances. */
+int svc_load(struct daemon *d, const char *name, struct svc **out);
+/* A new service (first apply). */
+struct svc *svc_new(struct daemon *d, const char *name);
+void svc_free(struct svc *s);
+/* Applies a parsed spec (yaml is its text, kept as the revision's source). Fills *rev and
+ * *changed. Returns 0 or a negative code with msg filled. */
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len);
+/* pause, resume, promote, abort; undo with rev (0 = last stable). */
+int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len);
+/* One engine step, committed, then carried out. */
+void svc_step(struct svc *s);
+json_t *svc_status_json(struct svc *s);
+
+/* Observations, from driver, health and balancer callbacks. */
+void svc_on_started(struct svc *s, uint64_t id, int pid);
+void svc_on_exited(struct svc *s, uint64_t id, const char *cause);
+void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail);
+void svc_on_drained(struct svc *s, uint64_t id);
+/* Stops runtime watchers (health checks, timers) without touching instances: shutdown. */
+void svc_detach(struct svc *s);
+
+/* ---- routes.c: the API handlers ---- */
+int routes_register(struct daemon *d);
+
+#endif

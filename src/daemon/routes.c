@@ -1,0 +1,399 @@
+/* The daemon's API (DESIGN "API"): JSON handlers over the services. Every handler validates its
+ * input completely before it changes anything. docs/api.md is the reference. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/api.h"
+#include "daemon/daemon.h"
+#include "spec/spec_yaml.h"
+#include "store/store.h"
+#include "util/xmalloc.h"
+
+static struct svc *find_or_404(struct daemon *d, struct api_req *req)
+{
+	const char *name = api_param(req, "name");
+	struct svc *s = name ? daemon_find(d, name) : NULL;
+	if (s == NULL)
+		api_reply_error(req, 404, "no service '%s'", name ? name : "");
+	return s;
+}
+
+static void get_services(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < d->n_svcs; i++)
+		json_array_append_new(arr, svc_status_json(d->svcs[i]));
+	api_reply_json(req, 200, json_pack("{s:o}", "services", arr));
+}
+
+static void get_service(struct api_req *req, void *ctx)
+{
+	struct svc *s = find_or_404(ctx, req);
+	if (s != NULL)
+		api_reply_json(req, 200, svc_status_json(s));
+}
+
+/* Checks what the spec asks of this daemon beyond the spec's own rules. Appends messages. */
+static void daemon_checks(struct daemon *d, const struct spec *sp, const char *file, json_t *errors)
+{
+	const char *f = file ? file : "spec";
+	if (sp->lb == SPEC_LB_BUILTIN && d->lb_builtin == NULL)
+		json_array_append_new(errors, json_sprintf("%s: lb: the builtin proxy is not part of this build yet; "
+							   "use lb: none",
+							   f));
+	if (sp->lb == SPEC_LB_HAPROXY)
+		json_array_append_new(errors,
+				      json_sprintf("%s: lb: haproxy is not supported by this build yet; use lb: none", f));
+	if (!sp->targets_local)
+		json_array_append_new(errors,
+				      json_sprintf("%s: targets: ssh hosts are not supported by this build yet; use "
+						   "targets: local",
+						   f));
+	for (size_t i = 0; sp->listen != NULL && i < d->n_svcs; i++) {
+		const struct svc *o = d->svcs[i];
+		if (strcmp(o->name, sp->service) != 0 && o->spec.listen != NULL && strcmp(o->spec.listen, sp->listen) == 0)
+			json_array_append_new(errors, json_sprintf("%s: listen: %s is already used by service '%s'", f,
+								   sp->listen, o->name));
+	}
+}
+
+static void post_apply(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	size_t len;
+	const char *body = api_req_body(req, &len);
+	json_error_t jerr;
+	json_t *j = json_loadb(body, len, 0, &jerr);
+	if (j == NULL) {
+		api_reply_error(req, 400, "body is not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+		return;
+	}
+	json_t *jspec = json_object_get(j, "spec");
+	json_t *jfile = json_object_get(j, "file");
+	if (!json_is_string(jspec) || (jfile != NULL && !json_is_string(jfile))) {
+		json_decref(j);
+		api_reply_error(req, 400, "body must be {\"spec\": \"<yaml text>\", \"file\": \"<name>\"}");
+		return;
+	}
+	const char *text = json_string_value(jspec);
+	size_t tlen = json_string_length(jspec);
+	const char *file = jfile ? json_string_value(jfile) : "spec";
+	struct spec sp;
+	struct spec_errors errs = {0};
+	int r = spec_parse(text, tlen, file, &sp, &errs);
+	json_t *errors = json_array();
+	for (size_t i = 0; i < errs.n; i++)
+		json_array_append_new(errors, json_string(errs.v[i]));
+	spec_errors_clear(&errs);
+	if (r == 0)
+		daemon_checks(d, &sp, file, errors);
+	if (json_array_size(errors) > 0) {
+		if (r == 0)
+			spec_clear(&sp);
+		json_decref(j);
+		api_reply_json(req, 422, json_pack("{s:s,s:o}", "error", "invalid spec", "errors", errors));
+		return;
+	}
+	json_decref(errors);
+
+	struct svc *s = daemon_find(d, sp.service);
+	bool fresh = s == NULL;
+	if (fresh)
+		s = svc_new(d, sp.service);
+	int rev = 0;
+	bool changed = false;
+	char msg[256] = "";
+	char *yaml = xstrndup(text, tlen);
+	json_decref(j);
+	r = svc_apply(s, &sp, yaml, &rev, &changed, msg, sizeof msg);
+	free(yaml);
+	if (r < 0) {
+		spec_clear(&sp);
+		if (fresh)
+			svc_free(s);
+		api_reply_error(req, 500, "%s", msg);
+		return;
+	}
+	if (fresh) {
+		xgrow((void **)&d->svcs, &d->cap_svcs, d->n_svcs + 1, sizeof *d->svcs);
+		d->svcs[d->n_svcs++] = s;
+	}
+	snprintf(msg, sizeof msg, "%s", !changed ? "unchanged" : "applied");
+	api_reply_json(req, 200, json_pack("{s:s,s:i,s:I,s:b,s:s}", "service", s->name, "revision", rev, "rollout",
+					   (json_int_t)s->st.ro.id, "changed", changed, "message", msg));
+}
+
+static void post_command(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	struct svc *s = find_or_404(d, req);
+	if (s == NULL)
+		return;
+	const char *path = api_req_path(req);
+	const char *verb = strrchr(path, '/') + 1;
+	int rev = 0;
+	if (strcmp(verb, "undo") == 0) {
+		size_t len;
+		const char *body = api_req_body(req, &len);
+		if (len > 0) {
+			json_error_t jerr;
+			json_t *j = json_loadb(body, len, 0, &jerr);
+			json_t *jr = j ? json_object_get(j, "revision") : NULL;
+			if (j == NULL || !json_is_object(j) || (jr != NULL && !json_is_integer(jr)) ||
+			    (jr != NULL && (json_integer_value(jr) < 0 || json_integer_value(jr) > 1000000))) {
+				json_decref(j);
+				api_reply_error(req, 400, "body must be {} or {\"revision\": N}");
+				return;
+			}
+			rev = jr ? (int)json_integer_value(jr) : 0;
+			json_decref(j);
+		}
+	}
+	char msg[256] = "";
+	int r = svc_command(s, verb, rev, msg, sizeof msg);
+	if (r < 0) {
+		api_reply_error(req, 409, "%s", msg[0] ? msg : "not possible now");
+		return;
+	}
+	api_reply_json(req, 200, svc_status_json(s));
+}
+
+static void get_rollouts(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	struct svc *s = find_or_404(d, req);
+	if (s == NULL)
+		return;
+	struct engine_rollout *v = NULL;
+	size_t n = 0;
+	if (store_list_rollouts(d->store, s->name, &v, &n) < 0) {
+		api_reply_error(req, 500, "%s", store_errmsg(d->store));
+		return;
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *r = json_pack("{s:I,s:s,s:s,s:i,s:i,s:I,s:s}", "id", (json_int_t)v[i].id, "kind",
+				      engine_ro_kind_name(v[i].kind), "state", engine_ro_state_name(v[i].state),
+				      "from_revision", v[i].from_rev, "to_revision", v[i].to_rev, "started_at",
+				      (json_int_t)v[i].started_at, "reason", v[i].reason);
+		json_object_set_new(r, "ended_at", v[i].ended_at ? json_integer(v[i].ended_at) : json_null());
+		json_array_append_new(arr, r);
+	}
+	free(v);
+	api_reply_json(req, 200, json_pack("{s:o}", "rollouts", arr));
+}
+
+static void get_revisions(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	struct svc *s = find_or_404(d, req);
+	if (s == NULL)
+		return;
+	struct store_revision *v = NULL;
+	size_t n = 0;
+	if (store_list_revisions(d->store, s->name, &v, &n) < 0) {
+		api_reply_error(req, 500, "%s", store_errmsg(d->store));
+		return;
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:i,s:s?,s:I,s:b,s:b}", "revision", v[i].rev, "version",
+						     v[i].version, "created_at", (json_int_t)v[i].created_at, "stable",
+						     v[i].rev == s->st.stable_rev, "target", v[i].rev == s->st.target_rev));
+	store_revisions_free(v, n);
+	api_reply_json(req, 200, json_pack("{s:o}", "revisions", arr));
+}
+
+static int event_to_array(void *ctx, int64_t id, const char *service, int64_t ts, const char *kind, uint64_t inst,
+			  const char *text)
+{
+	json_array_append_new(ctx, json_pack("{s:I,s:I,s:s?,s:s,s:I,s:s}", "id", (json_int_t)id, "ts", (json_int_t)ts,
+					     "service", service, "kind", kind, "instance", (json_int_t)inst, "text",
+					     text));
+	return 0;
+}
+
+/* Parses an optional non-negative integer query parameter. Returns 0, or -EINVAL. */
+static int query_int(struct api_req *req, const char *name, long long max, long long *out)
+{
+	const char *v = api_query(req, name);
+	if (v == NULL)
+		return 0;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || errno != 0 || n < 0 || n > max)
+		return -EINVAL;
+	*out = n;
+	return 0;
+}
+
+static void get_service_events(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	struct svc *s = find_or_404(d, req);
+	if (s == NULL)
+		return;
+	long long after = 0, limit = 200;
+	if (query_int(req, "after", INT64_MAX, &after) < 0 || query_int(req, "limit", STORE_EVENTS_MAX, &limit) < 0) {
+		api_reply_error(req, 400, "after and limit must be non-negative integers (limit <= %d)",
+				STORE_EVENTS_MAX);
+		return;
+	}
+	json_t *arr = json_array();
+	if (store_events(d->store, s->name, after, (size_t)limit, event_to_array, arr) < 0) {
+		json_decref(arr);
+		api_reply_error(req, 500, "%s", store_errmsg(d->store));
+		return;
+	}
+	api_reply_json(req, 200, json_pack("{s:o}", "events", arr));
+}
+
+struct sse_ctx {
+	struct api_req *req;
+	const char *service;
+};
+
+static int backlog_send(void *ctx, int64_t id, const char *service, int64_t ts, const char *kind, uint64_t inst,
+			const char *text)
+{
+	struct sse_ctx *c = ctx;
+	if (c->service != NULL && (service == NULL || strcmp(service, c->service) != 0))
+		return 0;
+	json_t *j = json_pack("{s:I,s:I,s:s?,s:s,s:I,s:s}", "id", (json_int_t)id, "ts", (json_int_t)ts, "service",
+			      service, "kind", kind, "instance", (json_int_t)inst, "text", text);
+	char *data = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	int r = api_sse_send(c->req, id, kind, data);
+	free(data);
+	return r < 0 ? r : 0;
+}
+
+static void sse_closed(struct api_req *req, void *arg)
+{
+	struct daemon *d = arg;
+	for (size_t i = 0; i < d->n_subs; i++) {
+		if (d->subs[i] == req) {
+			d->subs[i] = d->subs[--d->n_subs];
+			break;
+		}
+	}
+	free(api_req_data(req));
+	api_req_set_data(req, NULL);
+	api_sse_end(req);
+}
+
+static void get_events_stream(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	long long after = -1;
+	const char *svc = api_query(req, "service");
+	if (query_int(req, "after", INT64_MAX, &after) < 0) {
+		api_reply_error(req, 400, "after must be a non-negative integer");
+		return;
+	}
+	if (svc != NULL && daemon_find(d, svc) == NULL) {
+		api_reply_error(req, 404, "no service '%s'", svc);
+		return;
+	}
+	if (api_sse_start(req) < 0) {
+		api_sse_end(req);
+		return;
+	}
+	/* Backlog from `after` (when given) up to what was already published; then live events. */
+	if (after >= 0) {
+		struct sse_ctx c = {req, svc};
+		long long mark = after;
+		while (mark < d->published) {
+			long long before = mark;
+			store_events(d->store, svc, mark, STORE_EVENTS_MAX, backlog_send, &c);
+			/* store_events has no "up to": stop at published, the live path sends the rest. */
+			mark = d->published;
+			if (mark == before)
+				break;
+		}
+	}
+	api_req_set_data(req, svc ? xstrdup(svc) : NULL);
+	api_req_on_close(req, sse_closed, d);
+	xgrow((void **)&d->subs, &d->cap_subs, d->n_subs + 1, sizeof *d->subs);
+	d->subs[d->n_subs++] = req;
+}
+
+/* Prometheus text format: rollout state and instances per revision and state. */
+static void get_metrics(struct api_req *req, void *ctx)
+{
+	struct daemon *d = ctx;
+	size_t cap = 4096, len = 0;
+	char *buf = xmalloc(cap);
+#define EMIT(...)                                                                                   \
+	do {                                                                                        \
+		int n_ = snprintf(buf + len, cap - len, __VA_ARGS__);                               \
+		if ((size_t)n_ >= cap - len) {                                                      \
+			cap = cap * 2 + (size_t)n_;                                                 \
+			buf = xrealloc(buf, cap);                                                   \
+			n_ = snprintf(buf + len, cap - len, __VA_ARGS__);                           \
+		}                                                                                   \
+		len += (size_t)n_;                                                                  \
+	} while (0)
+	EMIT("# HELP rollout_services Services known to the daemon.\n# TYPE rollout_services gauge\n"
+	     "rollout_services %zu\n",
+	     d->n_svcs);
+	EMIT("# HELP rollout_rollout_state Current rollout state of each service (1 for the current state).\n"
+	     "# TYPE rollout_rollout_state gauge\n");
+	for (size_t i = 0; i < d->n_svcs; i++)
+		for (int st = RO_NONE; st < RO__COUNT; st++)
+			EMIT("rollout_rollout_state{service=\"%s\",state=\"%s\"} %d\n", d->svcs[i]->name,
+			     engine_ro_state_name(st), d->svcs[i]->st.ro.state == (enum engine_ro_state)st);
+	EMIT("# HELP rollout_revision Target and stable revision of each service.\n# TYPE rollout_revision gauge\n");
+	for (size_t i = 0; i < d->n_svcs; i++) {
+		EMIT("rollout_revision{service=\"%s\",kind=\"target\"} %d\n", d->svcs[i]->name, d->svcs[i]->st.target_rev);
+		EMIT("rollout_revision{service=\"%s\",kind=\"stable\"} %d\n", d->svcs[i]->name, d->svcs[i]->st.stable_rev);
+	}
+	EMIT("# HELP rollout_instances Instances by revision and state.\n# TYPE rollout_instances gauge\n");
+	for (size_t i = 0; i < d->n_svcs; i++) {
+		const struct engine_state *st = &d->svcs[i]->st;
+		for (size_t k = 0; k < st->n; k++) {
+			int rev = st->inst[k].revision;
+			int state = st->inst[k].state;
+			bool seen = false;
+			for (size_t j = 0; j < k && !seen; j++)
+				seen = st->inst[j].revision == rev && (int)st->inst[j].state == state;
+			if (seen)
+				continue;
+			int n = 0;
+			for (size_t j = k; j < st->n; j++)
+				n += st->inst[j].revision == rev && (int)st->inst[j].state == state;
+			EMIT("rollout_instances{service=\"%s\",revision=\"%d\",state=\"%s\"} %d\n", d->svcs[i]->name, rev,
+			     engine_inst_state_name(state), n);
+		}
+	}
+	EMIT("# HELP rollout_rollout_failures Failed instances in the current rollout.\n"
+	     "# TYPE rollout_rollout_failures gauge\n");
+	for (size_t i = 0; i < d->n_svcs; i++)
+		EMIT("rollout_rollout_failures{service=\"%s\"} %d\n", d->svcs[i]->name, d->svcs[i]->st.ro.failures);
+#undef EMIT
+	api_reply_text(req, 200, "text/plain; version=0.0.4", buf);
+	free(buf);
+}
+
+int routes_register(struct daemon *d)
+{
+	static const char *const verbs[] = {"pause", "resume", "promote", "abort", "undo"};
+	api_route(d->api, "GET", "/v1/services", get_services, d);
+	api_route(d->api, "GET", "/v1/services/{name}", get_service, d);
+	api_route(d->api, "POST", "/v1/apply", post_apply, d);
+	api_route(d->api, "GET", "/v1/services/{name}/rollouts", get_rollouts, d);
+	api_route(d->api, "GET", "/v1/services/{name}/revisions", get_revisions, d);
+	api_route(d->api, "GET", "/v1/services/{name}/events", get_service_events, d);
+	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+		char path[64];
+		snprintf(path, sizeof path, "/v1/services/{name}/%s", verbs[i]);
+		api_route(d->api, "POST", path, post_command, d);
+	}
+	api_route(d->api, "GET", "/v1/events", get_events_stream, d);
+	api_route(d->api, "GET", "/metrics", get_metrics, d);
+	return 0;
+}

@@ -1,0 +1,735 @@
+/* One service in the daemon: the engine's state, committed to the store before every action, and
+ * the runtime (health checks, timers, load balancer set) that carries the engine's intents out. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/daemon.h"
+#include "daemon/health.h"
+#include "driver/driver.h"
+#include "lb/lb.h"
+#include "spec/spec_yaml.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 10000
+
+/* ---- small lookups ---------------------------------------------------------------------------- */
+
+static struct engine_inst *inst_of(struct svc *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->st.n; i++)
+		if (s->st.inst[i].id == id)
+			return &s->st.inst[i];
+	return NULL;
+}
+
+static struct svc_rt *rt_of(struct svc *s, uint64_t id, bool create)
+{
+	for (size_t i = 0; i < s->n_rt; i++)
+		if (s->rt[i].id == id)
+			return &s->rt[i];
+	if (!create)
+		return NULL;
+	xgrow((void **)&s->rt, &s->cap_rt, s->n_rt + 1, sizeof *s->rt);
+	struct svc_rt *r = &s->rt[s->n_rt++];
+	memset(r, 0, sizeof *r);
+	r->id = id;
+	return r;
+}
+
+static void timer_free_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void rt_cancel_timer(struct svc_rt *r)
+{
+	if (r->timer != NULL) {
+		uv_timer_stop(r->timer);
+		uv_close((uv_handle_t *)r->timer, timer_free_cb);
+		r->timer = NULL;
+	}
+}
+
+static void rt_stop_health(struct svc_rt *r)
+{
+	if (r->hc != NULL) {
+		health_stop(r->hc);
+		r->hc = NULL;
+	}
+}
+
+static void rt_drop(struct svc *s, uint64_t id)
+{
+	struct svc_rt *r = rt_of(s, id, false);
+	if (r == NULL)
+		return;
+	rt_stop_health(r);
+	rt_cancel_timer(r);
+	*r = s->rt[--s->n_rt];
+}
+
+/* The parsed spec of revision rev (from the store, cached). NULL if it cannot be had. */
+static const struct spec *rev_spec(struct svc *s, int rev)
+{
+	for (size_t i = 0; i < s->n_revs; i++)
+		if (s->revs[i].rev == rev)
+			return &s->revs[i].spec;
+	char *yaml = NULL;
+	if (store_get_revision(s->d->store, s->name, rev, &yaml) < 0)
+		return NULL;
+	struct spec sp;
+	struct spec_errors errs = {0};
+	int r = spec_parse(yaml, strlen(yaml), NULL, &sp, &errs);
+	free(yaml);
+	spec_errors_clear(&errs);
+	if (r < 0)
+		return NULL;
+	s->revs = xrealloc(s->revs, (s->n_revs + 1) * sizeof *s->revs);
+	s->revs[s->n_revs].rev = rev;
+	s->revs[s->n_revs].spec = sp;
+	return &s->revs[s->n_revs++].spec;
+}
+
+struct svc *svc_new(struct daemon *d, const char *name)
+{
+	struct svc *s = xcalloc(1, sizeof *s);
+	s->d = d;
+	s->name = xstrdup(name);
+	spec_init(&s->spec);
+	engine_state_init(&s->st);
+	return s;
+}
+
+void svc_detach(struct svc *s)
+{
+	for (size_t i = 0; i < s->n_rt; i++) {
+		rt_stop_health(&s->rt[i]);
+		rt_cancel_timer(&s->rt[i]);
+	}
+	s->n_rt = 0;
+}
+
+void svc_free(struct svc *s)
+{
+	if (s == NULL)
+		return;
+	svc_detach(s);
+	free(s->rt);
+	for (size_t i = 0; i < s->n_revs; i++)
+		spec_clear(&s->revs[i].spec);
+	free(s->revs);
+	spec_clear(&s->spec);
+	engine_state_clear(&s->st);
+	free(s->out.v);
+	free(s->pushed);
+	free(s->name);
+	free(s);
+}
+
+static struct lb *lb_for(struct svc *s)
+{
+	if (s->spec.lb == SPEC_LB_BUILTIN && s->d->lb_builtin != NULL)
+		return s->d->lb_builtin;
+	return s->d->lb_none;
+}
+
+/* ---- committing ------------------------------------------------------------------------------- */
+
+/* Makes the state and the step's events durable. Nothing is carried out unless this succeeded:
+ * a daemon that cannot write its state stops, and a restart resumes from the last commit. */
+static void commit(struct svc *s)
+{
+	struct store *st = s->d->store;
+	int64_t now = daemon_now();
+	int r = store_begin(st);
+	if (r == 0)
+		r = store_save_state(st, s->name, &s->st, now);
+	if (r == 0)
+		r = store_add_intent_events(st, s->name, now, &s->out);
+	if (r == 0)
+		r = store_commit(st);
+	if (r < 0) {
+		log_error("store", "msg=\"cannot record state, stopping\" service=%s err=\"%s\"", s->name,
+			  store_errmsg(st));
+		abort();
+	}
+	for (size_t i = 0; i < s->out.n; i++) {
+		const struct engine_intent *it = &s->out.v[i];
+		if (it->kind == INTENT_EVENT || it->kind == INTENT_ROLLOUT)
+			log_info("engine", "service=%s event=%s msg=\"%s\"", s->name, engine_event_name(it->event),
+				 it->text);
+	}
+	daemon_publish(s->d);
+}
+
+static void ensure_buffers(struct svc *s)
+{
+	xgrow((void **)&s->st.inst, &s->st.cap, s->st.n + engine_inst_headroom(&s->spec, &s->st),
+	      sizeof *s->st.inst);
+	size_t need = engine_intent_bound(&s->spec, &s->st);
+	if (need < s->st.n + 16)
+		need = s->st.n + 16;
+	xgrow((void **)&s->out.v, &s->out.cap, need, sizeof *s->out.v);
+	s->out.n = 0;
+}
+
+/* ---- carrying intents out --------------------------------------------------------------------- */
+
+static void start_now(struct svc *s, uint64_t id);
+
+static void delayed_start_cb(uv_timer_t *t)
+{
+	struct svc *s = t->data;
+	uint64_t id = 0;
+	for (size_t i = 0; i < s->n_rt; i++)
+		if (s->rt[i].timer == t) {
+			id = s->rt[i].id;
+			rt_cancel_timer(&s->rt[i]);
+			break;
+		}
+	if (id != 0)
+		start_now(s, id);
+}
+
+static void start_now(struct svc *s, uint64_t id)
+{
+	struct engine_inst *in = inst_of(s, id);
+	if (in == NULL || in->state != INST_PENDING)
+		return;
+	const struct spec *rs = rev_spec(s, in->revision);
+	if (rs == NULL) {
+		engine_observe(&s->st, id, OBS_START_FAILED, daemon_now(), "revision spec unreadable");
+		daemon_dirty(s);
+		return;
+	}
+	struct drv_start req = {
+		.service = s->name,
+		.id = id,
+		.revision = in->revision,
+		.tmpl = &rs->tmpl,
+		.port = in->port,
+		.log_dir = s->d->log_dir,
+	};
+	rt_of(s, id, true);
+	int r = drv_start(s->d->drv, &req);
+	if (r < 0 && r != -EEXIST) {
+		char cause[96];
+		snprintf(cause, sizeof cause, "start: %s", strerror(-r));
+		engine_observe(&s->st, id, OBS_START_FAILED, daemon_now(), cause);
+		daemon_dirty(s);
+	}
+}
+
+static void do_start(struct svc *s, uint64_t id)
+{
+	if (s->backoff_ms > 0) {
+		struct svc_rt *r = rt_of(s, id, true);
+		rt_cancel_timer(r);
+		r->timer = xmalloc(sizeof *r->timer);
+		uv_timer_init(s->d->loop, r->timer);
+		r->timer->data = s;
+		uv_timer_start(r->timer, delayed_start_cb, (uint64_t)s->backoff_ms, 0);
+		return;
+	}
+	start_now(s, id);
+}
+
+static void drain_timeout_cb(uv_timer_t *t)
+{
+	struct svc *s = t->data;
+	for (size_t i = 0; i < s->n_rt; i++) {
+		if (s->rt[i].timer != t)
+			continue;
+		uint64_t id = s->rt[i].id;
+		rt_cancel_timer(&s->rt[i]);
+		log_info("svc", "service=%s instance=%llu msg=\"drain timeout; stopping with requests in flight\"",
+			 s->name, (unsigned long long)id);
+		engine_observe(&s->st, id, OBS_DRAINED, daemon_now(), NULL);
+		daemon_dirty(s);
+		return;
+	}
+}
+
+static void do_drain(struct svc *s, uint64_t id)
+{
+	struct svc_rt *r = rt_of(s, id, true);
+	rt_stop_health(r);
+	rt_cancel_timer(r);
+	r->timer = xmalloc(sizeof *r->timer);
+	uv_timer_init(s->d->loop, r->timer);
+	r->timer->data = s;
+	uv_timer_start(r->timer, drain_timeout_cb, (uint64_t)s->spec.drain_timeout_ms, 0);
+}
+
+static void do_stop(struct svc *s, uint64_t id)
+{
+	struct engine_inst *in = inst_of(s, id);
+	struct svc_rt *r = rt_of(s, id, true);
+	rt_stop_health(r);
+	rt_cancel_timer(r);
+	const struct spec *rs = in ? rev_spec(s, in->revision) : NULL;
+	int signo = rs ? rs->stop_signal : s->spec.stop_signal;
+	int64_t grace = rs ? rs->stop_grace_ms : s->spec.stop_grace_ms;
+	drv_stop(s->d->drv, s->name, id, signo, grace);
+}
+
+/* Gives every START a port and records it, so a restart knows every port in use. */
+static void assign_ports(struct svc *s)
+{
+	bool any = false;
+	for (size_t i = 0; i < s->out.n; i++) {
+		struct engine_intent *it = &s->out.v[i];
+		struct engine_inst *in;
+		if (it->kind != INTENT_START || (in = inst_of(s, it->inst_id)) == NULL || in->port != 0)
+			continue;
+		int p = daemon_alloc_port(s->d);
+		if (p < 0) {
+			engine_observe(&s->st, in->id, OBS_START_FAILED, daemon_now(), "no free port in the range");
+			continue;
+		}
+		in->port = p;
+		any = true;
+	}
+	if (any && store_save_state(s->d->store, s->name, &s->st, daemon_now()) < 0) {
+		log_error("store", "msg=\"cannot record ports, stopping\" err=\"%s\"", store_errmsg(s->d->store));
+		abort();
+	}
+}
+
+/* The balancer's view: available instances active, leaving ones draining. Pushed when changed. */
+static void push_backends(struct svc *s)
+{
+	if (s->spec.lb == SPEC_LB_NONE && !s->pushed_valid && s->st.n == 0)
+		return;
+	struct lb_backend *v = xcalloc(s->st.n + 1, sizeof *v);
+	size_t n = 0;
+	int64_t now = daemon_now();
+	for (size_t i = 0; i < s->st.n; i++) {
+		const struct engine_inst *in = &s->st.inst[i];
+		enum lb_backend_state bs;
+		if (engine_inst_available(&s->spec, in, now) && in->announced)
+			bs = LB_ACTIVE;
+		else if (in->state == INST_DRAINING || in->state == INST_UNHEALTHY)
+			bs = LB_DRAINING;
+		else
+			continue;
+		v[n].id = in->id;
+		v[n].revision = in->revision;
+		v[n].state = bs;
+		snprintf(v[n].addr, sizeof v[n].addr, "127.0.0.1:%d", in->port);
+		n++;
+	}
+	if (s->pushed_valid && n == s->n_pushed && memcmp(v, s->pushed, n * sizeof *v) == 0) {
+		free(v);
+		return;
+	}
+	int r = lb_set_backends(lb_for(s), s->name, s->spec.listen, v, n);
+	if (r < 0) {
+		log_warn("lb", "service=%s msg=\"cannot update the load balancer\" err=%d", s->name, r);
+		free(v);
+		s->pushed_valid = false;
+		return;
+	}
+	free(s->pushed);
+	s->pushed = v;
+	s->n_pushed = n;
+	s->pushed_valid = true;
+}
+
+static void carry_out(struct svc *s)
+{
+	assign_ports(s);
+	/* Balancer first: a draining backend stops getting requests before anything else happens. */
+	push_backends(s);
+	for (size_t i = 0; i < s->out.n; i++) {
+		const struct engine_intent *it = &s->out.v[i];
+		switch (it->kind) {
+		case INTENT_START:
+			do_start(s, it->inst_id);
+			break;
+		case INTENT_DRAIN:
+			do_drain(s, it->inst_id);
+			break;
+		case INTENT_STOP:
+			do_stop(s, it->inst_id);
+			break;
+		case INTENT_EVENT:
+		case INTENT_ROLLOUT:
+			if (it->event == EV_INSTANCE_AVAILABLE)
+				s->backoff_ms = 0;
+			break;
+		}
+	}
+}
+
+/* Whether a step changed anything worth a commit (the tick steps every service often). */
+static bool state_changed(const struct engine_state *a, const struct engine_inst *a_inst, size_t a_n,
+			  const struct engine_state *b)
+{
+	if (a_n != b->n || memcmp(&a->ro, &b->ro, sizeof a->ro) != 0 || a->target_rev != b->target_rev ||
+	    a->stable_rev != b->stable_rev || a->next_inst_id != b->next_inst_id)
+		return true;
+	return memcmp(a_inst, b->inst, a_n * sizeof *a_inst) != 0;
+}
+
+void svc_step(struct svc *s)
+{
+	s->dirty = false;
+	ensure_buffers(s);
+	struct engine_state before = s->st;
+	struct engine_inst *snap = xmalloc((s->st.n + 1) * sizeof *snap);
+	memcpy(snap, s->st.inst, s->st.n * sizeof *snap);
+	int r = engine_step(&s->spec, &s->st, daemon_now(), &s->out);
+	if (r < 0) {
+		log_error("engine", "service=%s msg=\"step failed\" err=%d", s->name, r);
+		free(snap);
+		return;
+	}
+	bool changed = s->out.n > 0 || state_changed(&before, snap, before.n, &s->st);
+	free(snap);
+	if (changed)
+		commit(s);
+	carry_out(s);
+}
+
+/* ---- commands --------------------------------------------------------------------------------- */
+
+static int command_error(int r, const struct svc *s, const char *verb, char *msg, size_t len)
+{
+	const char *state = engine_ro_state_name(s->st.ro.state);
+	if (r == ENGINE_EBADSTATE)
+		snprintf(msg, len, "cannot %s %s: its rollout is %s%s", verb, s->name, state,
+			 s->st.ro.state == RO_PAUSED && s->st.ro.pause != PAUSE_USER && strcmp(verb, "resume") == 0
+				 ? " at a gate (use promote)"
+				 : "");
+	else if (r == ENGINE_ENOREV)
+		snprintf(msg, len, "cannot %s %s: no such revision, or no earlier stable revision", verb, s->name);
+	else
+		snprintf(msg, len, "cannot %s %s: error %d", verb, s->name, r);
+	return r;
+}
+
+int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
+{
+	ensure_buffers(s);
+	int64_t now = daemon_now();
+	int r;
+	if (strcmp(verb, "pause") == 0)
+		r = engine_pause(&s->st, now, &s->out);
+	else if (strcmp(verb, "resume") == 0)
+		r = engine_resume(&s->st, now, &s->out);
+	else if (strcmp(verb, "promote") == 0)
+		r = engine_promote(&s->st, now, &s->out);
+	else if (strcmp(verb, "abort") == 0)
+		r = engine_abort(&s->st, now, &s->out);
+	else if (strcmp(verb, "undo") == 0)
+		r = engine_undo(&s->st, rev, now, &s->out);
+	else
+		return -EINVAL;
+	if (r < 0)
+		return command_error(r, s, verb, msg, len);
+	commit(s);
+	svc_step(s);
+	return 0;
+}
+
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len)
+{
+	struct store *st = s->d->store;
+	uint64_t hash = spec_template_hash(&spec->tmpl);
+	const struct spec *cur = s->st.target_rev ? rev_spec(s, s->st.target_rev) : NULL;
+	bool same_tmpl = cur != NULL && spec_template_hash(&cur->tmpl) == hash;
+	int target = same_tmpl ? s->st.target_rev : s->st.latest_rev + 1;
+	*changed = !same_tmpl || spec->replicas != s->st.replicas;
+
+	ensure_buffers(s);
+	int64_t now = daemon_now();
+	int r = store_begin(st);
+	if (r == 0 && !same_tmpl)
+		r = store_put_revision(st, s->name, target, hash, spec->tmpl.version, yaml, now);
+	if (r == 0)
+		r = store_set_service_spec(st, s->name, yaml);
+	struct engine_state saved = s->st;
+	struct engine_inst *snap = xmalloc((s->st.n + 1) * sizeof *snap);
+	memcpy(snap, s->st.inst, s->st.n * sizeof *snap);
+	if (r == 0) {
+		r = engine_apply(spec, &s->st, target, now, &s->out);
+		if (r < 0)
+			snprintf(msg, len, "cannot apply: engine error %d", r);
+	}
+	if (r == 0)
+		r = store_save_state(st, s->name, &s->st, now);
+	if (r == 0)
+		r = store_add_intent_events(st, s->name, now, &s->out);
+	if (r == 0)
+		r = store_commit(st);
+	if (r < 0) {
+		store_rollback(st);
+		/* Nothing changed: restore what the engine touched in memory. */
+		memcpy(s->st.inst, snap, saved.n * sizeof *snap);
+		saved.inst = s->st.inst;
+		saved.cap = s->st.cap;
+		s->st = saved;
+		free(snap);
+		if (msg[0] == '\0')
+			snprintf(msg, len, "cannot record the spec: %s", store_errmsg(st));
+		return r;
+	}
+	free(snap);
+	spec_clear(&s->spec);
+	s->spec = *spec;
+	spec_init(spec); /* ownership moved */
+	*rev = target;
+	daemon_publish(s->d);
+	for (size_t i = 0; i < s->out.n; i++)
+		if (s->out.v[i].kind == INTENT_ROLLOUT || s->out.v[i].kind == INTENT_EVENT)
+			log_info("engine", "service=%s event=%s msg=\"%s\"", s->name,
+				 engine_event_name(s->out.v[i].event), s->out.v[i].text);
+	s->pushed_valid = false;
+	svc_step(s);
+	return 0;
+}
+
+/* ---- observations ----------------------------------------------------------------------------- */
+
+static void on_health(void *ctx, uint64_t id, bool healthy, const char *detail)
+{
+	svc_on_health(ctx, id, healthy, detail);
+}
+
+void svc_on_started(struct svc *s, uint64_t id, int pid)
+{
+	struct engine_inst *in = inst_of(s, id);
+	struct svc_rt *r = rt_of(s, id, true);
+	r->pid = pid;
+	r->started = true;
+	int dpid = 0;
+	uint64_t pstart = 0;
+	if (drv_proc_info(s->d->drv, s->name, id, &dpid, &pstart) == 0)
+		store_set_proc(s->d->store, s->name, id, dpid, pstart, NULL);
+	if (in == NULL)
+		return;
+	engine_observe(&s->st, id, OBS_STARTED, daemon_now(), NULL);
+	bool live = in->state == INST_STARTED || in->state == INST_READY || in->state == INST_UNHEALTHY;
+	const struct spec *rs = rev_spec(s, in->revision);
+	if (live && rs != NULL && r->hc == NULL) {
+		if (rs->health.kind == SPEC_CHECK_NONE) {
+			engine_observe(&s->st, id, OBS_HEALTHY, daemon_now(), NULL);
+		} else if (health_start(s->d->health, &rs->health, "127.0.0.1", in->port, id, on_health, s, &r->hc) <
+			   0) {
+			log_warn("health", "service=%s instance=%llu msg=\"cannot start health check\"", s->name,
+				 (unsigned long long)id);
+		}
+	}
+	daemon_dirty(s);
+}
+
+void svc_on_exited(struct svc *s, uint64_t id, const char *cause)
+{
+	struct engine_inst *in = inst_of(s, id);
+	rt_drop(s, id);
+	if (in == NULL)
+		return;
+	bool unexpected = in->state == INST_STARTED || in->state == INST_READY || in->state == INST_UNHEALTHY ||
+			  in->state == INST_PENDING;
+	if (unexpected) {
+		s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+		if (s->backoff_ms > BACKOFF_MAX_MS)
+			s->backoff_ms = BACKOFF_MAX_MS;
+		log_warn("svc", "service=%s instance=%llu revision=%d msg=\"exited\" cause=\"%s\"", s->name,
+			 (unsigned long long)id, in->revision, cause ? cause : "");
+	}
+	engine_observe(&s->st, id, OBS_EXITED, daemon_now(), cause);
+	daemon_dirty(s);
+}
+
+void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail)
+{
+	if (inst_of(s, id) == NULL)
+		return;
+	if (!healthy)
+		log_info("health", "service=%s instance=%llu msg=\"unhealthy\" detail=\"%s\"", s->name,
+			 (unsigned long long)id, detail ? detail : "");
+	engine_observe(&s->st, id, healthy ? OBS_HEALTHY : OBS_UNHEALTHY, daemon_now(), detail);
+	daemon_dirty(s);
+}
+
+void svc_on_drained(struct svc *s, uint64_t id)
+{
+	struct engine_inst *in = inst_of(s, id);
+	if (in == NULL || in->state != INST_DRAINING)
+		return;
+	struct svc_rt *r = rt_of(s, id, false);
+	if (r != NULL)
+		rt_cancel_timer(r);
+	engine_observe(&s->st, id, OBS_DRAINED, daemon_now(), NULL);
+	daemon_dirty(s);
+}
+
+/* ---- loading after a restart ------------------------------------------------------------------ */
+
+int svc_load(struct daemon *d, const char *name, struct svc **out)
+{
+	char *yaml = NULL;
+	int r = store_get_service_spec(d->store, name, &yaml);
+	if (r < 0)
+		return r;
+	struct svc *s = svc_new(d, name);
+	struct spec_errors errs = {0};
+	r = spec_parse(yaml, strlen(yaml), NULL, &s->spec, &errs);
+	free(yaml);
+	spec_errors_clear(&errs);
+	if (r == 0)
+		r = store_load_state(d->store, name, &s->st);
+	if (r < 0) {
+		svc_free(s);
+		return r;
+	}
+	int64_t now = daemon_now();
+	/* Re-adopt what still runs; what is gone is observed gone. */
+	for (size_t i = 0; i < s->st.n; i++) {
+		struct engine_inst *in = &s->st.inst[i];
+		if (in->state == INST_GONE || in->state == INST_FAILED)
+			continue;
+		int pid = 0;
+		uint64_t pstart = 0;
+		if (store_get_proc(d->store, name, in->id, &pid, &pstart) < 0)
+			pid = 0;
+		rt_of(s, in->id, true);
+		int a = drv_adopt(d->drv, name, in->id, pid, pstart);
+		if (a == 0 || a == -EEXIST) {
+			if (in->state == INST_PENDING)
+				engine_observe(&s->st, in->id, OBS_STARTED, now, NULL);
+			continue;
+		}
+		rt_drop(s, in->id);
+		if (in->state != INST_PENDING)
+			engine_observe(&s->st, in->id, OBS_EXITED, now, "gone while the daemon was down");
+	}
+	ensure_buffers(s);
+	engine_resume_intents(&s->st, &s->out);
+	carry_out(s);
+	*out = s;
+	return 0;
+}
+
+/* ---- status ----------------------------------------------------------------------------------- */
+
+static const char *pause_name(enum engine_pause_reason p)
+{
+	switch (p) {
+	case PAUSE_USER:
+		return "user";
+	case PAUSE_CANARY:
+		return "canary";
+	case PAUSE_TIMED:
+		return "timed";
+	case PAUSE_ANALYSIS:
+		return "analysis";
+	default:
+		return NULL;
+	}
+}
+
+/* What the rollout waits for, in words. */
+static void waiting_for(const struct svc *s, int new_total, int new_avail, int old_total, char *buf, size_t len)
+{
+	const struct engine_rollout *ro = &s->st.ro;
+	int goal = ro->fast || engine_ro_done(ro->state) ? s->st.replicas
+							 : spec_batch_goal(&s->spec.strategy, s->st.replicas, ro->batch);
+	if (ro->state == RO_PAUSED)
+		snprintf(buf, len, "%s", ro->reason[0] ? ro->reason : "paused");
+	else if (engine_ro_done(ro->state))
+		snprintf(buf, len, "nothing");
+	else if (new_avail < goal)
+		snprintf(buf, len, "%d new instance(s) to become available (%d of %d started)", goal - new_avail,
+			 new_total, goal);
+	else if (old_total > s->st.replicas - goal)
+		snprintf(buf, len, "%d old instance(s) to drain and stop", old_total - (s->st.replicas - goal));
+	else
+		snprintf(buf, len, "the next step");
+}
+
+json_t *svc_status_json(struct svc *s)
+{
+	int64_t now = daemon_now();
+	const struct engine_rollout *ro = &s->st.ro;
+	json_t *j = json_object();
+	json_object_set_new(j, "service", json_string(s->name));
+	json_object_set_new(j, "replicas", json_integer(s->st.replicas));
+	json_object_set_new(j, "target_revision", json_integer(s->st.target_rev));
+	json_object_set_new(j, "stable_revision", json_integer(s->st.stable_rev));
+	json_object_set_new(j, "lb", json_string(s->spec.lb == SPEC_LB_NONE ? "none"
+						 : s->spec.lb == SPEC_LB_HAPROXY ? "haproxy"
+										: "builtin"));
+	if (s->spec.listen)
+		json_object_set_new(j, "listen", json_string(s->spec.listen));
+
+	int total = 0, avail = 0, new_total = 0, new_avail = 0, old_total = 0;
+	json_t *byrev = json_object();
+	json_t *insts = json_array();
+	for (size_t i = 0; i < s->st.n; i++) {
+		const struct engine_inst *in = &s->st.inst[i];
+		if (in->state == INST_GONE)
+			continue;
+		bool av = engine_inst_available(&s->spec, in, now);
+		total++;
+		avail += av;
+		if (in->revision == s->st.target_rev) {
+			new_total += in->state <= INST_UNHEALTHY;
+			new_avail += av;
+		} else {
+			old_total++;
+		}
+		char key[16];
+		snprintf(key, sizeof key, "%d", in->revision);
+		json_t *rc = json_object_get(byrev, key);
+		if (rc == NULL) {
+			rc = json_pack("{s:i,s:i}", "total", 0, "available", 0);
+			json_object_set_new(byrev, key, rc);
+		}
+		json_object_set_new(rc, "total", json_integer(json_integer_value(json_object_get(rc, "total")) + 1));
+		json_object_set_new(rc, "available",
+				    json_integer(json_integer_value(json_object_get(rc, "available")) + av));
+		const struct svc_rt *r = rt_of(s, in->id, false);
+		json_t *ij = json_pack("{s:I,s:i,s:s,s:b,s:i,s:i,s:I,s:s}", "id", (json_int_t)in->id, "revision",
+				       in->revision, "state", engine_inst_state_name(in->state), "available", av, "port",
+				       in->port, "pid", r ? r->pid : 0, "since", (json_int_t)in->changed_at, "cause",
+				       in->cause);
+		json_array_append_new(insts, ij);
+	}
+	json_object_set_new(j, "counts", json_pack("{s:i,s:i,s:o}", "total", total, "available", avail,
+						   "by_revision", byrev));
+	json_object_set_new(j, "instances", insts);
+
+	if (ro->id == 0) {
+		json_object_set_new(j, "rollout", json_null());
+	} else {
+		int batches = ro->fast || ro->kind == RO_KIND_SCALE ? 1
+								    : spec_batch_count(&s->spec.strategy, s->st.replicas);
+		int goal = ro->fast || ro->kind == RO_KIND_SCALE || engine_ro_done(ro->state)
+				   ? s->st.replicas
+				   : spec_batch_goal(&s->spec.strategy, s->st.replicas, ro->batch);
+		const char *pn = ro->state == RO_PAUSED ? pause_name(ro->pause) : NULL;
+		json_t *rj = json_pack("{s:I,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I}", "id",
+				       (json_int_t)ro->id, "kind", engine_ro_kind_name(ro->kind), "state",
+				       engine_ro_state_name(ro->state), "from_revision", ro->from_rev, "to_revision",
+				       ro->to_rev, "rollback_revision", ro->rollback_rev, "batch", ro->batch + 1,
+				       "batches", batches, "batch_goal", goal, "failures", ro->failures, "max_failures",
+				       spec_max_failures(&s->spec.strategy, s->st.replicas), "reason", ro->reason,
+				       "started_at", (json_int_t)ro->started_at, "elapsed_ms",
+				       (json_int_t)((ro->ended_at ? ro->ended_at : now) - ro->started_at));
+		json_object_set_new(rj, "pause", pn ? json_string(pn) : json_null());
+		json_object_set_new(rj, "ended_at", ro->ended_at ? json_integer(ro->ended_at) : json_null());
+		json_object_set_new(j, "rollout", rj);
+	}
+	char wf[200];
+	waiting_for(s, new_total, new_avail, old_total, wf, sizeof wf);
+	json_object_set_new(j, "waiting_for", json_string(wf));
+	return j;
+}

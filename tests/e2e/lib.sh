@@ -1,0 +1,94 @@
+# Shared helpers for end-to-end scenarios: a daemon in a temporary data directory, cleaned up on
+# exit whatever happens (daemon, instances, proxy). Source it; set -u is fine.
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RO="$ROOT/$BUILD/rollout"
+HELLO="$ROOT/$BUILD/hello"
+T=$(mktemp -d /tmp/rollout-e2e.XXXXXX)
+DATA="$T/data"
+DAEMON_PID=
+export ROLLOUT_DATA="$DATA"
+
+log() { echo "[$(date +%H:%M:%S.%3N)] $*"; }
+fail() { log "FAIL: $*"; exit 1; }
+
+# Every process whose environment carries ROLLOUT_DATA=<realpath of DATA>: our instances.
+instance_pids() {
+	local real; real=$(realpath -m "$DATA")
+	grep -lsa -z -x "ROLLOUT_DATA=$real" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | sort -n
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	[ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null
+	for p in $(instance_pids); do kill -9 -- "-$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+	[ -f "$DATA/proxy.pid" ] && kill -9 "$(cat "$DATA/proxy.pid")" 2>/dev/null
+	pkill -9 -f -- "--admin $DATA/proxy.sock" 2>/dev/null
+	if [ $rc -ne 0 ] && [ -f "$T/daemon.log" ]; then echo "--- daemon log (tail)"; tail -40 "$T/daemon.log"; fi
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT INT TERM
+
+start_daemon() {
+	"$RO" daemon --data "$DATA" "$@" >>"$T/daemon.log" 2>&1 &
+	DAEMON_PID=$!
+	for _ in $(seq 1 100); do
+		[ -S "$DATA/rollout.sock" ] && "$RO" status >/dev/null 2>&1 && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited at start"
+		sleep 0.05
+	done
+	fail "daemon did not answer"
+}
+
+stop_daemon() {
+	[ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+	DAEMON_PID=
+}
+
+kill9_daemon() {
+	[ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+	DAEMON_PID=
+}
+
+# A spec for the hello app in $T: spec NAME VERSION REPLICAS [extra hello flags] ; extra YAML on stdin.
+spec() {
+	local name=$1 version=$2 replicas=$3; shift 3
+	local args="" f
+	for f in "$@"; do args="$args, \"$f\""; done
+	local extra; extra=$(cat)
+	cat >"$T/$name-v$version.yaml" <<YAML
+service: $name
+replicas: $replicas
+lb: none
+template:
+  version: "$version"
+  command: ["$HELLO", "--port", "\${PORT}", "--version", "$version", "--threads", "1"$args]
+health:
+  http: {path: /healthz}
+  interval: 100ms
+  timeout: 100ms
+$extra
+YAML
+	echo "$T/$name-v$version.yaml"
+}
+
+status_json() { "$RO" status "$1" -o json; }
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+ro_state() { status_json "$1" | jq_ "d['rollout']['state'] if d['rollout'] else 'none'"; }
+
+# wait_until TIMEOUT_S CMD...: polls CMD every 100 ms.
+wait_until() {
+	local limit=$1; shift
+	local end=$((SECONDS + limit))
+	until "$@"; do
+		[ $SECONDS -ge $end ] && return 1
+		sleep 0.1
+	done
+}
+
+state_is() { [ "$(ro_state "$1")" = "$2" ]; }
+
+# Counts running instances per revision as the daemon sees them: "rev:count rev:count".
+revisions_of() { status_json "$1" | jq_ "' '.join(f'{k}:{v[\"total\"]}' for k,v in sorted(d['counts']['by_revision'].items()))"; }
