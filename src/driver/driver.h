@@ -77,6 +77,10 @@ int drv_local_new(uv_loop_t *loop, const char *marker, const struct drv_callback
 /* Changes the log cap (bytes, > 0) of a local driver. */
 void drv_local_set_log_max(struct drv *d, int64_t max_bytes);
 
+/* Tests: watch processes by a periodic look (waitpid, /proc every 100 ms), as the driver does by
+ * itself where pidfd_open is missing (kernels before 5.3, valgrind). */
+void drv_local_no_pidfd(struct drv *d);
+
 /* Scans /proc for running instances of the daemon whose marker is `marker` (process group
  * leaders whose environment has ROLLOUT_DATA=<marker> and ROLLOUT_INSTANCE=<service>/<id>) and
  * calls cb for each. Returns the number found, or a negative errno when /proc cannot be read. */

@@ -45,8 +45,10 @@ struct local_inst {
 	bool stopping;
 	bool destroyed;
 	char *cause;
-	uv_poll_t poll;
+	uv_poll_t poll; /* on the pidfd */
 	bool poll_init;
+	uv_timer_t watch; /* without pidfds (old kernels, valgrind): a periodic look */
+	bool watch_init;
 	uv_timer_t kill_timer; /* SIGKILL after the grace */
 	uv_timer_t defer;      /* delivers reports from the loop, not from inside a call */
 	int open;              /* handles not yet closed */
@@ -57,6 +59,7 @@ struct local_drv {
 	uv_loop_t *loop;
 	char *marker;
 	int64_t log_max;
+	bool no_pidfd; /* tests: watch as if pidfd_open were missing */
 	struct local_inst *insts;
 	bool closing;
 	int open; /* handles of the driver itself not yet closed (sentinel, spawned process) */
@@ -74,8 +77,9 @@ static void drv_maybe_free(struct local_drv *d)
 
 /* ---- /proc ---- */
 
-/* Reads /proc/<pid>/stat: the process group (field 5) and start time (field 22). */
-static int proc_stat(int pid, int *pgrp, uint64_t *start)
+/* Reads /proc/<pid>/stat: the state (field 3), process group (field 5) and start time (field 22);
+ * each out pointer may be NULL. */
+static int proc_stat3(int pid, char *state, int *pgrp, uint64_t *start)
 {
 	char path[64], buf[4096];
 	snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -99,6 +103,8 @@ static int proc_stat(int pid, int *pgrp, uint64_t *start)
 			p++;
 		if (*p == '\0')
 			return -EINVAL;
+		if (field == 3 && state != NULL)
+			*state = *p;
 		if (field == 5 && pgrp != NULL)
 			*pgrp = atoi(p);
 		if (field == 22) {
@@ -113,6 +119,11 @@ static int proc_stat(int pid, int *pgrp, uint64_t *start)
 	if (start != NULL)
 		*start = v;
 	return 0;
+}
+
+static int proc_stat(int pid, int *pgrp, uint64_t *start)
+{
+	return proc_stat3(pid, NULL, pgrp, start);
 }
 
 int drv_local_proc_start(int pid, uint64_t *out)
@@ -272,6 +283,8 @@ static void inst_destroy(struct local_inst *in)
 	}
 	if (in->poll_init)
 		uv_close((uv_handle_t *)&in->poll, inst_handle_closed);
+	if (in->watch_init)
+		uv_close((uv_handle_t *)&in->watch, inst_handle_closed);
 	uv_close((uv_handle_t *)&in->kill_timer, inst_handle_closed);
 	uv_close((uv_handle_t *)&in->defer, inst_handle_closed);
 }
@@ -300,6 +313,8 @@ static void inst_dead(struct local_inst *in, const char *cause)
 	in->cause = xstrdup(cause);
 	if (in->poll_init)
 		uv_poll_stop(&in->poll);
+	if (in->watch_init)
+		uv_timer_stop(&in->watch);
 	uv_timer_stop(&in->kill_timer);
 	inst_defer(in);
 }
@@ -327,40 +342,75 @@ static void on_defer(uv_timer_t *t)
 	}
 }
 
-/* The pidfd is readable: the process ended. Reaps it when it is our child (waitid on the pidfd
- * only ever touches that very process). */
+/* Whether the instance's process has ended, with the cause. Reaps it when it is our child:
+ * waitid on the pidfd only ever touches that very process. */
+static bool inst_exited(struct local_inst *in, char *cause, size_t len)
+{
+	idtype_t type = in->pidfd >= 0 ? (idtype_t)P_PIDFD : P_PID;
+	id_t who = in->pidfd >= 0 ? (id_t)in->pidfd : (id_t)in->pid;
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	if (waitid(type, who, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+		if (si.si_pid == 0)
+			return false; /* not yet */
+		/* Our child, now a zombie: its pid (so its group id) cannot be reused before we reap it,
+		 * so what is left of its group can be killed safely: no orphans. */
+		kill(-in->pid, SIGKILL);
+		memset(&si, 0, sizeof si);
+		waitid(type, who, &si, WEXITED | WNOHANG);
+		if (si.si_code == CLD_EXITED) {
+			snprintf(cause, len, "exited with status %d", si.si_status);
+		} else {
+			const char *abbrev = sigabbrev_np(si.si_status);
+			snprintf(cause, len, "killed by SIG%s%s", abbrev ? abbrev : "?",
+				 si.si_code == CLD_DUMPED ? " (core dumped)" : "");
+		}
+		return true;
+	}
+	if (in->pidfd < 0) {
+		/* No pidfd and not our child: alive while /proc shows the same process, not a zombie. */
+		char state = 0;
+		uint64_t start = 0;
+		if (proc_stat3(in->pid, &state, NULL, &start) == 0 && start == in->proc_start &&
+		    state != 'Z' && state != 'X')
+			return false;
+	}
+	snprintf(cause, len, "exited (status unknown: not a child of this daemon)");
+	return true;
+}
+
+/* The pidfd is readable: the process ended. */
 static void on_pidfd(uv_poll_t *p, int status, int events)
 {
 	(void)status;
 	(void)events;
 	struct local_inst *in = p->data;
-	siginfo_t si;
 	char cause[128];
-	memset(&si, 0, sizeof si);
-	if (waitid((idtype_t)P_PIDFD, (id_t)in->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
-		if (si.si_pid == 0)
-			return; /* not yet */
-		/* Our child, now a zombie: its pid (so its group id) cannot be reused before we reap it,
-		 * so what is left of its group can be killed safely: no orphans. */
-		kill(-in->pid, SIGKILL);
-		memset(&si, 0, sizeof si);
-		waitid((idtype_t)P_PIDFD, (id_t)in->pidfd, &si, WEXITED | WNOHANG);
-		if (si.si_code == CLD_EXITED) {
-			snprintf(cause, sizeof cause, "exited with status %d", si.si_status);
-		} else {
-			const char *abbrev = sigabbrev_np(si.si_status);
-			snprintf(cause, sizeof cause, "killed by SIG%s%s", abbrev ? abbrev : "?",
-				 si.si_code == CLD_DUMPED ? " (core dumped)" : "");
-		}
-	} else {
-		snprintf(cause, sizeof cause, "exited (status unknown: not a child of this daemon)");
-	}
-	inst_dead(in, cause);
+	if (inst_exited(in, cause, sizeof cause))
+		inst_dead(in, cause);
 }
 
-/* Opens a pidfd on pid and starts watching it. Returns 0 or a negative errno. */
+static void on_watch(uv_timer_t *t)
+{
+	struct local_inst *in = t->data;
+	char cause[128];
+	if (inst_exited(in, cause, sizeof cause))
+		inst_dead(in, cause);
+}
+
+#define WATCH_MS 100 /* the period of the look when there is no pidfd */
+
+/* Starts watching the instance's process: through pidfd when there is one (pidfd >= 0), else
+ * (pidfd_open gave ENOSYS) by a periodic look. Returns 0 or a negative errno. */
 static int inst_watch(struct local_inst *in, int pidfd)
 {
+	if (pidfd < 0) {
+		uv_timer_init(in->d->loop, &in->watch);
+		in->watch.data = in;
+		in->watch_init = true;
+		in->open++;
+		return uv_timer_start(&in->watch, on_watch, WATCH_MS, WATCH_MS);
+	}
 	int rc = uv_poll_init(in->d->loop, &in->poll, pidfd);
 	if (rc != 0)
 		return rc;
@@ -371,8 +421,10 @@ static int inst_watch(struct local_inst *in, int pidfd)
 	return uv_poll_start(&in->poll, UV_READABLE, on_pidfd);
 }
 
-static int pidfd_open(int pid)
+static int pidfd_open(const struct local_drv *d, int pid)
 {
+	if (d->no_pidfd)
+		return -ENOSYS;
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	return fd < 0 ? -errno : fd;
 }
@@ -580,11 +632,11 @@ static void spawn_instance(struct local_drv *d, struct local_inst *in, const str
 	free_strv(argv, false);
 	in->pid = pid;
 	proc_stat(pid, NULL, &in->proc_start);
-	int fd = pidfd_open(pid);
-	if (fd < 0 || (rc = inst_watch(in, fd)) != 0) {
+	int fd = pidfd_open(d, pid);
+	if ((fd < 0 && fd != -ENOSYS) || (rc = inst_watch(in, fd)) != 0) {
 		if (fd >= 0 && !in->poll_init)
 			close(fd);
-		snprintf(err, sizeof err, "pidfd_open %d: %s", pid, strerror(fd < 0 ? -fd : -rc));
+		snprintf(err, sizeof err, "pidfd_open %d: %s", pid, fd < 0 ? strerror(-fd) : uv_strerror(rc));
 		kill(-pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		inst_dead(in, err);
@@ -660,13 +712,14 @@ static int local_adopt(struct drv *base, const char *service, uint64_t id, int p
 	}
 	if (pid < 0 || proc_stat(pid, NULL, &start) != 0 || start != proc_start)
 		return -ESRCH;
-	int fd = pidfd_open(pid);
-	if (fd < 0)
+	int fd = pidfd_open(d, pid);
+	if (fd < 0 && fd != -ENOSYS)
 		return -ESRCH;
 	/* The pid could have been reused between the check and the open: check again, now that the
 	 * pidfd pins the process it names. */
 	if (proc_stat(pid, NULL, &start) != 0 || start != proc_start) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return -ESRCH;
 	}
 	struct local_inst *in = inst_new(d, service, id, false);
@@ -674,7 +727,7 @@ static int local_adopt(struct drv *base, const char *service, uint64_t id, int p
 	in->proc_start = proc_start;
 	int rc = inst_watch(in, fd);
 	if (rc != 0) {
-		if (!in->poll_init)
+		if (fd >= 0 && !in->poll_init)
 			close(fd);
 		inst_destroy(in);
 		return rc;
@@ -740,6 +793,12 @@ int drv_local_new(uv_loop_t *loop, const char *marker, const struct drv_callback
 	d->open = 1;
 	*out = &d->base;
 	return 0;
+}
+
+void drv_local_no_pidfd(struct drv *base)
+{
+	if (base->ops == &local_ops)
+		((struct local_drv *)base)->no_pidfd = true;
 }
 
 void drv_local_set_log_max(struct drv *base, int64_t max_bytes)

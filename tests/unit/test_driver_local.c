@@ -35,6 +35,7 @@ struct fixture {
 };
 
 static int pids[MAX_PIDS];
+static bool no_pidfd; /* the second run: without pidfds */
 static int n_pids;
 
 static uint64_t now_ms(void)
@@ -143,6 +144,8 @@ static int setup(void **state)
 	struct drv_callbacks cb = callbacks(f);
 	if (drv_local_new(&f->loop, f->dir, &cb, &f->d) != 0)
 		return -1;
+	if (no_pidfd)
+		drv_local_no_pidfd(f->d);
 	n_pids = 0;
 	*state = f;
 	return 0;
@@ -357,6 +360,8 @@ static int start_then_abandon(struct fixture *f, uint64_t *start)
 	assert_int_equal(kill(pid, 0), 0); /* outlives its driver */
 	struct drv_callbacks cb = callbacks(f);
 	assert_int_equal(drv_local_new(&f->loop, f->dir, &cb, &f->d2), 0);
+	if (no_pidfd)
+		drv_local_no_pidfd(f->d2);
 	return pid;
 }
 
@@ -494,5 +499,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_in_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fake, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	/* The process tests again, watching without pidfds. */
+	const struct CMUnitTest polled[] = {
+		cmocka_unit_test_setup_teardown(test_start_env_argv_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_term_ignored_is_killed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exit_status_and_log_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_by_pid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_by_marker, setup, teardown),
+	};
+	int failed = cmocka_run_group_tests_name("pidfd", tests, NULL, NULL);
+	no_pidfd = true;
+	failed += cmocka_run_group_tests_name("no pidfd", polled, NULL, NULL);
+	return failed;
 }
