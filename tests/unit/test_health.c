@@ -340,6 +340,35 @@ static void test_http_stop_in_flight(void **state)
 	assert_int_equal(f->srv.requests, 1);
 }
 
+static int many_healthy;
+
+static void on_many(void *ctx, uint64_t id, bool healthy, const char *detail)
+{
+	(void)ctx;
+	(void)detail;
+	assert_true(id >= 100 && id < 120);
+	many_healthy += healthy ? 1 : -1000;
+}
+
+/* Twenty checks share one curl multi handle (and its sockets) on one loop. */
+static void test_http_many_checks(void **state)
+{
+	struct fixture *f = *state;
+	struct spec_health h = spec(SPEC_CHECK_HTTP, 10, 1000, 3, 1);
+	struct health_check *c[20];
+	many_healthy = 0;
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(health_start(f->hc, &h, "127.0.0.1", f->srv.port, 100 + (uint64_t)i,
+					      on_many, f, &c[i]), 0);
+	assert_true(run_until(f, &many_healthy, 20, 3000));
+	spin(f, 50);
+	assert_int_equal(many_healthy, 20);
+	assert_true(f->srv.requests >= 60);
+	for (int i = 0; i < 20; i += 2)
+		health_stop(c[i]); /* the rest are stopped by the context free in teardown */
+	spin(f, 30);
+}
+
 /* ---- tcp ---- */
 
 static void test_tcp(void **state)
@@ -554,6 +583,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_http_expected_status_and_jitter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_refused_and_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_stop_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http_many_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_true_false, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_env, setup, teardown),
