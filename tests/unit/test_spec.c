@@ -232,6 +232,9 @@ static void test_wrong_type(void **state)
 	expect_one(state, BASE "health: [1]\n", "spec.yaml:4:9: health: expected a mapping, got a list");
 	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\", command: [[a]]}\n",
 		   "spec.yaml:3:36: command[0]: expected a string, got a list");
+	expect_one(state, BASE "? [a]\n: b\n", "spec.yaml:4:3: spec: keys must be strings, got a list");
+	expect_one(state, "service: \"w\\0x\"\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\", command: [./web]}\n",
+		   "spec.yaml:1:10: service: must not contain a NUL character");
 }
 
 static void test_out_of_range(void **state)
@@ -625,6 +628,11 @@ static void test_parse_file(void **state)
 	assert_int_equal(spec_parse_file("/nonexistent/spec.yaml", &f->s, &f->e), -ENOENT);
 	assert_int_equal(f->e.n, 1);
 	assert_string_equal(f->e.v[0], "/nonexistent/spec.yaml: cannot open: No such file or directory");
+	spec_errors_clear(&f->e);
+
+	assert_int_equal(spec_parse_file("/", &f->s, &f->e), -EISDIR);
+	assert_int_equal(f->e.n, 1);
+	assert_string_equal(f->e.v[0], "/: cannot read: Is a directory");
 	spec_errors_clear(&f->e);
 
 	char path[] = "/tmp/test_spec.XXXXXX";
