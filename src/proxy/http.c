@@ -1,0 +1,1055 @@
+/* HTTP mode of the proxy: one client connection at a time carries one request to one upstream
+ * connection (taken from the backend's idle pool or freshly connected), bodies streamed both
+ * ways, with retries, timeouts and keep-alive aware draining. */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/http1.h"
+#include "util/xmalloc.h"
+
+#define MAX_HEADERS 100
+#define CLIENT_BUF_MAX (HTTP1_DEFAULT_MAX_HEAD + PROXY_RETRY_BUF)
+#define UP_BUF_MAX (HTTP1_DEFAULT_MAX_HEAD + PROXY_RETRY_BUF)
+#define BUF_START 4096
+#define LINGER_MS 2000
+
+enum { C_HEAD, C_BODY, C_WAIT, C_CLOSING };
+enum { U_CONNECTING, U_HEAD, U_BODY, U_IDLE };
+
+struct proxy_client {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_shutdown_t shut;
+	struct proxy_service *svc;
+	struct proxy_client *prev, *next; /* px->clients */
+	int handles, closing, reading, state;
+	char ip[INET6_ADDRSTRLEN];
+	char *buf;
+	size_t len, cap;
+	struct http1_parser parser;
+	/* the request being served */
+	int minor, keep, is_head, idempotent, head_seen;
+	enum http1_body body;
+	uint64_t body_left;
+	struct http1_chunked chunk;
+	int body_done;
+	char *fwd; /* every byte sent upstream so far, while that fits: what a retry resends */
+	size_t fwd_len, fwd_cap, fwd_head;
+	int fwd_ok;
+	uint64_t tried[PROXY_RETRIES + 1];
+	int ntried, force_new;
+	struct proxy_upstream *up;
+	uint64_t t0;
+	int status, resp_started, resp_done, close_after;
+};
+
+struct proxy_upstream {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t creq;
+	int handles, closing, reading, state, reused, got_bytes, inflight;
+	struct proxy_backend *be;
+	struct proxy_client *cl;
+	struct proxy_upstream *uprev, *unext; /* be->ups */
+	struct proxy_upstream *pprev, *pnext; /* be->idle */
+	char *buf;
+	size_t len, cap;
+	struct http1_parser parser;
+	enum http1_body body;
+	uint64_t body_left;
+	struct http1_chunked chunk;
+	int keep, dechunk;
+};
+
+struct wreq {
+	uv_write_t w;
+	char data[];
+};
+
+static void c_process(struct proxy_client *c);
+static void c_update_reading(struct proxy_client *c);
+static void c_close(struct proxy_client *c);
+static void c_linger(struct proxy_client *c);
+static void u_close(struct proxy_upstream *up);
+static void u_process(struct proxy_upstream *up);
+static void u_update_reading(struct proxy_upstream *up);
+static void dispatch(struct proxy_client *c);
+static void send_request(struct proxy_upstream *up);
+static void pump_body(struct proxy_client *c);
+static void on_client_write(uv_write_t *w, int status);
+static void on_up_write(uv_write_t *w, int status);
+static void u_eof(struct proxy_upstream *up, ssize_t err);
+
+/* ---- small helpers ---- */
+
+static int ieq(const char *a, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncasecmp(a, lit, n) == 0;
+}
+
+struct sb {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_add(struct sb *s, const char *d, size_t n)
+{
+	xgrow((void **)&s->p, &s->cap, s->len + n, 1);
+	memcpy(s->p + s->len, d, n);
+	s->len += n;
+}
+
+static void sb_str(struct sb *s, const char *d)
+{
+	sb_add(s, d, strlen(d));
+}
+
+static void sb_header(struct sb *s, const struct http1_header *h)
+{
+	sb_add(s, h->name, h->name_len);
+	sb_add(s, ": ", 2);
+	sb_add(s, h->value, h->value_len);
+	sb_add(s, "\r\n", 2);
+}
+
+/* Queues a copy of d[0..n) on stream s; cb frees the request. */
+static int stream_write(uv_stream_t *s, const char *d, size_t n, uv_write_cb cb)
+{
+	if (n == 0)
+		return 0;
+	struct wreq *r = xmalloc(sizeof *r + n);
+	memcpy(r->data, d, n);
+	uv_buf_t b = uv_buf_init(r->data, (unsigned)n);
+	int rc = uv_write(&r->w, s, &b, 1, cb);
+	if (rc != 0)
+		free(r);
+	return rc;
+}
+
+static size_t queued(void *stream)
+{
+	return uv_stream_get_write_queue_size((uv_stream_t *)stream);
+}
+
+/* ---- upstream connections ---- */
+
+static void u_freed(uv_handle_t *h)
+{
+	struct proxy_upstream *up = h->data;
+	if (--up->handles > 0)
+		return;
+	struct proxy_backend *be = up->be;
+	free(up->buf);
+	free(up);
+	proxy_backend_unref(be);
+}
+
+static void pool_remove(struct proxy_upstream *up)
+{
+	if (up->state != U_IDLE)
+		return;
+	struct proxy_backend *be = up->be;
+	if (up->pprev)
+		up->pprev->pnext = up->pnext;
+	else
+		be->idle = up->pnext;
+	if (up->pnext)
+		up->pnext->pprev = up->pprev;
+	up->pprev = up->pnext = NULL;
+	be->nidle--;
+	up->state = U_HEAD;
+}
+
+/* Ends the request's claim on the backend: it is no longer in flight there. */
+static void u_release(struct proxy_upstream *up)
+{
+	if (up->inflight) {
+		up->inflight = 0;
+		up->be->inflight--;
+	}
+	if (up->cl) {
+		up->cl->up = NULL;
+		up->cl = NULL;
+	}
+}
+
+static void u_close(struct proxy_upstream *up)
+{
+	if (up->closing)
+		return;
+	up->closing = 1;
+	pool_remove(up);
+	u_release(up);
+	struct proxy_backend *be = up->be;
+	if (up->uprev)
+		up->uprev->unext = up->unext;
+	else
+		be->ups = up->unext;
+	if (up->unext)
+		up->unext->uprev = up->uprev;
+	uv_close((uv_handle_t *)&up->tcp, u_freed);
+	uv_close((uv_handle_t *)&up->timer, u_freed);
+}
+
+static void u_timeout(uv_timer_t *t);
+static void u_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void u_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void on_connect(uv_connect_t *req, int status);
+
+/* A new connection to be; NULL when the connect could not even start (counted as a connect error). */
+static struct proxy_upstream *u_new(struct proxy_backend *be)
+{
+	struct proxy *px = be->svc->px;
+	struct proxy_upstream *up = xcalloc(1, sizeof *up);
+	up->be = be;
+	be->refs++;
+	uv_tcp_init(px->loop, &up->tcp);
+	uv_timer_init(px->loop, &up->timer);
+	up->tcp.data = up->timer.data = up->creq.data = up;
+	up->handles = 2;
+	up->unext = be->ups;
+	if (be->ups)
+		be->ups->uprev = up;
+	be->ups = up;
+	up->state = U_CONNECTING;
+	if (uv_tcp_connect(&up->creq, &up->tcp, (struct sockaddr *)&be->sa, on_connect) != 0) {
+		be->c.connect_errors++;
+		u_close(up);
+		return NULL;
+	}
+	uv_timer_start(&up->timer, u_timeout, PROXY_CONNECT_TIMEOUT, 0);
+	return up;
+}
+
+static void pool_put(struct proxy_upstream *up)
+{
+	struct proxy_backend *be = up->be;
+	up->state = U_IDLE;
+	up->pprev = NULL;
+	up->pnext = be->idle;
+	if (be->idle)
+		be->idle->pprev = up;
+	be->idle = up;
+	be->nidle++;
+	up->reused = 1;
+	up->got_bytes = 0;
+	/* Read while idle, so a close by the backend is seen and the connection leaves the pool. */
+	u_update_reading(up);
+	uv_timer_start(&up->timer, u_timeout, PROXY_POOL_IDLE, 0);
+}
+
+static struct proxy_upstream *pool_take(struct proxy_backend *be)
+{
+	struct proxy_upstream *up = be->idle;
+	if (up == NULL)
+		return NULL;
+	pool_remove(up);
+	uv_timer_stop(&up->timer);
+	return up;
+}
+
+void proxy_http_close_idle(struct proxy_backend *be)
+{
+	while (be->idle)
+		u_close(be->idle);
+}
+
+/* ---- client connections ---- */
+
+static void c_freed(uv_handle_t *h)
+{
+	struct proxy_client *c = h->data;
+	if (--c->handles > 0)
+		return;
+	struct proxy_service *svc = c->svc;
+	struct proxy *px = svc->px;
+	free(c->buf);
+	free(c->fwd);
+	free(c);
+	proxy_service_unref(svc);
+	proxy_conn_gone(px);
+}
+
+static void c_close(struct proxy_client *c)
+{
+	if (c->handles == 0 || c->closing == 2)
+		return;
+	c->closing = 2;
+	if (c->up) {
+		struct proxy_upstream *up = c->up;
+		u_release(up);
+		u_close(up);
+	}
+	struct proxy *px = c->svc->px;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		px->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	uv_close((uv_handle_t *)&c->tcp, c_freed);
+	uv_close((uv_handle_t *)&c->timer, c_freed);
+}
+
+static void linger_timeout(uv_timer_t *t)
+{
+	c_close(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)req;
+	(void)status;
+}
+
+/* Ends the connection after what was written: FIN, then read and discard what the client still
+ * sends for a moment, so unread input does not turn the close into a reset that loses the reply. */
+static void c_linger(struct proxy_client *c)
+{
+	if (c->closing)
+		return;
+	if (c->up) {
+		struct proxy_upstream *up = c->up;
+		u_release(up);
+		u_close(up);
+	}
+	c->closing = 1;
+	c->state = C_CLOSING;
+	c->len = 0;
+	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+		c_close(c);
+		return;
+	}
+	uv_timer_start(&c->timer, linger_timeout, LINGER_MS, 0);
+	c_update_reading(c);
+}
+
+static void c_write(struct proxy_client *c, const char *d, size_t n)
+{
+	if (c->closing)
+		return;
+	stream_write((uv_stream_t *)&c->tcp, d, n, on_client_write);
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 408: return "Request Timeout";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Error";
+	}
+}
+
+static void c_next(struct proxy_client *c);
+
+/* After the last byte of a response was queued: next request, or close. */
+static void c_after_response(struct proxy_client *c)
+{
+	c->resp_done = 1;
+	if (queued(&c->tcp) == 0)
+		c_next(c);
+}
+
+/* Answers the current request (or a malformed one) with a proxy-made error. be (may be NULL) is
+ * the backend the failure is counted against. */
+static void c_error(struct proxy_client *c, int status, struct proxy_backend *be)
+{
+	if (c->up) {
+		struct proxy_upstream *up = c->up;
+		u_release(up);
+		u_close(up);
+	}
+	if (c->resp_started) {
+		c_close(c);
+		return;
+	}
+	if (c->state == C_HEAD || !c->body_done || !c->keep || c->svc->px->stopping)
+		c->close_after = 1;
+	c->status = status;
+	if (be)
+		proxy_record(be, status, proxy_now_us() - c->t0);
+	char msg[320];
+	const char *r = reason(status);
+	int n = snprintf(msg, sizeof msg,
+			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n%d %s\n", status,
+			 r, strlen(r) + 5, c->close_after ? "Connection: close\r\n" : "", status, r);
+	c->resp_started = 1;
+	c_write(c, msg, (size_t)n);
+	if (c->close_after) {
+		c_linger(c);
+		return;
+	}
+	c_after_response(c);
+}
+
+static void c_timeout(uv_timer_t *t)
+{
+	struct proxy_client *c = t->data;
+	if (c->state == C_HEAD && c->len > 0) {
+		c_error(c, 408, NULL);
+		return;
+	}
+	/* idle between requests, or a body that stalled */
+	c_close(c);
+}
+
+static void c_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct proxy_client *c = h->data;
+	(void)hint;
+	if (c->state == C_CLOSING) {
+		static char sink[4096];
+		*b = uv_buf_init(sink, sizeof sink);
+		return;
+	}
+	if (c->cap - c->len < 1024 && c->cap < CLIENT_BUF_MAX) {
+		size_t cap = c->cap ? c->cap * 2 : BUF_START;
+		if (cap > CLIENT_BUF_MAX)
+			cap = CLIENT_BUF_MAX;
+		c->buf = xrealloc(c->buf, cap);
+		c->cap = cap;
+	}
+	*b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct proxy_client *c = s->data;
+	(void)b;
+	if (c->state == C_CLOSING) {
+		if (n < 0)
+			c_close(c);
+		return;
+	}
+	if (n < 0) {
+		if (n == UV_EOF && c->state == C_WAIT) {
+			/* half-close after a complete request: answer it, then close */
+			c->close_after = 1;
+			c->reading = 0;
+			uv_read_stop(s);
+			return;
+		}
+		c_close(c);
+		return;
+	}
+	if (n == 0)
+		return;
+	c->len += (size_t)n;
+	if (c->state == C_BODY)
+		uv_timer_start(&c->timer, c_timeout, PROXY_IDLE_TIMEOUT, 0);
+	c_process(c);
+}
+
+/* Reads from the client only while it can take input: waiting for a head, or streaming a body
+ * that the upstream keeps up with. */
+static void c_update_reading(struct proxy_client *c)
+{
+	int want;
+	if (c->closing == 2)
+		return;
+	if (c->state == C_CLOSING)
+		want = 1;
+	else if (c->state == C_HEAD)
+		want = c->len < CLIENT_BUF_MAX;
+	else if (c->state == C_BODY)
+		want = c->len < CLIENT_BUF_MAX && (c->up == NULL || queued(&c->up->tcp) < PROXY_HIGH_WATER);
+	else
+		want = 0;
+	if (want && !c->reading)
+		uv_read_start((uv_stream_t *)&c->tcp, c_alloc, c_read);
+	else if (!want && c->reading)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	c->reading = want;
+}
+
+static int is_idempotent(const char *m, size_t n)
+{
+	return ieq(m, n, "GET") || ieq(m, n, "HEAD") || ieq(m, n, "PUT") || ieq(m, n, "DELETE") ||
+	       ieq(m, n, "OPTIONS");
+}
+
+static void fwd_add(struct proxy_client *c, const char *d, size_t n)
+{
+	if (!c->fwd_ok)
+		return;
+	if (c->fwd_len + n > c->fwd_head + PROXY_RETRY_BUF) {
+		c->fwd_ok = 0;
+		free(c->fwd);
+		c->fwd = NULL;
+		c->fwd_len = c->fwd_cap = 0;
+		return;
+	}
+	xgrow((void **)&c->fwd, &c->fwd_cap, c->fwd_len + n, 1);
+	memcpy(c->fwd + c->fwd_len, d, n);
+	c->fwd_len += n;
+}
+
+/* Builds the head sent upstream: hop-by-hop fields dropped, X-Forwarded-* set. */
+static void build_request_head(struct proxy_client *c, const struct http1_msg *m)
+{
+	struct sb s = {0};
+	sb_add(&s, m->method, m->method_len);
+	sb_add(&s, " ", 1);
+	sb_add(&s, m->target, m->target_len);
+	sb_str(&s, " HTTP/1.1\r\n");
+	int xff = 0;
+	for (size_t i = 0; i < m->nheaders; i++) {
+		const struct http1_header *h = &m->headers[i];
+		if (ieq(h->name, h->name_len, "connection") || ieq(h->name, h->name_len, "keep-alive") ||
+		    ieq(h->name, h->name_len, "proxy-connection") || ieq(h->name, h->name_len, "upgrade") ||
+		    ieq(h->name, h->name_len, "te") || ieq(h->name, h->name_len, "x-forwarded-proto"))
+			continue;
+		if (ieq(h->name, h->name_len, "x-forwarded-for")) {
+			if (xff)
+				continue;
+			xff = 1;
+			sb_str(&s, "X-Forwarded-For: ");
+			sb_add(&s, h->value, h->value_len);
+			sb_str(&s, ", ");
+			sb_str(&s, c->ip);
+			sb_str(&s, "\r\n");
+			continue;
+		}
+		sb_header(&s, h);
+	}
+	if (!m->has_host) {
+		sb_str(&s, "Host: ");
+		sb_str(&s, c->svc->listen);
+		sb_str(&s, "\r\n");
+	}
+	if (!xff) {
+		sb_str(&s, "X-Forwarded-For: ");
+		sb_str(&s, c->ip);
+		sb_str(&s, "\r\n");
+	}
+	sb_str(&s, "X-Forwarded-Proto: http\r\n\r\n");
+	free(c->fwd);
+	c->fwd = s.p;
+	c->fwd_len = c->fwd_head = s.len;
+	c->fwd_cap = s.cap;
+	c->fwd_ok = 1;
+}
+
+static void start_request(struct proxy_client *c, const struct http1_msg *m, size_t head_len)
+{
+	uv_timer_stop(&c->timer);
+	c->minor = m->minor;
+	c->keep = m->keep_alive;
+	c->is_head = ieq(m->method, m->method_len, "HEAD");
+	c->idempotent = is_idempotent(m->method, m->method_len);
+	c->body = m->body;
+	c->body_left = m->content_length;
+	c->body_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
+	http1_chunked_init(&c->chunk);
+	build_request_head(c, m);
+	memmove(c->buf, c->buf + head_len, c->len - head_len);
+	c->len -= head_len;
+	c->state = c->body_done ? C_WAIT : C_BODY;
+	c->ntried = 0;
+	c->force_new = 0;
+	c->status = 0;
+	c->resp_started = c->resp_done = 0;
+	c->close_after = c->svc->px->stopping;
+	c->t0 = proxy_now_us();
+	dispatch(c);
+}
+
+static void c_process(struct proxy_client *c)
+{
+	if (c->closing)
+		return;
+	if (c->state == C_HEAD && c->len > 0) {
+		if (!c->head_seen) {
+			c->head_seen = 1;
+			uv_timer_start(&c->timer, c_timeout, PROXY_HEAD_TIMEOUT, 0);
+		}
+		struct http1_header hs[MAX_HEADERS];
+		struct http1_msg m;
+		c->parser.headers = hs;
+		int n = http1_parse(&c->parser, c->buf, c->len, &m);
+		if (n < 0) {
+			c_error(c, http1_status(n), NULL);
+			return;
+		}
+		if (n > 0)
+			start_request(c, &m, (size_t)n);
+	} else if (c->state == C_BODY) {
+		pump_body(c);
+	}
+	if (!c->closing)
+		c_update_reading(c);
+}
+
+/* Streams request body bytes from the client's buffer to its upstream (once the head is sent). */
+static void pump_body(struct proxy_client *c)
+{
+	struct proxy_upstream *up = c->up;
+	if (up == NULL || up->state == U_CONNECTING || c->body_done)
+		return;
+	while (c->len > 0 && !c->body_done) {
+		size_t k;
+		if (c->body == HTTP1_BODY_LENGTH) {
+			k = c->len < c->body_left ? c->len : (size_t)c->body_left;
+			c->body_left -= k;
+			if (c->body_left == 0)
+				c->body_done = 1;
+		} else {
+			const char *d;
+			size_t dl;
+			int rc = http1_chunked_feed(&c->chunk, c->buf, c->len, &k, &d, &dl);
+			if (rc < 0) {
+				c->body_done = 1; /* nothing more will be read from this client */
+				c_error(c, http1_status(rc), NULL);
+				return;
+			}
+			if (c->chunk.done)
+				c->body_done = 1;
+		}
+		stream_write((uv_stream_t *)&up->tcp, c->buf, k, on_up_write);
+		fwd_add(c, c->buf, k);
+		memmove(c->buf, c->buf + k, c->len - k);
+		c->len -= k;
+	}
+	if (c->body_done) {
+		c->state = C_WAIT;
+		uv_timer_stop(&c->timer);
+	}
+}
+
+static void c_next(struct proxy_client *c)
+{
+	c->resp_done = 0;
+	c->resp_started = 0;
+	if (c->close_after || c->svc->px->stopping) {
+		c_linger(c);
+		return;
+	}
+	c->state = C_HEAD;
+	c->head_seen = 0;
+	http1_parser_init(&c->parser, HTTP1_REQUEST, NULL, MAX_HEADERS);
+	free(c->fwd);
+	c->fwd = NULL;
+	c->fwd_len = c->fwd_cap = 0;
+	if (c->len == 0) {
+		/* idle connections hold no buffer */
+		free(c->buf);
+		c->buf = NULL;
+		c->cap = 0;
+	}
+	uv_timer_start(&c->timer, c_timeout, PROXY_IDLE_TIMEOUT, 0);
+	c_process(c);
+}
+
+void proxy_http_accept(struct proxy_service *svc, uv_stream_t *server)
+{
+	struct proxy *px = svc->px;
+	struct proxy_client *c = xcalloc(1, sizeof *c);
+	c->svc = svc;
+	svc->refs++;
+	px->nconns++;
+	uv_tcp_init(px->loop, &c->tcp);
+	uv_timer_init(px->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->handles = 2;
+	c->next = px->clients;
+	if (px->clients)
+		px->clients->prev = c;
+	px->clients = c;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+		c_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	struct sockaddr_storage ss;
+	int sl = sizeof ss;
+	snprintf(c->ip, sizeof c->ip, "unknown");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof c->ip);
+		else if (ss.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof c->ip);
+	}
+	c->state = C_HEAD;
+	http1_parser_init(&c->parser, HTTP1_REQUEST, NULL, MAX_HEADERS);
+	uv_timer_start(&c->timer, c_timeout, PROXY_HEAD_TIMEOUT, 0);
+	c_update_reading(c);
+}
+
+void proxy_http_stop(struct proxy *px)
+{
+	struct proxy_client *c = px->clients, *next;
+	for (; c; c = next) {
+		next = c->next;
+		if (c->state == C_HEAD && c->len == 0)
+			c_close(c);
+		else
+			c->close_after = 1;
+	}
+}
+
+/* ---- exchanges ---- */
+
+/* Sends the current request on a new or pooled connection of a chosen backend. */
+static void dispatch(struct proxy_client *c)
+{
+	for (;;) {
+		struct proxy_backend *be = proxy_choose(c->svc, c->tried, (size_t)c->ntried);
+		if (be == NULL) {
+			c_error(c, c->ntried == 0 ? 503 : 502, NULL);
+			return;
+		}
+		c->tried[c->ntried++] = be->id;
+		struct proxy_upstream *up = c->force_new ? NULL : pool_take(be);
+		if (up == NULL)
+			up = u_new(be);
+		if (up == NULL) {
+			if (c->ntried <= PROXY_RETRIES)
+				continue;
+			c_error(c, 502, be);
+			return;
+		}
+		up->cl = c;
+		c->up = up;
+		up->inflight = 1;
+		be->inflight++;
+		if (up->state != U_CONNECTING)
+			send_request(up);
+		return;
+	}
+}
+
+static void send_request(struct proxy_upstream *up)
+{
+	struct proxy_client *c = up->cl;
+	up->state = U_HEAD;
+	up->got_bytes = 0;
+	up->len = 0;
+	http1_parser_init(&up->parser, HTTP1_RESPONSE, NULL, MAX_HEADERS);
+	up->parser.head_response = c->is_head;
+	stream_write((uv_stream_t *)&up->tcp, c->fwd, c->fwd_len, on_up_write);
+	uv_timer_start(&up->timer, u_timeout, PROXY_RESPONSE_TIMEOUT, 0);
+	u_update_reading(up);
+	pump_body(c);
+	c_update_reading(c);
+}
+
+/* The request cannot go on on up: try another connection when allowed, else answer status. */
+static void u_failed(struct proxy_upstream *up, int may_retry, int status)
+{
+	struct proxy_client *c = up->cl;
+	struct proxy_backend *be = up->be;
+	u_release(up);
+	u_close(up);
+	if (c == NULL)
+		return;
+	if (may_retry && c->fwd_ok && !c->resp_started && c->ntried <= PROXY_RETRIES) {
+		be->c.retries++;
+		dispatch(c);
+		return;
+	}
+	c_error(c, status, be);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct proxy_upstream *up = req->data;
+	if (up->closing)
+		return;
+	if (status < 0) {
+		up->be->c.connect_errors++;
+		u_failed(up, 1, 502);
+		return;
+	}
+	uv_timer_stop(&up->timer);
+	uv_tcp_nodelay(&up->tcp, 1);
+	if (up->cl == NULL) {
+		u_close(up);
+		return;
+	}
+	send_request(up);
+}
+
+static void u_timeout(uv_timer_t *t)
+{
+	struct proxy_upstream *up = t->data;
+	switch (up->state) {
+	case U_CONNECTING:
+		up->be->c.connect_errors++;
+		u_failed(up, 1, 502);
+		break;
+	case U_HEAD:
+		up->be->c.upstream_errors++;
+		u_failed(up, 0, 504);
+		break;
+	case U_BODY:
+		up->be->c.upstream_errors++;
+		if (up->cl)
+			c_close(up->cl);
+		u_close(up);
+		break;
+	default:
+		u_close(up);
+	}
+}
+
+static void u_update_reading(struct proxy_upstream *up)
+{
+	int want = !up->closing && up->state != U_CONNECTING &&
+		   (up->cl == NULL || queued(&up->cl->tcp) < PROXY_HIGH_WATER) && up->len < UP_BUF_MAX;
+	if (want && !up->reading)
+		uv_read_start((uv_stream_t *)&up->tcp, u_alloc, u_read);
+	else if (!want && up->reading)
+		uv_read_stop((uv_stream_t *)&up->tcp);
+	up->reading = want;
+}
+
+static void u_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct proxy_upstream *up = h->data;
+	(void)hint;
+	if (up->cap - up->len < 1024 && up->cap < UP_BUF_MAX) {
+		size_t cap = up->cap ? up->cap * 2 : BUF_START;
+		if (cap > UP_BUF_MAX)
+			cap = UP_BUF_MAX;
+		up->buf = xrealloc(up->buf, cap);
+		up->cap = cap;
+	}
+	*b = uv_buf_init(up->buf + up->len, (unsigned)(up->cap - up->len));
+}
+
+/* The response was received completely: account, pool or close the connection, next request. */
+static void u_complete(struct proxy_upstream *up)
+{
+	struct proxy_client *c = up->cl;
+	struct proxy_backend *be = up->be;
+	proxy_record(be, c->status, proxy_now_us() - c->t0);
+	if (!c->body_done)
+		c->close_after = 1; /* an early answer: the rest of the request body is unread */
+	int reuse = up->keep && c->body_done && up->len == 0 && be->state == PROXY_ACTIVE && !be->svc->px->stopping;
+	u_release(up);
+	if (reuse)
+		pool_put(up);
+	else
+		u_close(up);
+	c_after_response(c);
+}
+
+static void u_eof(struct proxy_upstream *up, ssize_t err)
+{
+	struct proxy_client *c = up->cl;
+	if (c == NULL) {
+		u_close(up);
+		return;
+	}
+	if (up->state == U_BODY && up->body == HTTP1_BODY_CLOSE && err == UV_EOF) {
+		up->keep = 0;
+		u_complete(up);
+		return;
+	}
+	if (up->state == U_HEAD && !up->got_bytes && up->reused && c->idempotent && c->body_done) {
+		/* a pooled connection the backend had closed: retry on a fresh one */
+		c->force_new = 1;
+		u_failed(up, 1, 502);
+		return;
+	}
+	up->be->c.upstream_errors++;
+	u_failed(up, 0, 502);
+}
+
+static void u_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct proxy_upstream *up = s->data;
+	(void)b;
+	if (up->closing)
+		return;
+	if (n < 0) {
+		u_eof(up, n);
+		return;
+	}
+	if (n == 0)
+		return;
+	if (up->state == U_IDLE || up->cl == NULL) {
+		/* bytes nobody asked for: the connection is not safe to reuse */
+		u_close(up);
+		return;
+	}
+	up->got_bytes = 1;
+	up->len += (size_t)n;
+	u_process(up);
+}
+
+/* Sends the response head to the client, rewritten: hop-by-hop fields dropped, Connection set. */
+static void send_response_head(struct proxy_upstream *up, const struct http1_msg *m)
+{
+	struct proxy_client *c = up->cl;
+	struct proxy_backend *be = up->be;
+	up->dechunk = m->body == HTTP1_BODY_CHUNKED && c->minor == 0;
+	if (!c->keep || be->state != PROXY_ACTIVE || be->svc->px->stopping || m->body == HTTP1_BODY_CLOSE ||
+	    up->dechunk || !c->body_done)
+		c->close_after = 1;
+	struct sb s = {0};
+	char line[64];
+	int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", m->status);
+	sb_add(&s, line, (size_t)n);
+	sb_add(&s, m->reason, m->reason_len);
+	sb_str(&s, "\r\n");
+	for (size_t i = 0; i < m->nheaders; i++) {
+		const struct http1_header *h = &m->headers[i];
+		if (ieq(h->name, h->name_len, "connection") || ieq(h->name, h->name_len, "keep-alive") ||
+		    ieq(h->name, h->name_len, "proxy-connection"))
+			continue;
+		if (up->dechunk && ieq(h->name, h->name_len, "transfer-encoding"))
+			continue;
+		sb_header(&s, h);
+	}
+	if (c->close_after)
+		sb_str(&s, "Connection: close\r\n");
+	else if (c->minor == 0)
+		sb_str(&s, "Connection: keep-alive\r\n");
+	sb_str(&s, "\r\n");
+	c->resp_started = 1;
+	c_write(c, s.p, s.len);
+	free(s.p);
+}
+
+static void u_process(struct proxy_upstream *up)
+{
+	struct proxy_client *c = up->cl;
+	while (up->state == U_HEAD) {
+		struct http1_header hs[MAX_HEADERS];
+		struct http1_msg m;
+		up->parser.headers = hs;
+		int n = http1_parse(&up->parser, up->buf, up->len, &m);
+		if (n == 0) {
+			u_update_reading(up);
+			return;
+		}
+		if (n < 0 || m.status == 101) {
+			up->be->c.upstream_errors++;
+			u_failed(up, 0, 502);
+			return;
+		}
+		if (m.status < 200) {
+			/* interim response (100 Continue, 103): passed to HTTP/1.1 clients */
+			if (c->minor == 1)
+				c_write(c, up->buf, (size_t)n);
+			memmove(up->buf, up->buf + n, up->len - (size_t)n);
+			up->len -= (size_t)n;
+			http1_parser_init(&up->parser, HTTP1_RESPONSE, NULL, MAX_HEADERS);
+			up->parser.head_response = c->is_head;
+			continue;
+		}
+		c->status = m.status;
+		up->keep = m.keep_alive;
+		up->body = m.body;
+		up->body_left = m.content_length;
+		http1_chunked_init(&up->chunk);
+		send_response_head(up, &m);
+		memmove(up->buf, up->buf + n, up->len - (size_t)n);
+		up->len -= (size_t)n;
+		up->state = U_BODY;
+		uv_timer_start(&up->timer, u_timeout, PROXY_IDLE_TIMEOUT, 0);
+		if (m.body == HTTP1_BODY_NONE || (m.body == HTTP1_BODY_LENGTH && m.content_length == 0)) {
+			u_complete(up);
+			return;
+		}
+	}
+	if (up->state != U_BODY)
+		return;
+	int done = 0;
+	while (up->len > 0 && !done) {
+		size_t k;
+		const char *d = up->buf;
+		size_t dl;
+		if (up->body == HTTP1_BODY_LENGTH) {
+			k = up->len < up->body_left ? up->len : (size_t)up->body_left;
+			dl = k;
+			up->body_left -= k;
+			done = up->body_left == 0;
+		} else if (up->body == HTTP1_BODY_CHUNKED) {
+			int rc = http1_chunked_feed(&up->chunk, up->buf, up->len, &k, &d, &dl);
+			if (rc < 0) {
+				/* the response is already under way: all that is left is to cut it */
+				up->be->c.upstream_errors++;
+				c_close(c);
+				u_close(up);
+				return;
+			}
+			if (!up->dechunk) {
+				d = up->buf;
+				dl = k;
+			}
+			done = up->chunk.done;
+		} else {
+			k = dl = up->len;
+		}
+		c_write(c, d, dl);
+		memmove(up->buf, up->buf + k, up->len - k);
+		up->len -= k;
+	}
+	if (done) {
+		if (up->dechunk)
+			up->keep = 0;
+		u_complete(up);
+		return;
+	}
+	uv_timer_start(&up->timer, u_timeout, PROXY_IDLE_TIMEOUT, 0);
+	u_update_reading(up);
+}
+
+static void on_client_write(uv_write_t *w, int status)
+{
+	uv_stream_t *s = w->handle;
+	free(w);
+	struct proxy_client *c = s->data;
+	if (c->closing == 2)
+		return;
+	if (status < 0) {
+		c_close(c);
+		return;
+	}
+	if (c->up)
+		u_update_reading(c->up);
+	if (c->resp_done && queued(&c->tcp) == 0)
+		c_next(c);
+}
+
+static void on_up_write(uv_write_t *w, int status)
+{
+	uv_stream_t *s = w->handle;
+	free(w);
+	struct proxy_upstream *up = s->data;
+	if (up->closing)
+		return;
+	if (status < 0) {
+		u_eof(up, status);
+		return;
+	}
+	if (up->cl)
+		c_update_reading(up->cl);
+}
+
+void proxy_http_close_all(struct proxy_backend *be)
+{
+	while (be->ups) {
+		struct proxy_upstream *up = be->ups;
+		if (up->cl != NULL) {
+			be->c.upstream_errors++;
+			u_failed(up, 0, 502);
+		} else {
+			u_close(up);
+		}
+	}
+}
