@@ -356,7 +356,7 @@ static void conn_respond(struct conn *c, int status, const char *ctype, const ch
 static char *error_json(const char *msg)
 {
 	json_t *j = json_pack("{s:s}", "error", msg);
-	char *s = json_dumps(j, JSON_COMPACT);
+	char *s = json_dumps(j, 0);
 	json_decref(j);
 	char *out = xasprintf("%s\n", s);
 	free(s);
@@ -414,7 +414,7 @@ static int reply(struct api_req *req, int status, const char *ctype, const char 
 
 int api_reply_json(struct api_req *req, int status, json_t *body)
 {
-	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	char *s = body ? json_dumps(body, JSON_ENCODE_ANY) : NULL;
 	json_decref(body);
 	char *text = xasprintf("%s\n", s ? s : "null");
 	free(s);
@@ -775,7 +775,8 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 	free(tmp);
 
 	if (err || !found) {
-		bool keep = m->keep_alive;
+		/* no route answers HEAD: a 405 with a body the client will not read ends the connection */
+		bool keep = m->keep_alive && strcmp(method, "HEAD") != 0;
 		req_free(req);
 		if (err) {
 			conn_error(c, 400, err, keep, NULL);

@@ -95,8 +95,9 @@ struct http1_parser {
 #define HTTP1_DEFAULT_MAX_LINE 8192
 #define HTTP1_DEFAULT_MAX_HEAD 16384
 
-/* Prepares p for one message. headers is the caller's array of max_headers entries, filled by
- * http1_parse() (it must outlive the parse result). */
+/* Prepares p for one message. headers is the caller's array of max_headers entries, written only
+ * by the http1_parse() call that completes the head (so p->headers may be pointed at a different
+ * array before each call); the result's headers point into it. */
 void http1_parser_init(struct http1_parser *p, enum http1_kind kind, struct http1_header *headers,
 		       size_t max_headers);
 

@@ -573,6 +573,46 @@ static void test_timeouts(void **state)
 	close(c.fd);
 }
 
+static void test_max_conns(void **state)
+{
+	struct fixture *f = *state;
+	static struct client cs[API_MAX_CONNS + 1];
+	struct resp r;
+	for (int i = 0; i < API_MAX_CONNS; i++)
+		client_unix(&cs[i], f->sock);
+	/* one too many: accepted and closed at once, long before the 1 s idle timeout */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	client_unix(&cs[API_MAX_CONNS], f->sock);
+	assert_int_equal(client_fill(&cs[API_MAX_CONNS]), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms < 800);
+	close(cs[API_MAX_CONNS].fd);
+	/* the first ones still work; once one leaves, a new connection is served */
+	request(&cs[0], "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	close(cs[1].fd);
+	usleep(50000);
+	client_unix(&cs[1], f->sock);
+	request(&cs[1], "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	for (int i = 0; i < API_MAX_CONNS; i++)
+		close(cs[i].fd);
+}
+
+static void test_head_method(void **state)
+{
+	struct fixture *f = *state;
+	struct client c;
+	struct resp r;
+	client_unix(&c, f->sock);
+	request(&c, "HEAD /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 405);
+	assert_true(client_sees_eof(&c));
+	close(c.fd);
+}
+
 static void test_tcp_token(void **state)
 {
 	struct fixture *f = *state;
@@ -633,6 +673,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_head_method, setup, teardown),
 		cmocka_unit_test(test_listen_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
