@@ -132,18 +132,24 @@ const struct cmd_entry *cmd_find(const struct cmd_entry *const *table, size_t n,
 	return NULL;
 }
 
+/* Widest "verb usage" that still gets its summary on the same line. */
+enum { USAGE_COL_MAX = 44 };
+
 void cmd_print_usage(FILE *f, const struct cmd_entry *const *table, size_t n)
 {
 	size_t w = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t l = strlen(table[i]->name) + 1 + strlen(table[i]->usage);
-		if (l > w)
+		if (l > w && l <= USAGE_COL_MAX)
 			w = l;
 	}
 	fprintf(f, "usage: rollout [--data DIR] COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < n; i++) {
 		char *u = xasprintf("%s %s", table[i]->name, table[i]->usage);
-		fprintf(f, "  %-*s  %s\n", (int)w, u, table[i]->summary);
+		if (strlen(u) > w)
+			fprintf(f, "  %s\n  %-*s  %s\n", u, (int)w, "", table[i]->summary);
+		else
+			fprintf(f, "  %-*s  %s\n", (int)w, u, table[i]->summary);
 		free(u);
 	}
 	fprintf(f,

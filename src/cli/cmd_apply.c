@@ -2,6 +2,7 @@
  * rollout it started to its end. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,14 +82,15 @@ static int apply_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	const char *service = output_jstr(resp, "service", "?");
 	const char *msg = output_jstr(resp, "message", "");
 	int64_t id = output_jint(resp, "rollout", 0);
-	if (msg[0])
-		fprintf(ctx->out, "%s: %s\n", service, msg);
-	else if (json_is_true(json_object_get(resp, "changed")))
-		fprintf(ctx->out, "%s: revision %" PRId64 ", rollout %" PRId64 " started\n", service,
-			output_jint(resp, "revision", 0), id);
+	int64_t rev = output_jint(resp, "revision", 0);
+	bool changed = json_is_true(json_object_get(resp, "changed"));
+	if (!msg[0])
+		msg = changed ? "applied" : "unchanged";
+	if (id > 0 && changed)
+		fprintf(ctx->out, "%s: %s (revision %" PRId64 ", rollout %" PRId64 ")\n", service, msg, rev,
+			id);
 	else
-		fprintf(ctx->out, "%s: unchanged at revision %" PRId64 "\n", service,
-			output_jint(resp, "revision", 0));
+		fprintf(ctx->out, "%s: %s (revision %" PRId64 ")\n", service, msg, rev);
 	fflush(ctx->out);
 	if (a.set[OPT_WAIT] && id > 0)
 		rc = cmd_follow(ctx, service, id, false, timeout);

@@ -11,6 +11,7 @@
 #include "util/xmalloc.h"
 
 enum { OPT_FOLLOW, OPT_OUTPUT };
+enum { EVENTS_PAGE = 200 };
 static const struct cmd_opt opts[] = {
     [OPT_FOLLOW] = {"--follow", "-f", false},
     [OPT_OUTPUT] = {"--output", "-o", true},
@@ -45,6 +46,20 @@ static int by_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Prints a page of events in id order. Returns how many the page held. */
+static size_t print_page(struct printer *pr, const json_t *list)
+{
+	size_t n = json_array_size(list);
+	json_t **v = xcalloc(n ? n : 1, sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_array_get(list, i);
+	qsort(v, n, sizeof *v, by_id);
+	for (size_t i = 0; i < n; i++)
+		print_event(pr, v[i]);
+	free(v);
+	return n;
+}
+
 static int on_sse(void *arg, const struct client_sse_event *ev)
 {
 	struct printer *pr = arg;
@@ -68,23 +83,26 @@ static int events_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if (a.set[OPT_OUTPUT] && !pr.json && strcmp(a.val[OPT_OUTPUT], "text") != 0)
 		return cmd_usage_error(ctx, "-o: '%s' is not json or text", a.val[OPT_OUTPUT]);
 	const char *service = a.pos[0];
-	char *path = cmd_service_path(service, "/events");
-	json_t *resp = NULL;
-	rc = cmd_call(ctx, "GET", path, NULL, &resp, NULL);
-	free(path);
+	/* page through the history, EVENTS_PAGE at a time, oldest first */
+	char *base = cmd_service_path(service, "/events");
+	size_t n;
+	do {
+		char *path = xasprintf("%s?after=%" PRId64 "&limit=%d", base, pr.last_id, EVENTS_PAGE);
+		json_t *resp = NULL;
+		rc = cmd_call(ctx, "GET", path, NULL, &resp, NULL);
+		free(path);
+		if (rc != CMD_EXIT_OK)
+			break;
+		int64_t before = pr.last_id;
+		n = print_page(&pr, json_object_get(resp, "events"));
+		json_decref(resp);
+		if (pr.last_id == before)
+			break; /* no progress: do not loop on a server that ignores after */
+	} while (n == EVENTS_PAGE);
+	free(base);
+	fflush(ctx->out);
 	if (rc != CMD_EXIT_OK)
 		return rc;
-	json_t *list = json_object_get(resp, "events");
-	size_t n = json_array_size(list);
-	json_t **v = xcalloc(n ? n : 1, sizeof *v);
-	for (size_t i = 0; i < n; i++)
-		v[i] = json_array_get(list, i);
-	qsort(v, n, sizeof *v, by_id);
-	for (size_t i = 0; i < n; i++)
-		print_event(&pr, v[i]);
-	free(v);
-	json_decref(resp);
-	fflush(ctx->out);
 	if (!a.set[OPT_FOLLOW])
 		return CMD_EXIT_OK;
 

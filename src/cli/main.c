@@ -10,11 +10,12 @@
 #include "cli/cmd.h"
 #include "util/xmalloc.h"
 
-/* Every verb, in the order usage lists them. cmd_daemon_entry comes from src/cli/cmd_daemon.c, or
- * while that is missing from cmd_daemon_fallback.c (a weak default in the library). */
+/* Every verb, in the order usage lists them. cmd_proxy_entry comes from src/cli/cmd_proxy.c, or
+ * while that is missing from cmd_proxy_fallback.c (a weak default in the library). */
 /* clang-format off */
 static const struct cmd_entry *const cmd_table[] = {
 	&cmd_apply_entry,
+	&cmd_plan_entry,
 	&cmd_status_entry,
 	&cmd_history_entry,
 	&cmd_undo_entry,
@@ -24,6 +25,7 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_abort_entry,
 	&cmd_events_entry,
 	&cmd_daemon_entry,
+	&cmd_proxy_entry,
 	&cmd_version_entry,
 };
 /* clang-format on */

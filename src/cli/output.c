@@ -142,11 +142,11 @@ static int64_t other_total(const json_t *status, int64_t rev)
 	return n;
 }
 
-/* The API's rollout.batch is 0-based (as engine_rollout.batch); people count from 1. */
+/* The API's rollout.batch: 1-based, within 1..batches. */
 static int64_t batch_shown(const json_t *ro)
 {
-	int64_t b = output_jint(ro, "batch", 0) + 1, n = output_jint(ro, "batches", 1);
-	return b > n ? n : b;
+	int64_t b = output_jint(ro, "batch", 1), n = output_jint(ro, "batches", 1);
+	return b > n ? n : b < 1 ? 1 : b;
 }
 
 /* What a person can do about a pause, or NULL. */

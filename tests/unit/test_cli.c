@@ -274,11 +274,11 @@ static void test_progress_line(void **state)
 	assert_non_null(st);
 	char b[512];
 	assert_string_equal(output_progress_line(st, true, b, sizeof b),
-			    "batch 2/3  new 1/4 available  old 3  total 5  elapsed 12s  "
+			    "batch 1/3  new 1/4 available  old 3  total 5  elapsed 12s  "
 			    "waiting for: 2 new instances to become available");
 	assert_string_equal(
 	    output_progress_line(st, false, b, sizeof b),
-	    "batch 2/3  new 1/4 available  old 3  total 5  waiting for: 2 new instances to become available");
+	    "batch 1/3  new 1/4 available  old 3  total 5  waiting for: 2 new instances to become available");
 	json_t *ro = json_object_get(st, "rollout");
 	json_object_set_new(ro, "state", json_string("paused"));
 	json_object_set_new(ro, "pause", json_string("canary"));
@@ -330,7 +330,7 @@ static void test_status_render(void **state)
 	output_status(s.f, st, 17000);
 	const char *t = sink_text(&s);
 	assert_non_null(strstr(t, "hello: 4 replicas, revision 2 (stable 1)\n"));
-	assert_non_null(strstr(t, "rollout 3 (deploy 1 -> 2): progressing, batch 2/3"));
+	assert_non_null(strstr(t, "rollout 3 (deploy 1 -> 2): progressing, batch 1/3"));
 	assert_non_null(strstr(t, "instances: 5 total, 4 available"));
 	assert_non_null(strstr(t, "ID  REVISION  STATE  AVAILABLE  PORT   PID  AGE  CAUSE\n"));
 	assert_non_null(strstr(t, "7   2         ready  yes        20001  123  12s"));
@@ -342,7 +342,7 @@ static void test_status_render(void **state)
 	t = sink_text(&s);
 	assert_non_null(strstr(t, "SERVICE  REPLICAS  REVISION  STABLE  AVAILABLE  ROLLOUT\n"));
 	assert_non_null(
-	    strstr(t, "hello    4         2         1       4/5        3 progressing (batch 2/3)\n"));
+	    strstr(t, "hello    4         2         1       4/5        3 progressing (batch 1/3)\n"));
 	sink_close(&s);
 	json_decref(list);
 	json_decref(st);
@@ -625,20 +625,21 @@ static void test_call_statuses(void **state)
 	harness_stop(&h);
 }
 
-#define ST(state, batch, extra)                                                                              \
+#define ST(state, batch, avail, extra)                                                                       \
 	"{\"service\":\"hello\",\"replicas\":2,\"rollout\":{\"id\":3,\"state\":\"" state                     \
 	"\",\"batch\":" #batch ",\"batches\":2,\"to_revision\":2,\"elapsed_ms\":1000" extra                  \
 	"},\"counts\":{\"total\":3,\"by_revision\":"                                                         \
-	"{\"2\":{\"total\":1,\"available\":" #batch "}}},\"waiting_for\":\"w\"}"
+	"{\"2\":{\"total\":1,\"available\":" #avail "}}},\"waiting_for\":\"w\"}"
 
 static void test_follow_complete(void **state)
 {
 	(void)state;
 	static const struct reply script[] = {
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 0, "")},
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 0, "")}, /* no change: no line */
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, "")},
-	    {"GET /v1/services/hello", 0, 200, ST("complete", 1, ",\"started_at\":1000,\"ended_at\":6000")},
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, 0, "")},
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, 0, "")}, /* no change: no line */
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 2, 1, "")},
+	    {"GET /v1/services/hello", 0, 200,
+	     ST("complete", 2, 1, ",\"started_at\":1000,\"ended_at\":6000")},
 	};
 	struct harness h;
 	harness_start(&h, script, 4);
@@ -654,8 +655,8 @@ static void test_follow_failed(void **state)
 {
 	(void)state;
 	static const struct reply script[] = {
-	    {"GET /v1/services/hello", 0, 200, ST("rolled_back", 0, ",\"reason\":\"health deadline\"")},
-	    {"GET /v1/services/hello", 0, 200, ST("rolled_back", 0, ",\"reason\":\"health deadline\"")},
+	    {"GET /v1/services/hello", 0, 200, ST("rolled_back", 1, 0, ",\"reason\":\"health deadline\"")},
+	    {"GET /v1/services/hello", 0, 200, ST("rolled_back", 1, 0, ",\"reason\":\"health deadline\"")},
 	};
 	struct harness h;
 	harness_start(&h, script, 2);
@@ -690,8 +691,8 @@ static void test_follow_timeout(void **state)
 {
 	(void)state;
 	static const struct reply script[] = {
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 0, "")},
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 0, "")},
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, 0, "")},
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, 0, "")},
 	};
 	struct harness h;
 	harness_start(&h, script, 2);
@@ -704,7 +705,7 @@ static void test_follow_daemon_gone(void **state)
 {
 	(void)state;
 	static const struct reply script[] = {
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 0, "")},
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, 0, "")},
 	    {"GET /v1/services/hello", -ECONNREFUSED, 0, NULL},
 	};
 	struct harness h;
@@ -717,9 +718,9 @@ static void test_follow_tty(void **state)
 {
 	(void)state;
 	static const struct reply script[] = {
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 0, "")},
-	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, "")},
-	    {"GET /v1/services/hello", 0, 200, ST("aborted", 1, ",\"reason\":\"by user\"")},
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, 0, "")},
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 2, 1, "")},
+	    {"GET /v1/services/hello", 0, 200, ST("aborted", 2, 1, ",\"reason\":\"by user\"")},
 	};
 	struct harness h;
 	harness_start(&h, script, 3);
