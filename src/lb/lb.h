@@ -55,5 +55,8 @@ void lb_close(struct lb *lb);
 
 /* `none`: nothing to steer; every draining backend is reported drained at once. */
 int lb_none_new(uv_loop_t *loop, const struct lb_callbacks *cb, struct lb **out);
+/* `builtin`: drives `rollout proxy` on admin_path, starting rollout_exe detached when nothing answers. */
+int lb_builtin_new(uv_loop_t *loop, const char *admin_path, const char *rollout_exe, const struct lb_callbacks *cb,
+		   struct lb **out);
 
 #endif
