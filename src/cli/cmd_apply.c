@@ -41,6 +41,25 @@ static int read_spec(const char *path, char **out, size_t *len)
 	return 0;
 }
 
+/* Whether rollout id is the service's current one and not over: an unchanged apply reports the
+ * last rollout, which --wait follows only while it is still going. *rc: the exit status of the
+ * status call. */
+static bool rollout_live(struct cmd_ctx *ctx, const char *service, int64_t id, int *rc)
+{
+	char *path = cmd_service_path(service, NULL);
+	json_t *status = NULL;
+	bool live = false;
+	*rc = cmd_call(ctx, "GET", path, NULL, &status, NULL);
+	if (*rc == CMD_EXIT_OK) {
+		const json_t *ro = json_object_get(status, "rollout");
+		live = output_jint(ro, "id", 0) == id &&
+		       cmd_rollout_exit(output_jstr(ro, "state", ""), false) < 0;
+	}
+	json_decref(status);
+	free(path);
+	return live;
+}
+
 static int apply_exec(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct cmd_args a;
@@ -92,7 +111,7 @@ static int apply_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	else
 		fprintf(ctx->out, "%s: %s (revision %" PRId64 ")\n", service, msg, rev);
 	fflush(ctx->out);
-	if (a.set[OPT_WAIT] && id > 0)
+	if (a.set[OPT_WAIT] && id > 0 && (changed || rollout_live(ctx, service, id, &rc)))
 		rc = cmd_follow(ctx, service, id, false, timeout);
 	json_decref(resp);
 	return rc;
