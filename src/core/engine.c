@@ -339,8 +339,10 @@ static void end_rollout(struct engine_state *st, enum engine_ro_state s, enum en
 	ro->state = s;
 	ro->ended_at = now;
 	ro->pause = PAUSE_NONE;
-	emit_event(out, INTENT_ROLLOUT, ev, 0, "rollout %llu %s: %s", (unsigned long long)ro->id, what,
-		   ro->reason[0] ? ro->reason : engine_ro_state_name(s));
+	if (ro->reason[0])
+		emit_event(out, INTENT_ROLLOUT, ev, 0, "rollout %llu %s: %s", (unsigned long long)ro->id, what, ro->reason);
+	else
+		emit_event(out, INTENT_ROLLOUT, ev, 0, "rollout %llu %s", (unsigned long long)ro->id, what);
 }
 
 /* Counts new-revision instances that are not leaving: what a pause or a halt holds. */
@@ -626,6 +628,8 @@ static void begin_rollout(struct engine_state *st, enum engine_ro_kind kind, enu
 {
 	struct engine_rollout *ro = &st->ro;
 	int from = st->target_rev;
+	if (ro->id != 0)
+		st->prev = *ro;
 	memset(ro, 0, sizeof *ro);
 	ro->id = st->next_rollout_id++;
 	ro->kind = kind;

@@ -107,6 +107,7 @@ struct engine_state {
 	uint64_t next_inst_id;
 	uint64_t next_rollout_id;
 	struct engine_rollout ro;
+	struct engine_rollout prev; /* the rollout that the last command replaced, as it ended (history) */
 	enum engine_verdict verdict; /* set by the shell before a step; NONE without analysis */
 	char verdict_reason[160];
 	struct engine_inst *inst; /* n instances; capacity cap (the caller grows it) */

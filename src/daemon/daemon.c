@@ -333,7 +333,8 @@ int daemon_run(const struct daemon_opts *o)
 	d->lock_fd = -1;
 	d->port_lo = o->port_lo;
 	d->port_hi = o->port_hi;
-	d->port_next = o->port_lo;
+	/* Start somewhere in the range, so that daemons on one machine rarely reach for the same port. */
+	d->port_next = o->port_lo + (int)((unsigned)getpid() * 2654435761u % (unsigned)(o->port_hi - o->port_lo + 1));
 	int r = mkdir_p(o->data_dir);
 	if (r < 0) {
 		fprintf(stderr, "rollout: cannot create %s: %s\n", o->data_dir, strerror(-r));

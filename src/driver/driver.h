@@ -71,7 +71,7 @@ void drv_close(struct drv *d);
 #define DRV_LOCAL_LOG_MAX_DEFAULT (10 * 1024 * 1024)
 
 /* A new local driver on `loop`. `marker` (copied; e.g. the data dir) goes into every instance's
- * environment as ROLLOUT_DATA so that two daemons never adopt each other's processes. cb is
+ * environment as ROLLOUT_DAEMON so that two daemons never adopt each other's processes. cb is
  * copied. Log files over DRV_LOCAL_LOG_MAX_DEFAULT are truncated before the next start. */
 int drv_local_new(uv_loop_t *loop, const char *marker, const struct drv_callbacks *cb, struct drv **out);
 /* Changes the log cap (bytes, > 0) of a local driver. */
@@ -82,7 +82,7 @@ void drv_local_set_log_max(struct drv *d, int64_t max_bytes);
 void drv_local_no_pidfd(struct drv *d);
 
 /* Scans /proc for running instances of the daemon whose marker is `marker` (process group
- * leaders whose environment has ROLLOUT_DATA=<marker> and ROLLOUT_INSTANCE=<service>/<id>) and
+ * leaders whose environment has ROLLOUT_DAEMON=<marker> and ROLLOUT_INSTANCE=<service>/<id>) and
  * calls cb for each. Returns the number found, or a negative errno when /proc cannot be read. */
 int drv_local_scan(const char *marker,
 		   void (*cb)(const char *service, uint64_t id, int pid, void *ctx), void *ctx);

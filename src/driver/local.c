@@ -169,7 +169,7 @@ static int read_environ(int pid, char **out, size_t *len)
 	return 0;
 }
 
-/* Looks for ROLLOUT_DATA=<marker> and ROLLOUT_INSTANCE=<service>/<id> in process pid's initial
+/* Looks for ROLLOUT_DAEMON=<marker> and ROLLOUT_INSTANCE=<service>/<id> in process pid's initial
  * environment. Returns 1 and fills service (a new string, caller frees) and id, else 0. */
 static int proc_instance(int pid, const char *marker, char **service, uint64_t *id)
 {
@@ -182,7 +182,7 @@ static int proc_instance(int pid, const char *marker, char **service, uint64_t *
 	for (size_t i = 0; i < len;) {
 		const char *e = env + i;
 		size_t elen = strlen(e);
-		if (strncmp(e, "ROLLOUT_DATA=", 13) == 0 && strcmp(e + 13, marker) == 0)
+		if (strncmp(e, "ROLLOUT_DAEMON=", 15) == 0 && strcmp(e + 15, marker) == 0)
 			marked = true;
 		else if (strncmp(e, "ROLLOUT_INSTANCE=", 17) == 0)
 			inst = e + 17;
@@ -471,7 +471,7 @@ static bool env_has_name(const char *entry, const char *name)
 }
 
 /* The environment of an instance: ours, minus what we set, plus the template's env, PORT,
- * ROLLOUT_INSTANCE and ROLLOUT_DATA. A NULL-terminated array of new strings. */
+ * ROLLOUT_INSTANCE and ROLLOUT_DAEMON. A NULL-terminated array of new strings. */
 static char **build_env(const struct local_drv *d, const struct drv_start *req)
 {
 	const struct spec_template *t = req->tmpl;
@@ -483,7 +483,7 @@ static char **build_env(const struct local_drv *d, const struct drv_start *req)
 	for (size_t i = 0; i < n; i++) {
 		const char *e = environ[i];
 		bool replaced = env_has_name(e, "PORT") || env_has_name(e, "ROLLOUT_INSTANCE") ||
-				env_has_name(e, "ROLLOUT_DATA");
+				env_has_name(e, "ROLLOUT_DAEMON");
 		for (size_t j = 0; j < t->n_env && !replaced; j++)
 			replaced = env_has_name(e, t->env[j].name);
 		if (!replaced)
@@ -492,13 +492,13 @@ static char **build_env(const struct local_drv *d, const struct drv_start *req)
 	for (size_t j = 0; j < t->n_env; j++) {
 		const char *name = t->env[j].name;
 		if (strcmp(name, "PORT") == 0 || strcmp(name, "ROLLOUT_INSTANCE") == 0 ||
-		    strcmp(name, "ROLLOUT_DATA") == 0)
+		    strcmp(name, "ROLLOUT_DAEMON") == 0)
 			continue;
 		env[k++] = xasprintf("%s=%s", name, t->env[j].value ? t->env[j].value : "");
 	}
 	env[k++] = xasprintf("PORT=%d", req->port);
 	env[k++] = xasprintf("ROLLOUT_INSTANCE=%s/%" PRIu64, req->service, req->id);
-	env[k++] = xasprintf("ROLLOUT_DATA=%s", d->marker);
+	env[k++] = xasprintf("ROLLOUT_DAEMON=%s", d->marker);
 	env[k] = NULL;
 	return env;
 }

@@ -638,6 +638,9 @@ int store_save_state(struct store *s, const char *service, const struct engine_s
 		rc = run(s, q);
 	if (rc == 0 && st->ro.id != 0)
 		rc = save_rollout(s, service, &st->ro);
+	/* The rollout a command ended (superseded by another) is recorded as it ended. */
+	if (rc == 0 && st->prev.id != 0 && st->prev.id != st->ro.id)
+		rc = save_rollout(s, service, &st->prev);
 	if (rc == 0)
 		rc = delete_gone(s, service, st);
 	for (size_t i = 0; i < st->n && rc == 0; i++)

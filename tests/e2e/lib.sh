@@ -12,10 +12,11 @@ export ROLLOUT_DATA="$DATA"
 log() { echo "[$(date +%H:%M:%S.%3N)] $*"; }
 fail() { log "FAIL: $*"; exit 1; }
 
-# Every process whose environment carries ROLLOUT_DATA=<realpath of DATA>: our instances.
+# Every process whose environment carries ROLLOUT_DAEMON=<realpath of DATA>: our instances.
 instance_pids() {
 	local real; real=$(realpath -m "$DATA")
-	grep -lsa -z -x "ROLLOUT_DATA=$real" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | sort -n
+	# grep exits 2 when a process goes away during the scan: that is not an error here.
+	{ grep -lsa -z -x "ROLLOUT_DAEMON=$real" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3 | sort -n
 }
 
 cleanup() {
@@ -31,8 +32,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Each test's daemon takes its own block of 200 ports, so scenarios can run side by side.
+PORT_BASE=${PORT_BASE:-$((20000 + (RANDOM % 200) * 200))}
 start_daemon() {
-	"$RO" daemon --data "$DATA" "$@" >>"$T/daemon.log" 2>&1 &
+	"$RO" daemon --data "$DATA" --ports "$PORT_BASE-$((PORT_BASE + 199))" "$@" >>"$T/daemon.log" 2>&1 &
 	DAEMON_PID=$!
 	for _ in $(seq 1 100); do
 		[ -S "$DATA/rollout.sock" ] && "$RO" status >/dev/null 2>&1 && return 0
@@ -43,12 +46,12 @@ start_daemon() {
 }
 
 stop_daemon() {
-	[ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+	if [ -n "$DAEMON_PID" ]; then kill -TERM "$DAEMON_PID" 2>/dev/null; wait "$DAEMON_PID" 2>/dev/null || true; fi
 	DAEMON_PID=
 }
 
 kill9_daemon() {
-	[ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+	if [ -n "$DAEMON_PID" ]; then kill -9 "$DAEMON_PID" 2>/dev/null; wait "$DAEMON_PID" 2>/dev/null || true; fi
 	DAEMON_PID=
 }
 
@@ -92,3 +95,5 @@ state_is() { [ "$(ro_state "$1")" = "$2" ]; }
 
 # Counts running instances per revision as the daemon sees them: "rev:count rev:count".
 revisions_of() { status_json "$1" | jq_ "' '.join(f'{k}:{v[\"total\"]}' for k,v in sorted(d['counts']['by_revision'].items()))"; }
+# has_rev SERVICE REV: at least one instance of that revision exists.
+has_rev() { [ "$(status_json "$1" | jq_ "sum(1 for i in d['instances'] if i['revision']==$2)")" -gt 0 ]; }

@@ -85,7 +85,7 @@ log "a third revision mid-rollout rolls over"
 v6=$(strategy 2s | spec web 6 4)
 v7=$(strategy 300ms | spec web 7 4)
 "$RO" apply "$v6"
-wait_until 20 bash -c "\"$RO\" status web -o json | grep -q '\"revision\": 6'" || fail "v6 never started"
+wait_until 20 has_rev web 6 || fail "v6 never started"
 "$RO" apply "$v7" --wait --timeout 60s
 [ "$(revisions_of web)" = "7:4" ] || fail "after v7: $(revisions_of web)"
 "$RO" history web >"$T/history.txt"

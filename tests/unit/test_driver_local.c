@@ -216,7 +216,7 @@ static void test_start_env_argv_stop(void **state)
 {
 	struct fixture *f = *state;
 	char *argv[] = {"sh", "-c",
-			"printenv PORT ROLLOUT_INSTANCE ROLLOUT_DATA GREETING; echo \"arg=$1\"; exec sleep 30",
+			"printenv PORT ROLLOUT_INSTANCE ROLLOUT_DAEMON GREETING; echo \"arg=$1\"; exec sleep 30",
 			"sh", "p${PORT}q-$PORT-$PORTX", NULL};
 	struct spec_kv env[] = {{.name = "GREETING", .value = "hi"}, {.name = "PORT", .value = "1"}};
 	assert_int_equal(start_cmd(f, f->d, "web", 7, argv, env, 2, NULL, 41234), 0);
