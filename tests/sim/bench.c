@@ -36,18 +36,23 @@ static void ideal_drivers(struct engine_state *st, const struct engine_out *out,
 	}
 }
 
+static void grow(const struct spec *spec, struct engine_state *st, struct engine_out *out)
+{
+	xgrow((void **)&st->inst, &st->cap, st->n + engine_inst_headroom(spec, st), sizeof *st->inst);
+	size_t ib = engine_intent_bound(spec, st);
+	if (ib > out->cap) {
+		out->v = xrealloc(out->v, ib * sizeof *out->v);
+		out->cap = ib;
+	}
+}
+
 /* Steps until the rollout is over and every instance is of the target revision and available.
  * Returns the steps taken, or -1 if it did not converge within a generous bound. */
 static long drive(const struct spec *spec, struct engine_state *st, struct engine_out *out, int64_t *now,
 		  size_t *max_intents)
 {
 	for (long steps = 1; steps < 100000; steps++) {
-		xgrow((void **)&st->inst, &st->cap, st->n + engine_inst_headroom(spec, st), sizeof *st->inst);
-		size_t ib = engine_intent_bound(spec, st);
-		if (ib > out->cap) {
-			out->v = xrealloc(out->v, ib * sizeof *out->v);
-			out->cap = ib;
-		}
+		grow(spec, st, out);
 		out->n = 0;
 		if (engine_step(spec, st, *now, out) != 0)
 			return -1;
@@ -80,10 +85,12 @@ int sim_bench(int n)
 	size_t max_intents = 0;
 	int64_t now = 0;
 	double t0 = cpu_seconds();
+	grow(&spec, &st, &out);
 	int rc = engine_apply(&spec, &st, 1, now, &out);
 	long boot = rc == 0 ? drive(&spec, &st, &out, &now, &max_intents) : -1;
 	double t1 = cpu_seconds();
 	out.n = 0;
+	grow(&spec, &st, &out);
 	rc = boot > 0 ? engine_apply(&spec, &st, 2, now, &out) : -1;
 	long steps = rc == 0 ? drive(&spec, &st, &out, &now, &max_intents) : -1;
 	double t2 = cpu_seconds();

@@ -107,6 +107,7 @@ struct sim {
 	bool bad[MAX_REV + 2];
 	enum engine_verdict verdict;
 	bool crash_pending, person_pending, need_step;
+	int crashes_left; /* controller crashes still to come */
 	int max_replicas;
 	uint64_t steps;
 	bool failed;
@@ -278,8 +279,8 @@ static bool state_equal(const struct engine_state *a, const struct engine_state 
 	return true;
 }
 
-/* The fields an intent of its kind must set; the two buffers are pre-filled with different
- * bytes, so a field the engine forgot to set shows up here. */
+/* The fields an intent of its kind must set; the second run's buffer is pre-filled with a
+ * pattern, so a field the engine forgot to set shows up here. */
 static bool intent_equal(const struct engine_intent *a, const struct engine_intent *b)
 {
 	if (a->kind != b->kind)
@@ -760,7 +761,9 @@ static void crash(struct sim *s);
  * here, between the commit and the end of carrying out (a random prefix of intents survives). */
 static void commit_and_carry(struct sim *s)
 {
-	state_copy(&s->committed, &s->st);
+	/* Only a controller crash reads the committed copy: skip the copy once none can come. */
+	if (s->crashes_left > 0 || s->crash_pending)
+		state_copy(&s->committed, &s->st);
 	if (s->crash_pending) {
 		size_t k = (size_t)rng_range(&s->rng, 0, (int64_t)s->out.n);
 		carry_out(s, &s->out, k);
@@ -815,11 +818,8 @@ static void do_step(struct sim *s)
 	s->st.verdict = s->spec.strategy.analysis.enabled ? s->verdict : VERDICT_NONE;
 	int avail = mark_available(s);
 	bool sample = s->steps % DET_EVERY == 0;
-	if (sample) {
+	if (sample)
 		state_copy(&s->det, &s->st);
-		memset(s->out.v, 0x55, s->out.cap * sizeof *s->out.v);
-		memset(s->out2.v, 0xaa, s->out2.cap * sizeof *s->out2.v);
-	}
 	s->out.n = 0;
 	int rc = engine_step(&s->spec, &s->st, s->now, &s->out);
 	s->steps++;
@@ -828,6 +828,10 @@ static void do_step(struct sim *s)
 		return;
 	}
 	if (sample) {
+		/* out holds whatever earlier steps left, out2 a fill pattern: a field the engine
+		 * forgot to set differs. */
+		size_t fill = s->out.n + 8 < s->out2.cap ? s->out.n + 8 : s->out2.cap;
+		memset(s->out2.v, 0xaa, fill * sizeof *s->out2.v);
 		s->out2.n = 0;
 		int rc2 = engine_step(&s->spec, &s->det, s->now, &s->out2);
 		bool same = rc2 == rc && s->out2.n == s->out.n && state_equal(&s->st, &s->det);
@@ -998,6 +1002,7 @@ static void handle(struct sim *s, const struct event *e)
 			push_at(s, s->now + rng_range(r, 3000, 90000), E_CMD, C_RANDOM, 0, 0);
 		break;
 	case E_CRASH:
+		s->crashes_left--;
 		if (rng_pm(r, 500)) {
 			TR(s, "CRASH now (uncommitted observations lost)");
 			crash(s);
@@ -1114,6 +1119,7 @@ static void sim_run(struct sim *s)
 		int n = (int)rng_range(r, 1, 3);
 		for (int i = 0; i < n; i++)
 			push_at(s, rng_range(r, 1, s->fault_end), E_CRASH, 0, 0, 0);
+		s->crashes_left = n;
 	}
 	while (s->nheap > 0 && !s->failed) {
 		int64_t t = s->heap[0].t;
