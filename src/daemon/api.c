@@ -19,6 +19,7 @@
 #define MAX_QUERY 32
 #define BUF_MAX (API_MAX_HEAD + API_MAX_BODY + 4096)
 #define SSE_MAX_QUEUE (4 * 1024 * 1024) /* unsent bytes before a slow SSE client is dropped */
+#define WQ_MAX (1024 * 1024) /* unsent response bytes before pipelined requests wait */
 
 struct route {
 	char *method;
@@ -48,6 +49,7 @@ struct conn {
 	bool head_timer; /* the head timer runs for the current request */
 	bool reading;
 	bool shutting; /* conn_finish() ran */
+	bool paused;   /* the client does not read its responses: stop taking requests */
 	char *buf;
 	size_t len, cap;
 	struct http1_parser parser;
@@ -287,8 +289,14 @@ static void write_cb(uv_write_t *w, int status)
 	struct conn *c = w->data;
 	free(wr->data);
 	free(wr);
-	if (status < 0 && !uv_is_closing(&c->h.handle))
+	if (uv_is_closing(&c->h.handle))
+		return;
+	if (status < 0)
 		conn_close(c);
+	else if (c->paused && uv_stream_get_write_queue_size(&c->h.stream) <= WQ_MAX) {
+		c->paused = false;
+		conn_process(c);
+	}
 }
 
 /* Queues data (taken over, freed after the write) on c. */
@@ -891,12 +899,21 @@ static void conn_process(struct conn *c)
 {
 	c->in_process = true;
 	while (!uv_is_closing(&c->h.handle) && (c->state == C_HEAD || c->state == C_BODY)) {
+		if (c->state == C_HEAD && uv_stream_get_write_queue_size(&c->h.stream) > WQ_MAX) {
+			c->paused = true; /* resumed by write_cb; the idle timer ends a client that never reads */
+			arm(c, c->api->idle_ms);
+			break;
+		}
 		bool moved = c->state == C_HEAD ? step_head(c) : step_body(c);
 		if (!moved)
 			break;
 	}
 	c->in_process = false;
-	if (!uv_is_closing(&c->h.handle) && !c->reading && !c->eof && c->state != C_CLOSING &&
+	if (c->paused && c->reading) {
+		uv_read_stop(&c->h.stream);
+		c->reading = false;
+	}
+	if (!uv_is_closing(&c->h.handle) && !c->paused && !c->reading && !c->eof && c->state != C_CLOSING &&
 	    uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0)
 		c->reading = true;
 }

@@ -72,6 +72,15 @@ static void h_echo(struct api_req *req, void *ctx)
 					   api_header(req, "user-agent")));
 }
 
+static void h_big(struct api_req *req, void *ctx)
+{
+	(void)ctx;
+	static char big[256 * 1024 + 1];
+	if (big[0] == '\0')
+		memset(big, 'b', sizeof big - 1);
+	api_reply_text(req, 200, "text/plain", big);
+}
+
 static void async_fire(uv_timer_t *t)
 {
 	struct fixture *f = t->data;
@@ -162,6 +171,7 @@ static int setup(void **state)
 	api_route(f->api, "GET", "/v1/async", h_async, f);
 	api_route(f->api, "GET", "/v1/hang", h_hang, f);
 	api_route(f->api, "GET", "/v1/events", h_events, f);
+	api_route(f->api, "GET", "/v1/big", h_big, f);
 	if (api_listen_unix(f->api, f->sock) != 0)
 		return -1;
 	if (api_listen_tcp(f->api, "127.0.0.1:0", TOKEN) != 0)
@@ -190,14 +200,14 @@ static int teardown(void **state)
 
 struct client {
 	int fd;
-	char buf[65536];
+	char buf[600 * 1024];
 	size_t len;
 };
 
 struct resp {
 	int status;
 	char head[8192];
-	char body[8192];
+	char body[300 * 1024];
 	size_t body_len;
 };
 
@@ -324,7 +334,7 @@ static void assert_error_body(const struct resp *r)
 /* One request on a fresh unix connection. */
 static void once(struct fixture *f, const char *raw, struct resp *r)
 {
-	struct client c;
+	static struct client c;
 	client_unix(&c, f->sock);
 	request(&c, raw, r);
 	close(c.fd);
@@ -335,7 +345,7 @@ static void once(struct fixture *f, const char *raw, struct resp *r)
 static void test_params_query_json(void **state)
 {
 	struct fixture *f = *state;
-	struct resp r;
+	static struct resp r;
 	once(f, "GET /v1/services/web%2D1?after=42&x=a+b%21 HTTP/1.1\r\nHost: x\r\n\r\n", &r);
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr(r.head, "Content-Type: application/json\r\n"));
@@ -361,7 +371,7 @@ static void test_params_query_json(void **state)
 static void test_errors(void **state)
 {
 	struct fixture *f = *state;
-	struct resp r;
+	static struct resp r;
 
 	once(f, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", &r);
 	assert_int_equal(r.status, 404);
@@ -403,7 +413,7 @@ static void test_errors(void **state)
 static void test_bodies(void **state)
 {
 	struct fixture *f = *state;
-	struct resp r;
+	static struct resp r;
 	once(f, "POST /v1/echo HTTP/1.1\r\nHost: x\r\nUser-Agent: t/1\r\nContent-Length: 11\r\n\r\n"
 		"hello world", &r);
 	assert_int_equal(r.status, 200);
@@ -424,7 +434,7 @@ static void test_bodies(void **state)
 	assert_int_equal(r.status, 400);
 
 	/* Expect: 100-continue gets an interim response before the body is sent */
-	struct client c;
+	static struct client c;
 	client_unix(&c, f->sock);
 	const char *h = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
 	request(&c, h, &r);
@@ -473,8 +483,8 @@ static void test_socket_mode_and_stale(void **state)
 static void test_keep_alive(void **state)
 {
 	struct fixture *f = *state;
-	struct client c;
-	struct resp r;
+	static struct client c;
+	static struct resp r;
 	client_unix(&c, f->sock);
 	request(&c, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
 	assert_int_equal(r.status, 200);
@@ -506,7 +516,7 @@ static void test_keep_alive(void **state)
 static void test_sse(void **state)
 {
 	struct fixture *f = *state;
-	struct client c;
+	static struct client c;
 	client_unix(&c, f->sock);
 	const char *req = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
 	client_send(&c, req, strlen(req));
@@ -533,7 +543,7 @@ static void test_sse(void **state)
 static void test_client_gone(void **state)
 {
 	struct fixture *f = *state;
-	struct client c;
+	static struct client c;
 	client_unix(&c, f->sock);
 	const char *req = "GET /v1/hang HTTP/1.1\r\nHost: x\r\n\r\n";
 	client_send(&c, req, strlen(req));
@@ -548,8 +558,8 @@ static void test_client_gone(void **state)
 static void test_timeouts(void **state)
 {
 	struct fixture *f = *state;
-	struct client c;
-	struct resp r;
+	static struct client c;
+	static struct resp r;
 	/* head timeout (300 ms here): a trickling head gets 408 and the connection closes */
 	client_unix(&c, f->sock);
 	client_send(&c, "GET /v1/serv", 12);
@@ -576,36 +586,68 @@ static void test_timeouts(void **state)
 static void test_max_conns(void **state)
 {
 	struct fixture *f = *state;
-	static struct client cs[API_MAX_CONNS + 1];
-	struct resp r;
-	for (int i = 0; i < API_MAX_CONNS; i++)
-		client_unix(&cs[i], f->sock);
+	static int fds[API_MAX_CONNS];
+	static struct client c;
+	struct resp *r = malloc(sizeof *r);
+	for (int i = 0; i < API_MAX_CONNS; i++) {
+		client_unix(&c, f->sock);
+		fds[i] = c.fd;
+	}
 	/* one too many: accepted and closed at once, long before the 1 s idle timeout */
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	client_unix(&cs[API_MAX_CONNS], f->sock);
-	assert_int_equal(client_fill(&cs[API_MAX_CONNS]), 0);
+	client_unix(&c, f->sock);
+	assert_int_equal(client_fill(&c), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	assert_true(ms < 800);
-	close(cs[API_MAX_CONNS].fd);
+	close(c.fd);
 	/* the first ones still work; once one leaves, a new connection is served */
-	request(&cs[0], "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-	assert_int_equal(r.status, 200);
-	close(cs[1].fd);
+	c.fd = fds[0];
+	c.len = 0;
+	request(&c, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", r);
+	assert_int_equal(r->status, 200);
+	close(fds[1]);
 	usleep(50000);
-	client_unix(&cs[1], f->sock);
-	request(&cs[1], "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-	assert_int_equal(r.status, 200);
+	client_unix(&c, f->sock);
+	fds[1] = c.fd;
+	request(&c, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", r);
+	assert_int_equal(r->status, 200);
 	for (int i = 0; i < API_MAX_CONNS; i++)
-		close(cs[i].fd);
+		close(fds[i]);
+	free(r);
+}
+
+/* A client that pipelines requests for big responses without reading: the server stops taking
+ * requests while more than 1 MiB is unsent, then resumes; every response arrives intact. */
+static void test_pipeline_backpressure(void **state)
+{
+	struct fixture *f = *state;
+	struct client *c = malloc(sizeof *c);
+	struct resp *r = malloc(sizeof *r);
+	client_unix(c, f->sock);
+	const char *one = "GET /v1/big HTTP/1.1\r\nHost: x\r\n\r\n";
+	for (int i = 0; i < 16; i++)
+		client_send(c, one, strlen(one));
+	usleep(100000);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(client_read(c, r), 0);
+		assert_int_equal(r->status, 200);
+		assert_int_equal(r->body_len, 256 * 1024);
+		assert_int_equal(r->body[r->body_len - 1], 'b');
+	}
+	request(c, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", r);
+	assert_int_equal(r->status, 200);
+	close(c->fd);
+	free(c);
+	free(r);
 }
 
 static void test_head_method(void **state)
 {
 	struct fixture *f = *state;
-	struct client c;
-	struct resp r;
+	static struct client c;
+	static struct resp r;
 	client_unix(&c, f->sock);
 	request(&c, "HEAD /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
 	assert_int_equal(r.status, 405);
@@ -616,8 +658,8 @@ static void test_head_method(void **state)
 static void test_tcp_token(void **state)
 {
 	struct fixture *f = *state;
-	struct client c;
-	struct resp r;
+	static struct client c;
+	static struct resp r;
 	const char *reqs[] = {
 		"GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /v1/services/a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n\r\n",
@@ -675,6 +717,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tcp_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head_method, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipeline_backpressure, setup, teardown),
 		cmocka_unit_test(test_listen_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
