@@ -364,6 +364,14 @@ static void conn_respond(struct conn *c, int status, const char *ctype, const ch
 static char *error_json(const char *msg)
 {
 	json_t *j = json_pack("{s:s}", "error", msg);
+	if (j == NULL) { /* not UTF-8 (a decoded path segment, say): keep the ASCII */
+		char *ascii = xstrdup(msg);
+		for (char *p = ascii; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		j = json_pack("{s:s}", "error", ascii);
+		free(ascii);
+	}
 	char *s = json_dumps(j, 0);
 	json_decref(j);
 	char *out = xasprintf("%s\n", s);
@@ -472,7 +480,11 @@ int api_sse_send(struct api_req *req, int64_t id, const char *event, const char 
 		conn_close(c);
 		return -EPIPE;
 	}
-	size_t cap = strlen(data) * 2 + (event ? strlen(event) : 0) + 64, n = 0;
+	/* every line (CR, LF or CRLF ends one, as in the SSE grammar) becomes "data: ...\n" */
+	size_t lines = 1;
+	for (const char *p = data; *p; p++)
+		lines += *p == '\n' || *p == '\r';
+	size_t cap = strlen(data) + 7 * lines + (event ? strlen(event) : 0) + 48, n = 0;
 	char *out = xmalloc(cap);
 	if (id >= 0)
 		n += (size_t)sprintf(out + n, "id: %lld\n", (long long)id);
@@ -485,15 +497,16 @@ int api_sse_send(struct api_req *req, int64_t id, const char *event, const char 
 	}
 	const char *d = data;
 	do {
-		size_t k = strcspn(d, "\n");
-		size_t kk = k && d[k - 1] == '\r' ? k - 1 : k;
+		size_t k = strcspn(d, "\r\n");
 		memcpy(out + n, "data: ", 6);
 		n += 6;
-		memcpy(out + n, d, kk);
-		n += kk;
+		memcpy(out + n, d, k);
+		n += k;
 		out[n++] = '\n';
 		d += k;
-		if (*d == '\n')
+		if (d[0] == '\r' && d[1] == '\n')
+			d += 2;
+		else if (*d)
 			d++;
 	} while (*d);
 	out[n++] = '\n';

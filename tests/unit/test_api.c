@@ -72,6 +72,12 @@ static void h_echo(struct api_req *req, void *ctx)
 					   api_header(req, "user-agent")));
 }
 
+static void h_fail(struct api_req *req, void *ctx)
+{
+	(void)ctx;
+	api_reply_error(req, 404, "no service '%s'", api_param(req, "name"));
+}
+
 static void h_big(struct api_req *req, void *ctx)
 {
 	(void)ctx;
@@ -123,6 +129,8 @@ static void h_events(struct api_req *req, void *ctx)
 	api_sse_start(req);
 	api_sse_send(req, 1, "rollout", "{\"state\":\"progressing\"}");
 	api_sse_send(req, 2, NULL, "line one\nline two");
+	/* CR, CRLF and LF all end a data line; many short lines must not overflow the event */
+	api_sse_send(req, -1, "x\ny", "a\rb\r\nc\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n");
 }
 
 /* ---- fixture ---- */
@@ -172,6 +180,7 @@ static int setup(void **state)
 	api_route(f->api, "GET", "/v1/hang", h_hang, f);
 	api_route(f->api, "GET", "/v1/events", h_events, f);
 	api_route(f->api, "GET", "/v1/big", h_big, f);
+	api_route(f->api, "GET", "/v1/fail/{name}", h_fail, f);
 	if (api_listen_unix(f->api, f->sock) != 0)
 		return -1;
 	if (api_listen_tcp(f->api, "127.0.0.1:0", TOKEN) != 0)
@@ -394,6 +403,12 @@ static void test_errors(void **state)
 	assert_int_equal(r.status, 400);
 	once(f, "GET /v1/services/a%00 HTTP/1.1\r\nHost: x\r\n\r\n", &r);
 	assert_int_equal(r.status, 400);
+	/* an error message carrying bytes that are not UTF-8 still gives a JSON body */
+	once(f, "GET /v1/fail/a%FF%FE HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 404);
+	json_t *j = body_json(&r);
+	assert_string_equal(json_string_value(json_object_get(j, "error")), "no service 'a?" "?'");
+	json_decref(j);
 	once(f, "GET / HTTP/2.0\r\nHost: x\r\n\r\n", &r);
 	assert_int_equal(r.status, 505);
 
@@ -520,8 +535,13 @@ static void test_sse(void **state)
 	client_unix(&c, f->sock);
 	const char *req = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
 	client_send(&c, req, strlen(req));
-	const char *want = "id: 1\nevent: rollout\ndata: {\"state\":\"progressing\"}\n\n"
-			   "id: 2\ndata: line one\ndata: line two\n\n";
+	char want[512];
+	int wn = snprintf(want, sizeof want, "id: 1\nevent: rollout\ndata: {\"state\":\"progressing\"}\n\n"
+			  "id: 2\ndata: line one\ndata: line two\n\n"
+			  "event: xy\ndata: a\ndata: b\ndata: c\n");
+	for (int i = 0; i < 19; i++)
+		wn += snprintf(want + wn, sizeof want - (size_t)wn, "data: \n");
+	snprintf(want + wn, sizeof want - (size_t)wn, "\n");
 	for (;;) {
 		c.buf[c.len] = '\0';
 		const char *end = strstr(c.buf, "\r\n\r\n");
