@@ -15,7 +15,7 @@ enum {
 	HTTP1_E_VERSION,           /* 400: version is not HTTP/DIGIT.DIGIT */
 	HTTP1_E_VERSION_UNSUPP,    /* 505: well-formed version other than HTTP/1.0 or 1.1 */
 	HTTP1_E_STATUS,            /* 400: bad status code in a response */
-	HTTP1_E_BARE_LF,           /* 400: line ending without CR, or CR without LF */
+	HTTP1_E_BARE_LF,           /* 400: LF without CR (a stray CR in a field is HEADER_VALUE) */
 	HTTP1_E_HEADER_NAME,       /* 400: empty or non-token header name, space before colon */
 	HTTP1_E_HEADER_VALUE,      /* 400: NUL, CR, LF or other CTL (not HTAB) in a value */
 	HTTP1_E_OBS_FOLD,          /* 400: header line starting with SP or HTAB */
