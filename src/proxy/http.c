@@ -221,7 +221,7 @@ static struct proxy_upstream *u_new(struct proxy_backend *be)
 		u_close(up);
 		return NULL;
 	}
-	uv_timer_start(&up->timer, u_timeout, PROXY_CONNECT_TIMEOUT, 0);
+	uv_timer_start(&up->timer, u_timeout, be->svc->px->t_connect, 0);
 	return up;
 }
 
@@ -448,7 +448,7 @@ static void c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		return;
 	c->len += (size_t)n;
 	if (c->state == C_BODY)
-		uv_timer_start(&c->timer, c_timeout, PROXY_IDLE_TIMEOUT, 0);
+		uv_timer_start(&c->timer, c_timeout, c->svc->px->t_idle, 0);
 	c_process(c);
 }
 
@@ -573,7 +573,7 @@ static void c_process(struct proxy_client *c)
 	if (c->state == C_HEAD && c->len > 0) {
 		if (!c->head_seen) {
 			c->head_seen = 1;
-			uv_timer_start(&c->timer, c_timeout, PROXY_HEAD_TIMEOUT, 0);
+			uv_timer_start(&c->timer, c_timeout, c->svc->px->t_head, 0);
 		}
 		struct http1_header hs[MAX_HEADERS];
 		struct http1_msg m;
@@ -610,7 +610,9 @@ static void pump_body(struct proxy_client *c)
 			size_t dl;
 			int rc = http1_chunked_feed(&c->chunk, c->buf, c->len, &k, &d, &dl);
 			if (rc < 0) {
-				c->body_done = 1; /* nothing more will be read from this client */
+				/* the request stream is unreadable from here: answer and close */
+				c->body_done = 1;
+				c->keep = 0;
 				c_error(c, http1_status(rc), NULL);
 				return;
 			}
@@ -648,7 +650,7 @@ static void c_next(struct proxy_client *c)
 		c->buf = NULL;
 		c->cap = 0;
 	}
-	uv_timer_start(&c->timer, c_timeout, PROXY_IDLE_TIMEOUT, 0);
+	uv_timer_start(&c->timer, c_timeout, c->svc->px->t_idle, 0);
 	c_process(c);
 }
 
@@ -683,7 +685,7 @@ void proxy_http_accept(struct proxy_service *svc, uv_stream_t *server)
 	}
 	c->state = C_HEAD;
 	http1_parser_init(&c->parser, HTTP1_REQUEST, NULL, MAX_HEADERS);
-	uv_timer_start(&c->timer, c_timeout, PROXY_HEAD_TIMEOUT, 0);
+	uv_timer_start(&c->timer, c_timeout, c->svc->px->t_head, 0);
 	c_update_reading(c);
 }
 
@@ -739,7 +741,7 @@ static void send_request(struct proxy_upstream *up)
 	http1_parser_init(&up->parser, HTTP1_RESPONSE, NULL, MAX_HEADERS);
 	up->parser.head_response = c->is_head;
 	stream_write((uv_stream_t *)&up->tcp, c->fwd, c->fwd_len, on_up_write);
-	uv_timer_start(&up->timer, u_timeout, PROXY_RESPONSE_TIMEOUT, 0);
+	uv_timer_start(&up->timer, u_timeout, up->be->svc->px->t_response, 0);
 	u_update_reading(up);
 	pump_body(c);
 	c_update_reading(c);
@@ -960,7 +962,7 @@ static void u_process(struct proxy_upstream *up)
 		memmove(up->buf, up->buf + n, up->len - (size_t)n);
 		up->len -= (size_t)n;
 		up->state = U_BODY;
-		uv_timer_start(&up->timer, u_timeout, PROXY_IDLE_TIMEOUT, 0);
+		uv_timer_start(&up->timer, u_timeout, up->be->svc->px->t_idle, 0);
 		if (m.body == HTTP1_BODY_NONE || (m.body == HTTP1_BODY_LENGTH && m.content_length == 0)) {
 			u_complete(up);
 			return;
@@ -1005,7 +1007,7 @@ static void u_process(struct proxy_upstream *up)
 		u_complete(up);
 		return;
 	}
-	uv_timer_start(&up->timer, u_timeout, PROXY_IDLE_TIMEOUT, 0);
+	uv_timer_start(&up->timer, u_timeout, up->be->svc->px->t_idle, 0);
 	u_update_reading(up);
 }
 

@@ -519,6 +519,18 @@ int proxy_main(const char *admin_path)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	px.loop = uv_default_loop();
+	px.t_head = PROXY_HEAD_TIMEOUT;
+	px.t_idle = PROXY_IDLE_TIMEOUT;
+	px.t_connect = PROXY_CONNECT_TIMEOUT;
+	px.t_response = PROXY_RESPONSE_TIMEOUT;
+	const char *tv = getenv("ROLLOUT_PROXY_TIMEOUTS");
+	unsigned long long th, ti, tc, tr;
+	if (tv && sscanf(tv, "%llu,%llu,%llu,%llu", &th, &ti, &tc, &tr) == 4 && th && ti && tc && tr) {
+		px.t_head = th;
+		px.t_idle = ti;
+		px.t_connect = tc;
+		px.t_response = tr;
+	}
 	make_boot_id(px.boot_id, sizeof px.boot_id);
 	int rc = proxy_admin_new(px.loop, admin_path, admin_handle, &px, &px.admin);
 	if (rc != 0) {

@@ -77,6 +77,9 @@ struct proxy {
 	int stopping;
 	uint64_t nconns; /* open client connections (http and tcp) */
 	struct proxy_client *clients;
+	/* timeouts in ms: the PROXY_*_TIMEOUT defaults, or ROLLOUT_PROXY_TIMEOUTS="head,idle,connect,response"
+	 * (for tests) */
+	uint64_t t_head, t_idle, t_connect, t_response;
 };
 
 /* ---- proxy.c ---- */

@@ -244,7 +244,7 @@ static void t_connect(struct proxy_tconn *t)
 		uv_connect_t *req = xmalloc(sizeof *req);
 		req->data = t;
 		if (uv_tcp_connect(req, t->b.tcp, (struct sockaddr *)&be->sa, on_tconnect) == 0) {
-			uv_timer_start(&t->timer, t_timeout, PROXY_CONNECT_TIMEOUT, 0);
+			uv_timer_start(&t->timer, t_timeout, t->svc->px->t_connect, 0);
 			return;
 		}
 		free(req);
