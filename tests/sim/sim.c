@@ -108,6 +108,7 @@ struct sim {
 	enum engine_verdict verdict;
 	bool crash_pending, person_pending, need_step;
 	int crashes_left; /* controller crashes still to come */
+	int64_t last_activity; /* last observation delivered, intent issued or command accepted */
 	int max_replicas;
 	uint64_t steps;
 	bool failed;
@@ -253,20 +254,24 @@ static bool state_bytes_equal(const struct engine_state *a, const struct engine_
 
 /* Field equality (strings up to their NUL), for the determinism check: two runs may leave
  * different padding, but must not differ in any value. */
+static bool ro_equal(const struct engine_rollout *p, const struct engine_rollout *q)
+{
+	return p->id == q->id && p->kind == q->kind && p->state == q->state && p->from_rev == q->from_rev &&
+	       p->to_rev == q->to_rev && p->rollback_rev == q->rollback_rev && p->batch == q->batch &&
+	       p->fast == q->fast && p->failures == q->failures && p->hold == q->hold && p->pause == q->pause &&
+	       p->pause_until == q->pause_until && p->paused_at == q->paused_at && p->progress_at == q->progress_at &&
+	       p->started_at == q->started_at && p->ended_at == q->ended_at && p->watch_until == q->watch_until &&
+	       strncmp(p->reason, q->reason, sizeof p->reason) == 0;
+}
+
 static bool state_equal(const struct engine_state *a, const struct engine_state *b)
 {
-	const struct engine_rollout *p = &a->ro, *q = &b->ro;
+	if (!ro_equal(&a->ro, &b->ro) || !ro_equal(&a->prev, &b->prev))
+		return false;
 	if (a->target_rev != b->target_rev || a->stable_rev != b->stable_rev || a->latest_rev != b->latest_rev ||
 	    a->replicas != b->replicas || a->next_inst_id != b->next_inst_id ||
 	    a->next_rollout_id != b->next_rollout_id || a->verdict != b->verdict || a->n != b->n ||
 	    strncmp(a->verdict_reason, b->verdict_reason, sizeof a->verdict_reason) != 0)
-		return false;
-	if (p->id != q->id || p->kind != q->kind || p->state != q->state || p->from_rev != q->from_rev ||
-	    p->to_rev != q->to_rev || p->rollback_rev != q->rollback_rev || p->batch != q->batch ||
-	    p->fast != q->fast || p->failures != q->failures || p->hold != q->hold || p->pause != q->pause ||
-	    p->pause_until != q->pause_until || p->paused_at != q->paused_at || p->progress_at != q->progress_at ||
-	    p->started_at != q->started_at || p->ended_at != q->ended_at || p->watch_until != q->watch_until ||
-	    strncmp(p->reason, q->reason, sizeof p->reason) != 0)
 		return false;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct engine_inst *x = &a->inst[i], *y = &b->inst[i];
@@ -715,8 +720,8 @@ static void check_leaks(struct sim *s)
 }
 
 /* (e) settled: a terminal rollout, and every instance available, of the target revision,
- * replicas of them (after a failure without rollback: every remaining instance available), one
- * process per record. */
+ * replicas of them (after a failure without rollback: every remaining instance available, and
+ * replicas of them when there is a stable revision to fill up with), one process per record. */
 static bool settled(struct sim *s)
 {
 	const struct engine_state *st = &s->st;
@@ -732,7 +737,10 @@ static bool settled(struct sim *s)
 		if (in->id >= s->procs_cap || !s->procs[in->id].alive)
 			return false;
 	}
-	return failed || (int)st->n == (st->target_rev == 0 ? 0 : s->spec.replicas);
+	/* A failed rollout holds its new instances and keeps the rest on the stable revision. */
+	if (failed)
+		return st->stable_rev == 0 || (int)st->n == s->spec.replicas;
+	return (int)st->n == (st->target_rev == 0 ? 0 : s->spec.replicas);
 }
 
 /* (e) The settle bound, counted from the end of faults. One wave (a set of instances replaced
@@ -751,6 +759,17 @@ static int64_t settle_bound(const struct sim *s)
 	int64_t r = s->max_replicas, b = spec_batch_count(sg, s->max_replicas);
 	int64_t pauses = (int64_t)sg->n_pause_after + 2;
 	return 3 * (sg->progress_deadline_ms + (r + b + 2) * wave + pauses * 10000) + 600000;
+}
+
+/* (e) Once faults stopped, the world only changes when the engine asks, and the engine's own
+ * timers are progress_deadline, health_deadline, min_ready and timed pauses (which the person
+ * promotes within 10 s): a state where nothing happened for longer than all of them together will
+ * never change again. */
+static int64_t quiet_limit(const struct sim *s)
+{
+	const struct spec_strategy *sg = &s->spec.strategy;
+	return sg->progress_deadline_ms + sg->health_deadline_ms + sg->min_ready_ms + s->spec.drain_timeout_ms +
+	       s->spec.stop_grace_ms + 60000;
 }
 
 /* ---- the controller: commit, then carry out ---- */
@@ -843,6 +862,8 @@ static void do_step(struct sim *s)
 			return;
 		}
 	}
+	if (s->out.n > 0)
+		s->last_activity = s->now;
 	TR(s, "step");
 	trace_intents(s, &s->out, "->");
 	trace_state(s);
@@ -911,6 +932,7 @@ static int do_cmd(struct sim *s, int cmd, int arg)
 		return rc;
 	}
 	s->spec.replicas = ns.replicas;
+	s->last_activity = s->now;
 	if (ns.replicas > s->max_replicas)
 		s->max_replicas = ns.replicas;
 	trace_intents(s, &s->out, "->");
@@ -983,6 +1005,7 @@ static void handle(struct sim *s, const struct event *e)
 			s->procs[e->id].pending_drained--;
 		static const char *cause[] = {"", "exec: no such file", "", "health check failed", "", "exit status 1"};
 		int rc = engine_observe(&s->st, e->id, (enum engine_obs_kind)e->sub, s->now, cause[e->sub]);
+		s->last_activity = s->now;
 		TR(s, "obs #%" PRIu64 " %s%s", e->id, obs_name(e->sub), rc == -ENOENT ? " (unknown id, dropped)" : "");
 		if (rc != 0 && rc != -ENOENT)
 			violate(s, "engine_observe #%" PRIu64 " %s returned %d", e->id, obs_name(e->sub), rc);
@@ -1130,6 +1153,11 @@ static void sim_run(struct sim *s)
 				if (s->spec.strategy.analysis.enabled)
 					s->verdict = VERDICT_PASS;
 				TR(s, "faults and commands stop; must settle by %.3fs", (double)s->deadline / 1000);
+			}
+			if (t - s->last_activity > quiet_limit(s) && t - s->fault_end > quiet_limit(s)) {
+				violate(s, "(e) not settled, and nothing happened for %.1f min (no observation, intent "
+					   "or command): stuck", (double)(t - s->last_activity) / 60000);
+				break;
 			}
 			if (t > s->deadline) {
 				violate(s, "(e) not settled %.1f min after the faults stopped (bound from the spec)",
