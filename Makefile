@@ -30,26 +30,33 @@ all: deps $(BUILD)/rollout $(BUILD)/hello $(BUILD)/rollout-sim
 deps:
 	@bash scripts/deps.sh
 
+Q := $(if $(V),,@)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/librollout.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/rollout: $(BUILD)/src/cli/main.o $(BUILD)/librollout.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/rollout-sim: $(SIM_SRC:%.c=$(BUILD)/%.o) $(CORE_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ -lm
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/hello: $(BUILD)/examples/hello/hello.o
-	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/librollout.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
 
 # The whole suite; prints "N passed, N failed" last. LONG=1 runs the long variants.
 test: all $(UNIT_BIN)

@@ -170,11 +170,12 @@ static void set_state(struct engine_inst *in, enum engine_inst_state s, int64_t 
 	in->changed_at = now;
 }
 
-/* An instance counts against the rollout when it is of the revision being rolled out to, while
- * that rollout moves forward (not while it rolls back). */
+/* An instance counts against the rollout when it is of the revision a deploy moves to, while it
+ * moves forward (not while it rolls back, nor during a scale: the revision is already proven). */
 static bool counts_as_failure(const struct engine_state *st, const struct engine_inst *in)
 {
-	return (st->ro.state == RO_PROGRESSING || st->ro.state == RO_PAUSED) && in->revision == st->target_rev;
+	return (st->ro.state == RO_PROGRESSING || st->ro.state == RO_PAUSED) && st->ro.kind == RO_KIND_DEPLOY &&
+	       in->revision == st->target_rev;
 }
 
 static void fail_inst(struct engine_state *st, struct engine_inst *in, int64_t now, const char *cause)
@@ -277,7 +278,8 @@ static void compact(struct engine_state *st, int64_t now)
 	size_t w = 0;
 	for (size_t r = 0; r < st->n; r++) {
 		if (st->inst[r].state == INST_GONE) {
-			if (st->inst[r].revision != st->target_rev && st->ro.state == RO_PROGRESSING)
+			if (st->inst[r].revision != st->target_rev &&
+			    (st->ro.state == RO_PROGRESSING || st->ro.state == RO_ROLLING_BACK))
 				st->ro.progress_at = now;
 			continue;
 		}
@@ -327,7 +329,7 @@ static void announce(const struct spec *spec, struct engine_state *st, int64_t n
 		in->announced = true;
 		emit_event(out, INTENT_EVENT, EV_INSTANCE_AVAILABLE, in->id, "instance %llu (revision %d) available",
 			   (unsigned long long)in->id, in->revision);
-		if (in->revision == st->target_rev && st->ro.state == RO_PROGRESSING)
+		if (in->revision == st->target_rev && (st->ro.state == RO_PROGRESSING || st->ro.state == RO_ROLLING_BACK))
 			st->ro.progress_at = now;
 	}
 }
@@ -431,7 +433,7 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 		start_batch(spec, st, now, out);
 	}
 
-	if (ro->state == RO_PROGRESSING || ro->state == RO_PAUSED) {
+	if ((ro->state == RO_PROGRESSING || ro->state == RO_PAUSED) && ro->kind == RO_KIND_DEPLOY) {
 		int maxf = spec_max_failures(sg, st->replicas);
 		if (ro->failures > maxf) {
 			set_reason(ro, "%d instance(s) of revision %d failed, more than max_failures %d", ro->failures,
@@ -445,6 +447,12 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 			set_reason(ro, "analysis failed: %s", st->verdict_reason);
 			fail_rollout(spec, st, now, out);
 		}
+	} else if (ro->state == RO_ROLLING_BACK && now - ro->progress_at > sg->progress_deadline_ms) {
+		/* The revision we go back to does not come up either: halt rather than loop forever. */
+		set_reason(ro, "going back to revision %d made no progress for progress_deadline %s", st->target_rev,
+			   amount_format_duration(sg->progress_deadline_ms, d, sizeof d));
+		ro->hold = live_of(st, st->target_rev);
+		end_rollout(st, RO_FAILED, EV_FAILED, now, out, "failed");
 	} else if (ro->state == RO_COMPLETE && now < ro->watch_until && st->verdict == VERDICT_FAIL &&
 		   sg->analysis.enabled && ro->rollback_rev != 0 && ro->rollback_rev != st->target_rev) {
 		/* A breach while watching a completed rollout: the new revision was not good after all. */
@@ -529,11 +537,17 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 		want_new = ro->hold;
 		may_remove = false;
 	} else if (ro->state == RO_FAILED) {
-		if (t.new_live < ro->hold)
-			ro->hold = t.new_live;
-		want_new = ro->hold;
-		may_start_new = false;
-		may_remove = false;
+		/* Halted: no new-revision instance starts; what is beyond the wanted counts (surplus after
+		 * a scale, old capacity the rollout had already replaced) may still go, floor permitting. */
+		if (st->target_rev == st->stable_rev) {
+			/* ...unless the revision had proven itself (stable): then it just heals. */
+			want_new = r;
+		} else {
+			if (t.new_live < ro->hold)
+				ro->hold = t.new_live;
+			want_new = ro->hold;
+			may_start_new = false;
+		}
 	} else {
 		want_new = batch_goal(spec, st);
 	}

@@ -349,6 +349,48 @@ static void test_new_revision_mid_rollout(void **state)
 	world_free(&w);
 }
 
+/* Found by the simulator (seed 85): an undo to a revision that never comes up must end. */
+static void test_undo_to_bad_revision_halts(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	deploy_v1(&w);
+	w.bad[0] = 2;
+	apply(&w, 2);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	w.out.n = 0;
+	assert_int_equal(engine_undo(&w.st, 2, w.now, &w.out), 0);
+	run(&w, 1000, 1000);
+	assert_int_equal(w.st.ro.state, RO_FAILED);
+	assert_non_null(strstr(w.st.ro.reason, "no progress"));
+	assert_true(w.st.ro.ended_at - w.st.ro.started_at <= w.spec.strategy.progress_deadline_ms + 2000);
+	/* surge 1, unavailable 0: the floor is 4, so revision 1 kept its whole capacity. */
+	assert_int_equal(avail(&w), 4);
+	assert_int_equal(count_rev(&w, 1), 4);
+	world_free(&w);
+}
+
+/* Found by the simulator (seed 14): crashes during a scale do not fail it. */
+static void test_scale_survives_crashes(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 10);
+	deploy_v1(&w);
+	w.spec.replicas = 3;
+	apply(&w, 1);
+	step(&w);
+	for (int k = 0; k < 3; k++)
+		engine_observe(&w.st, w.st.inst[k].id, OBS_EXITED, w.now, "crash");
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(count_rev(&w, 1), 3);
+	assert_int_equal(avail(&w), 3);
+	world_free(&w);
+}
+
 static void test_bad_commands_leave_state_alone(void **state)
 {
 	(void)state;
@@ -387,6 +429,8 @@ int main(void)
 		cmocka_unit_test(test_abort_and_undo),
 		cmocka_unit_test(test_scale_and_crash_replacement),
 		cmocka_unit_test(test_new_revision_mid_rollout),
+		cmocka_unit_test(test_undo_to_bad_revision_halts),
+		cmocka_unit_test(test_scale_survives_crashes),
 		cmocka_unit_test(test_bad_commands_leave_state_alone),
 		cmocka_unit_test(test_names_round_trip),
 	};
