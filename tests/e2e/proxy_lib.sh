@@ -66,6 +66,7 @@ hello_start() {
 	nh=$((nh + 1))
 	local v=$1 out="$T/hello.$nh"
 	shift
+	: >"$out"
 	"$HELLO" --port 0 --version "$v" --threads 1 "$@" >"$out" 2>&1 &
 	HPID=$!
 	PIDS+=("$HPID")

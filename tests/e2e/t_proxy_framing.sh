@@ -133,10 +133,10 @@ expect("request line too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + 
 expect("header block too large", G + H + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 200) for i in range(90)) + b"\r\n", 431)
 expect("too many headers", G + H + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431)
 expect("head timeout", G + H, 408)
-expect("response timeout", b"GET /hang HTTP/1.1\r\n" + H + b"\r\n", 504, must_close=False)
+expect("response timeout", b"GET /hang HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n", 504)
 # response side
 for path in ["/cl-dup", "/cl-te", "/fold", "/nul", "/bare-lf", "/status", "/garbage", "/empty", "/upgrade"]:
-    expect("response " + path, b"GET " + path.encode() + b" HTTP/1.1\r\n" + H + b"\r\n", 502, must_close=False)
+    expect("response " + path, b"GET " + path.encode() + b" HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n", 502)
 for path in ["/bad-chunk", "/short"]:
     out, closed = exchange(b"GET " + path.encode() + b" HTTP/1.1\r\n" + H + b"\r\n")
     ok = closed and status(out) == 200
