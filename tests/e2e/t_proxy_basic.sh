@@ -89,6 +89,35 @@ sleep 0.1
 curl -s -o /dev/null --max-time 2 "$URL" && fail "listener still open after DELETE"
 [ "$(admin_status GET /v1/services/web/stats)" = 404 ] || fail "stats of a deleted service"
 
+# TCP mode: byte streams, least connections, draining, and `close` of a backend's connections
+LT=$(free_port)
+[ "$(admin_status PUT /v1/services/tcp "{\"listen\":\"127.0.0.1:$LT\",\"protocol\":\"tcp\",\"backends\":$(backends_json "1:1:$PA:active" "2:2:$PB:active")}")" = 201 ] || fail "PUT tcp"
+tseq=""
+for _ in 1 2 3 4; do tseq="$tseq$(curl -s --max-time 5 "http://127.0.0.1:$LT/" | sed 's/hello from version //')"; done
+case "$tseq" in ABAB | BABA) ;; *) fail "tcp connections do not alternate: $tseq" ;; esac
+[ "$(admin_status PUT /v1/services/tcp "{\"listen\":\"127.0.0.1:$LT\",\"protocol\":\"tcp\",\"backends\":$(backends_json "1:1:$PA:draining" "2:2:$PB:active")}")" = 200 ] || fail "drain tcp"
+for _ in 1 2 3; do
+	[ "$(curl -s --max-time 5 "http://127.0.0.1:$LT/")" = "hello from version B" ] || fail "tcp: a draining backend got a connection"
+done
+# a held connection counts as in flight until the admin closes it
+python3 - "$LT" "$ADMIN" <<'PY' || fail "tcp close command"
+import socket, sys, time, subprocess, json
+port, admin = int(sys.argv[1]), sys.argv[2]
+def stats():
+    out = subprocess.run(["curl", "-s", "--unix-socket", admin, "http://p/v1/services/tcp/stats"], capture_output=True).stdout
+    return {b["id"]: b["inflight"] for b in json.loads(out)["backends"]}
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+s.settimeout(5)
+assert b"version B" in s.recv(4096)
+assert stats()[2] == 1, stats()
+subprocess.run(["curl", "-s", "-X", "POST", "--unix-socket", admin, "http://p/v1/services/tcp/backends/2/close"], check=True, capture_output=True)
+assert s.recv(4096) == b"", "connection not closed"
+time.sleep(0.1)
+assert stats()[2] == 0, stats()
+PY
+[ "$(admin_status DELETE /v1/services/tcp)" = 200 ] || fail "DELETE tcp"
+
 # SIGTERM: stop accepting, finish in-flight, exit
 LP2=$(free_port)
 [ "$(set_service web2 "$LP2" "3:3:$PS:active")" = 201 ] || fail "web2"
