@@ -728,6 +728,8 @@ static bool settled(struct sim *s)
 	if (!engine_ro_done(st->ro.state) || st->n != s->alive)
 		return false;
 	bool failed = st->ro.state == RO_FAILED;
+	if (st->target_rev == 0 && st->n != 0)
+		return false; /* revision 0 means no instance, however the rollout ended */
 	for (size_t i = 0; i < st->n; i++) {
 		const struct engine_inst *in = &st->inst[i];
 		if (in->state != INST_READY || !engine_inst_available(&s->spec, in, s->now))
