@@ -417,6 +417,18 @@ static void start_batch(const struct spec *spec, struct engine_state *st, int64_
 		   st->target_rev);
 }
 
+/* The target-revision instance that failed last (its cause explains a failed rollout), or NULL. */
+static const struct engine_inst *last_failure(const struct engine_state *st)
+{
+	const struct engine_inst *last = NULL;
+	for (size_t i = 0; i < st->n; i++) {
+		const struct engine_inst *in = &st->inst[i];
+		if (in->revision == st->target_rev && in->cause[0] && (last == NULL || in->changed_at >= last->changed_at))
+			last = in;
+	}
+	return last;
+}
+
 /* Rollout-level decisions: timed pauses, failure, analysis, batch gates, stability, completion. */
 static void rollout_decisions(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
@@ -436,8 +448,9 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 	if ((ro->state == RO_PROGRESSING || ro->state == RO_PAUSED) && ro->kind == RO_KIND_DEPLOY) {
 		int maxf = spec_max_failures(sg, st->replicas);
 		if (ro->failures > maxf) {
-			set_reason(ro, "%d instance(s) of revision %d failed, more than max_failures %d", ro->failures,
-				   st->target_rev, maxf);
+			const struct engine_inst *last = last_failure(st);
+			set_reason(ro, "%d instance(s) of revision %d failed, more than max_failures %d%s%s",
+				   ro->failures, st->target_rev, maxf, last ? "; last: " : "", last ? last->cause : "");
 			fail_rollout(spec, st, now, out);
 		} else if (ro->state == RO_PROGRESSING && now - ro->progress_at > sg->progress_deadline_ms) {
 			set_reason(ro, "no progress for progress_deadline %s",

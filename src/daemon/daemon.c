@@ -192,6 +192,21 @@ static void on_drained(void *ctx, const char *service, uint64_t id)
 		svc_on_drained(s, id);
 }
 
+struct lb *daemon_lb_builtin(struct daemon *d)
+{
+	if (d->lb_builtin == NULL && !d->stopping) {
+		char *admin = xasprintf("%s/proxy.sock", d->data);
+		struct lb_callbacks lcb = {.ctx = d, .drained = on_drained};
+		int r = lb_builtin_new(d->loop, admin, d->self_exe, &lcb, &d->lb_builtin);
+		if (r < 0) {
+			log_error("lb", "msg=\"cannot start the builtin balancer\" err=%d", r);
+			d->lb_builtin = NULL;
+		}
+		free(admin);
+	}
+	return d->lb_builtin;
+}
+
 /* ---- start and stop --------------------------------------------------------------------------- */
 
 static void shutdown_done(void *arg)
@@ -346,6 +361,7 @@ int daemon_run(const struct daemon_opts *o)
 		return 2;
 	}
 	d->data = xstrdup(real);
+	d->self_exe = xstrdup(o->self_exe ? o->self_exe : "rollout");
 	d->log_dir = xasprintf("%s/logs", d->data);
 	mkdir_p(d->log_dir);
 	if (take_lock(d) < 0) {
@@ -423,5 +439,6 @@ int daemon_run(const struct daemon_opts *o)
 	close(d->lock_fd);
 	free(d->data);
 	free(d->log_dir);
+	free(d->self_exe);
 	return d->exit_code;
 }

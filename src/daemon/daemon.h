@@ -73,7 +73,8 @@ struct daemon {
 	struct drv *drv;
 	struct health_ctx *health;
 	struct lb *lb_none;
-	struct lb *lb_builtin; /* NULL until the builtin balancer exists in this build */
+	struct lb *lb_builtin; /* made on first need: no proxy runs for lb: none services */
+	char *self_exe;        /* this binary, to start `rollout proxy` */
 	struct api *api;
 	struct svc **svcs;
 	size_t n_svcs, cap_svcs;
@@ -99,6 +100,8 @@ struct svc *daemon_find(struct daemon *d, const char *name);
 void daemon_publish(struct daemon *d);
 /* A free port from the range, not used by any instance; -EADDRINUSE when none. */
 int daemon_alloc_port(struct daemon *d);
+/* The builtin balancer (the `rollout proxy` client), started on first use. */
+struct lb *daemon_lb_builtin(struct daemon *d);
 
 /* ---- svc.c: one service ---- */
 /* Loads a service from the store and re-adopts its instances. */

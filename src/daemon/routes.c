@@ -40,10 +40,6 @@ static void get_service(struct api_req *req, void *ctx)
 static void daemon_checks(struct daemon *d, const struct spec *sp, const char *file, json_t *errors)
 {
 	const char *f = file ? file : "spec";
-	if (sp->lb == SPEC_LB_BUILTIN && d->lb_builtin == NULL)
-		json_array_append_new(errors, json_sprintf("%s: lb: the builtin proxy is not part of this build yet; "
-							   "use lb: none",
-							   f));
 	if (sp->lb == SPEC_LB_HAPROXY)
 		json_array_append_new(errors,
 				      json_sprintf("%s: lb: haproxy is not supported by this build yet; use lb: none", f));

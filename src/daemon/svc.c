@@ -133,9 +133,8 @@ void svc_free(struct svc *s)
 
 static struct lb *lb_for(struct svc *s)
 {
-	if (s->spec.lb == SPEC_LB_BUILTIN && s->d->lb_builtin != NULL)
-		return s->d->lb_builtin;
-	return s->d->lb_none;
+	struct lb *b = s->spec.lb == SPEC_LB_BUILTIN ? daemon_lb_builtin(s->d) : NULL;
+	return b != NULL ? b : s->d->lb_none;
 }
 
 /* ---- committing ------------------------------------------------------------------------------- */
