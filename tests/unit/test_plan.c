@@ -198,6 +198,22 @@ static void test_many_shapes(void **state)
 	}
 }
 
+static void test_zero_replicas(void **state)
+{
+	(void)state;
+	struct spec s;
+	spec_init(&s);
+	s.replicas = 0;
+	struct plan p;
+	assert_int_equal(plan_build(&s, &p), 0);
+	assert_int_equal(p.n_batches, 1);
+	assert_int_equal(p.batches[0].goal, 0);
+	assert_int_equal(p.batches[0].n_waves, 0);
+	assert_int_equal(p.batches[0].started, 0);
+	plan_clear(&p);
+	spec_clear(&s);
+}
+
 static void test_fields_and_clear(void **state)
 {
 	(void)state;
@@ -229,6 +245,7 @@ int main(void)
 		cmocka_unit_test(test_pauses),
 		cmocka_unit_test(test_single_replica_zero_percents),
 		cmocka_unit_test(test_many_shapes),
+		cmocka_unit_test(test_zero_replicas),
 		cmocka_unit_test(test_fields_and_clear),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
