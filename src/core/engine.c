@@ -108,7 +108,8 @@ size_t engine_intent_bound(const struct spec *spec, const struct engine_state *s
 
 bool engine_inst_available(const struct spec *spec, const struct engine_inst *i, int64_t now)
 {
-	return i->state == INST_READY && now - i->healthy_at >= spec->strategy.min_ready_ms;
+	/* Latched once announced: a later spec with a longer min_ready does not take it back. */
+	return i->state == INST_READY && (i->announced || now - i->healthy_at >= spec->strategy.min_ready_ms);
 }
 
 static struct engine_inst *find_inst(struct engine_state *st, uint64_t id)
@@ -429,6 +430,20 @@ static const struct engine_inst *last_failure(const struct engine_state *st)
 	return last;
 }
 
+/* When the last available instance of the target revision became available: a verdict that
+ * covers the current batch has a window starting no earlier. */
+static int64_t batch_ready_at(const struct spec *spec, const struct engine_state *st)
+{
+	int64_t t = 0;
+	for (size_t i = 0; i < st->n; i++) {
+		const struct engine_inst *in = &st->inst[i];
+		if (in->revision == st->target_rev && in->state == INST_READY &&
+		    in->healthy_at + spec->strategy.min_ready_ms > t)
+			t = in->healthy_at + spec->strategy.min_ready_ms;
+	}
+	return t;
+}
+
 /* Rollout-level decisions: timed pauses, failure, analysis, batch gates, stability, completion. */
 static void rollout_decisions(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
@@ -490,7 +505,9 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 		bool done = t.new_avail >= goal && t.old_total <= st->replicas - goal;
 		if (done && goal < st->replicas) {
 			const struct spec_pause *p = spec_pause_after(sg, ro->batch + 1);
-			if (analysis && st->verdict == VERDICT_INCONCLUSIVE) {
+			if (analysis && (st->verdict == VERDICT_NONE || st->verdict_since < batch_ready_at(spec, st))) {
+				/* Wait for a verdict over traffic this batch served. */
+			} else if (analysis && st->verdict == VERDICT_INCONCLUSIVE) {
 				set_reason(ro, "analysis inconclusive after batch %d: %s; promote to continue or abort",
 					   ro->batch + 1, st->verdict_reason);
 				enter_pause(st, PAUSE_ANALYSIS, 0, now);
@@ -566,7 +583,7 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 	}
 	if (want_new > r)
 		want_new = r;
-	int want_old = r - want_new;
+	int want_old = st->target_rev == 0 ? 0 : r - want_new;
 	/* Old capacity that crashed is replaced with the last stable revision, when there is one. */
 	int old_rev = st->stable_rev != 0 && st->stable_rev != st->target_rev ? st->stable_rev : 0;
 	int floor = st->target_rev == 0 ? 0 : r - unav;
@@ -667,6 +684,10 @@ static void begin_rollout(struct engine_state *st, enum engine_ro_kind kind, enu
 	ro->started_at = now;
 	ro->progress_at = now;
 	st->target_rev = to_rev;
+	/* A verdict was of the revision before: the shell measures the new one afresh. */
+	st->verdict = VERDICT_NONE;
+	st->verdict_reason[0] = '\0';
+	st->verdict_since = 0;
 }
 
 /* A live rollout replaced by another one ends as aborted, with the reason saying by what. */
@@ -758,6 +779,11 @@ int engine_abort(struct engine_state *st, int64_t now, struct engine_out *out)
 	struct engine_rollout *ro = &st->ro;
 	if (ro->state != RO_PROGRESSING && ro->state != RO_PAUSED)
 		return ENGINE_EBADSTATE;
+	/* Back to the stable revision of the rollout's start, or one that became stable since. */
+	int back = ro->rollback_rev ? ro->rollback_rev : st->stable_rev;
+	if (back == 0 || back == st->target_rev)
+		return ENGINE_ENOREV;
+	ro->rollback_rev = back;
 	ro->state = RO_ROLLING_BACK;
 	ro->kind = RO_KIND_ABORT;
 	ro->fast = true;
@@ -765,13 +791,8 @@ int engine_abort(struct engine_state *st, int64_t now, struct engine_out *out)
 	ro->progress_at = now;
 	st->target_rev = ro->rollback_rev;
 	set_reason(ro, "aborted by user");
-	if (st->target_rev != 0)
-		emit_event(out, INTENT_ROLLOUT, EV_ROLLING_BACK, 0, "rollout %llu aborted, going back to revision %d",
-			   (unsigned long long)ro->id, st->target_rev);
-	else
-		emit_event(out, INTENT_ROLLOUT, EV_ROLLING_BACK, 0,
-			   "rollout %llu aborted; no stable revision to go back to, stopping every instance",
-			   (unsigned long long)ro->id);
+	emit_event(out, INTENT_ROLLOUT, EV_ROLLING_BACK, 0, "rollout %llu aborted, going back to revision %d",
+		   (unsigned long long)ro->id, st->target_rev);
 	return 0;
 }
 
@@ -800,6 +821,35 @@ int engine_undo(struct engine_state *st, int rev, int64_t now, struct engine_out
 	emit_event(out, INTENT_ROLLOUT, EV_ROLLOUT_STARTED, 0, "rollout %llu started: undo from revision %d to %d",
 		   (unsigned long long)st->ro.id, st->ro.from_rev, rev);
 	return 0;
+}
+
+static void earliest(int64_t *best, int64_t t, int64_t now)
+{
+	if (t > now && t < *best)
+		*best = t;
+}
+
+int64_t engine_next_deadline(const struct spec *spec, const struct engine_state *st, int64_t now)
+{
+	const struct spec_strategy *sg = &spec->strategy;
+	const struct engine_rollout *ro = &st->ro;
+	int64_t best = INT64_MAX;
+	for (size_t i = 0; i < st->n; i++) {
+		const struct engine_inst *in = &st->inst[i];
+		if (in->state == INST_READY && !in->announced)
+			earliest(&best, in->healthy_at + sg->min_ready_ms, now);
+		else if (in->state == INST_PENDING || in->state == INST_STARTED)
+			earliest(&best, in->created_at + sg->health_deadline_ms, now);
+		else if (in->state == INST_UNHEALTHY)
+			earliest(&best, in->unhealthy_at + sg->health_deadline_ms, now);
+	}
+	if (ro->state == RO_PROGRESSING || ro->state == RO_ROLLING_BACK)
+		earliest(&best, ro->progress_at + sg->progress_deadline_ms + 1, now);
+	if (ro->state == RO_PAUSED && ro->pause == PAUSE_TIMED)
+		earliest(&best, ro->pause_until, now);
+	if (ro->state == RO_COMPLETE && ro->watch_until > now)
+		earliest(&best, ro->watch_until, now);
+	return best;
 }
 
 int engine_resume_intents(const struct engine_state *st, struct engine_out *out)

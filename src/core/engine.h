@@ -110,6 +110,10 @@ struct engine_state {
 	struct engine_rollout prev; /* the rollout that the last command replaced, as it ended (history) */
 	enum engine_verdict verdict; /* set by the shell before a step; NONE without analysis */
 	char verdict_reason[160];
+	/* Start of the traffic window the verdict was computed over. A batch gate passes (or pauses
+	 * on INCONCLUSIVE) only with a verdict whose window began once the batch's last new instance
+	 * was available: no stale verdict from before the batch. Not persisted: 0 covers nothing. */
+	int64_t verdict_since;
 	struct engine_inst *inst; /* n instances; capacity cap (the caller grows it) */
 	size_t n, cap;
 };
@@ -200,7 +204,13 @@ int engine_undo(struct engine_state *st, int rev, int64_t now, struct engine_out
  * (PENDING -> START, DRAINING -> DRAIN, STOPPING/FAILED -> STOP). */
 int engine_resume_intents(const struct engine_state *st, struct engine_out *out);
 
-/* Whether instance i counts as available at `now` (READY for at least min_ready). */
+/* The earliest time after `now` at which engine_step could decide something new without any
+ * observation (min_ready passing, a deadline, a timed pause ending), or INT64_MAX. The shell
+ * sets a timer for it, so steps happen exactly when needed rather than on a polling tick. */
+int64_t engine_next_deadline(const struct spec *spec, const struct engine_state *st, int64_t now);
+
+/* Whether instance i counts as available at `now`: READY for at least min_ready, or already
+ * announced available (and not unhealthy since). */
 bool engine_inst_available(const struct spec *spec, const struct engine_inst *i, int64_t now);
 /* Whether the rollout state is terminal (complete, failed, rolled back, aborted, none). */
 bool engine_ro_done(enum engine_ro_state s);

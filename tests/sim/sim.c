@@ -837,6 +837,7 @@ static void do_step(struct sim *s)
 {
 	ensure_cap(s, &s->spec);
 	s->st.verdict = s->spec.strategy.analysis.enabled ? s->verdict : VERDICT_NONE;
+	s->st.verdict_since = s->now; /* the simulated analysis always covers the current batch */
 	int avail = mark_available(s);
 	bool sample = s->steps % DET_EVERY == 0;
 	if (sample)
