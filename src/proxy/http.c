@@ -116,18 +116,45 @@ static void sb_header(struct sb *s, const struct http1_header *h)
 	sb_add(s, "\r\n", 2);
 }
 
-/* Queues a copy of d[0..n) on stream s; cb frees the request. */
-static int stream_write(uv_stream_t *s, const char *d, size_t n, uv_write_cb cb)
+/* Writes a[0..an) then b[0..bn) to stream s: directly when nothing is queued (no request, no
+ * callback, no epoll change), the rest as a queued copy whose completion runs cb. Errors show up
+ * on the read side too, so they are only returned. */
+static int stream_write2(uv_stream_t *s, const char *a, size_t an, const char *b, size_t bn, uv_write_cb cb)
 {
-	if (n == 0)
+	if (an + bn == 0)
 		return 0;
-	struct wreq *r = xmalloc(sizeof *r + n);
-	memcpy(r->data, d, n);
-	uv_buf_t b = uv_buf_init(r->data, (unsigned)n);
-	int rc = uv_write(&r->w, s, &b, 1, cb);
+	if (uv_stream_get_write_queue_size(s) == 0) {
+		uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)an), uv_buf_init((char *)b, (unsigned)bn)};
+		int n = uv_try_write(s, bufs, 2);
+		if (n < 0 && n != UV_EAGAIN)
+			return n;
+		if (n > 0) {
+			size_t k = (size_t)n;
+			if (k >= an) {
+				b += k - an;
+				bn -= k - an;
+				an = 0;
+			} else {
+				a += k;
+				an -= k;
+			}
+		}
+		if (an + bn == 0)
+			return 0;
+	}
+	struct wreq *r = xmalloc(sizeof *r + an + bn);
+	memcpy(r->data, a, an);
+	memcpy(r->data + an, b, bn);
+	uv_buf_t buf = uv_buf_init(r->data, (unsigned)(an + bn));
+	int rc = uv_write(&r->w, s, &buf, 1, cb);
 	if (rc != 0)
 		free(r);
 	return rc;
+}
+
+static int stream_write(uv_stream_t *s, const char *d, size_t n, uv_write_cb cb)
+{
+	return stream_write2(s, d, n, NULL, 0, cb);
 }
 
 static size_t queued(void *stream)
@@ -452,8 +479,8 @@ static void c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	c_process(c);
 }
 
-/* Reads from the client only while it can take input: waiting for a head, or streaming a body
- * that the upstream keeps up with. */
+/* Reads from the client while its buffer has room, and while streaming a body only as fast as
+ * the upstream takes it. */
 static void c_update_reading(struct proxy_client *c)
 {
 	int want;
@@ -466,7 +493,9 @@ static void c_update_reading(struct proxy_client *c)
 	else if (c->state == C_BODY)
 		want = c->len < CLIENT_BUF_MAX && (c->up == NULL || queued(&c->up->tcp) < PROXY_HIGH_WATER);
 	else
-		want = 0;
+		/* C_WAIT: keep reading (pipelined requests wait in the buffer), which also saves two
+		 * epoll_ctl calls per request */
+		want = c->len < CLIENT_BUF_MAX && !c->close_after;
 	if (want && !c->reading)
 		uv_read_start((uv_stream_t *)&c->tcp, c_alloc, c_read);
 	else if (!want && c->reading)
@@ -592,23 +621,25 @@ static void c_process(struct proxy_client *c)
 		c_update_reading(c);
 }
 
-/* Streams request body bytes from the client's buffer to its upstream (once the head is sent). */
-static void pump_body(struct proxy_client *c)
+/* Streams request body bytes from the client's buffer to its upstream (once the head is sent),
+ * after prefix[0..plen) (the head, when it goes out now), in one write. */
+static void pump_body_after(struct proxy_client *c, const char *prefix, size_t plen)
 {
 	struct proxy_upstream *up = c->up;
-	if (up == NULL || up->state == U_CONNECTING || c->body_done)
+	if (up == NULL || up->state == U_CONNECTING)
 		return;
-	while (c->len > 0 && !c->body_done) {
+	size_t off = 0; /* body bytes consumed from c->buf */
+	while (off < c->len && !c->body_done) {
 		size_t k;
 		if (c->body == HTTP1_BODY_LENGTH) {
-			k = c->len < c->body_left ? c->len : (size_t)c->body_left;
+			k = c->len - off < c->body_left ? c->len - off : (size_t)c->body_left;
 			c->body_left -= k;
 			if (c->body_left == 0)
 				c->body_done = 1;
 		} else {
 			const char *d;
 			size_t dl;
-			int rc = http1_chunked_feed(&c->chunk, c->buf, c->len, &k, &d, &dl);
+			int rc = http1_chunked_feed(&c->chunk, c->buf + off, c->len - off, &k, &d, &dl);
 			if (rc < 0) {
 				/* the request stream is unreadable from here: answer and close */
 				c->body_done = 1;
@@ -619,15 +650,22 @@ static void pump_body(struct proxy_client *c)
 			if (c->chunk.done)
 				c->body_done = 1;
 		}
-		stream_write((uv_stream_t *)&up->tcp, c->buf, k, on_up_write);
-		fwd_add(c, c->buf, k);
-		memmove(c->buf, c->buf + k, c->len - k);
-		c->len -= k;
+		off += k;
 	}
-	if (c->body_done) {
+	stream_write2((uv_stream_t *)&up->tcp, prefix, plen, c->buf, off, on_up_write);
+	fwd_add(c, c->buf, off);
+	memmove(c->buf, c->buf + off, c->len - off);
+	c->len -= off;
+	if (c->body_done && c->state == C_BODY) {
 		c->state = C_WAIT;
 		uv_timer_stop(&c->timer);
 	}
+}
+
+static void pump_body(struct proxy_client *c)
+{
+	if (!c->body_done)
+		pump_body_after(c, NULL, 0);
 }
 
 static void c_next(struct proxy_client *c)
@@ -740,10 +778,11 @@ static void send_request(struct proxy_upstream *up)
 	up->len = 0;
 	http1_parser_init(&up->parser, HTTP1_RESPONSE, NULL, MAX_HEADERS);
 	up->parser.head_response = c->is_head;
-	stream_write((uv_stream_t *)&up->tcp, c->fwd, c->fwd_len, on_up_write);
 	uv_timer_start(&up->timer, u_timeout, up->be->svc->px->t_response, 0);
 	u_update_reading(up);
-	pump_body(c);
+	/* the head (and, on a retry, the body kept so far) in one write with the buffered body; the
+	 * write happens before fwd_add can move c->fwd */
+	pump_body_after(c, c->fwd, c->fwd_len);
 	c_update_reading(c);
 }
 
@@ -893,7 +932,7 @@ static void u_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 }
 
 /* Sends the response head to the client, rewritten: hop-by-hop fields dropped, Connection set. */
-static void send_response_head(struct proxy_upstream *up, const struct http1_msg *m)
+static void send_response_head(struct proxy_upstream *up, const struct http1_msg *m, struct sb *out)
 {
 	struct proxy_client *c = up->cl;
 	struct proxy_backend *be = up->be;
@@ -901,7 +940,7 @@ static void send_response_head(struct proxy_upstream *up, const struct http1_msg
 	if (!c->keep || be->state != PROXY_ACTIVE || be->svc->px->stopping || m->body == HTTP1_BODY_CLOSE ||
 	    up->dechunk || !c->body_done)
 		c->close_after = 1;
-	struct sb s = {0};
+	struct sb s = *out;
 	char line[64];
 	int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", m->status);
 	sb_add(&s, line, (size_t)n);
@@ -922,23 +961,36 @@ static void send_response_head(struct proxy_upstream *up, const struct http1_msg
 		sb_str(&s, "Connection: keep-alive\r\n");
 	sb_str(&s, "\r\n");
 	c->resp_started = 1;
-	c_write(c, s.p, s.len);
-	free(s.p);
+	*out = s;
 }
 
+/* Sends what u_process gathered for the client in one write. */
+static void flush(struct proxy_client *c, struct sb *out)
+{
+	c_write(c, out->p, out->len);
+	free(out->p);
+	*out = (struct sb){0};
+}
+
+/* Handles the bytes in up->buf: response head, then body, all bytes for the client gathered into
+ * one write. */
 static void u_process(struct proxy_upstream *up)
 {
 	struct proxy_client *c = up->cl;
+	struct sb out = {0};
+	int head_held = 0; /* the response head is in out, not yet sent */
 	while (up->state == U_HEAD) {
 		struct http1_header hs[MAX_HEADERS];
 		struct http1_msg m;
 		up->parser.headers = hs;
 		int n = http1_parse(&up->parser, up->buf, up->len, &m);
 		if (n == 0) {
+			flush(c, &out);
 			u_update_reading(up);
 			return;
 		}
 		if (n < 0 || m.status == 101) {
+			flush(c, &out);
 			up->be->c.upstream_errors++;
 			u_failed(up, 0, 502);
 			return;
@@ -946,7 +998,7 @@ static void u_process(struct proxy_upstream *up)
 		if (m.status < 200) {
 			/* interim response (100 Continue, 103): passed to HTTP/1.1 clients */
 			if (c->minor == 1)
-				c_write(c, up->buf, (size_t)n);
+				sb_add(&out, up->buf, (size_t)n);
 			memmove(up->buf, up->buf + n, up->len - (size_t)n);
 			up->len -= (size_t)n;
 			http1_parser_init(&up->parser, HTTP1_RESPONSE, NULL, MAX_HEADERS);
@@ -958,18 +1010,22 @@ static void u_process(struct proxy_upstream *up)
 		up->body = m.body;
 		up->body_left = m.content_length;
 		http1_chunked_init(&up->chunk);
-		send_response_head(up, &m);
+		send_response_head(up, &m, &out);
+		head_held = 1;
 		memmove(up->buf, up->buf + n, up->len - (size_t)n);
 		up->len -= (size_t)n;
 		up->state = U_BODY;
 		uv_timer_start(&up->timer, u_timeout, up->be->svc->px->t_idle, 0);
 		if (m.body == HTTP1_BODY_NONE || (m.body == HTTP1_BODY_LENGTH && m.content_length == 0)) {
+			flush(c, &out);
 			u_complete(up);
 			return;
 		}
 	}
-	if (up->state != U_BODY)
+	if (up->state != U_BODY) {
+		flush(c, &out);
 		return;
+	}
 	int done = 0;
 	while (up->len > 0 && !done) {
 		size_t k;
@@ -983,8 +1039,16 @@ static void u_process(struct proxy_upstream *up)
 		} else if (up->body == HTTP1_BODY_CHUNKED) {
 			int rc = http1_chunked_feed(&up->chunk, up->buf, up->len, &k, &d, &dl);
 			if (rc < 0) {
-				/* the response is already under way: all that is left is to cut it */
+				free(out.p);
 				up->be->c.upstream_errors++;
+				if (head_held) {
+					/* nothing reached the client yet: it can still get a 502 */
+					c->resp_started = 0;
+					c->close_after = 0;
+					u_failed(up, 0, 502);
+					return;
+				}
+				/* the response is already under way: all that is left is to cut it */
 				c_close(c);
 				u_close(up);
 				return;
@@ -997,10 +1061,11 @@ static void u_process(struct proxy_upstream *up)
 		} else {
 			k = dl = up->len;
 		}
-		c_write(c, d, dl);
+		sb_add(&out, d, dl);
 		memmove(up->buf, up->buf + k, up->len - k);
 		up->len -= k;
 	}
+	flush(c, &out);
 	if (done) {
 		if (up->dechunk)
 			up->keep = 0;

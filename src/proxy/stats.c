@@ -76,4 +76,14 @@ void proxy_counters_json(const struct proxy_counters *c, json_t *obj)
 	json_object_set_new(obj, "p50_ms", ms(proxy_hist_quantile(&c->lat, 0.50)));
 	json_object_set_new(obj, "p90_ms", ms(proxy_hist_quantile(&c->lat, 0.90)));
 	json_object_set_new(obj, "p99_ms", ms(proxy_hist_quantile(&c->lat, 0.99)));
+	/* Cumulative per bucket, so a reader can take the difference of two readings (a window). */
+	json_t *hb = json_array();
+	for (int i = 0; i < PROXY_HIST_BUCKETS; i++) {
+		if (c->lat.b[i] == 0)
+			continue;
+		uint64_t lo, hi;
+		proxy_hist_bounds(i, &lo, &hi);
+		json_array_append_new(hb, json_pack("[I,I]", (json_int_t)(hi - 1), (json_int_t)c->lat.b[i]));
+	}
+	json_object_set_new(obj, "latency_buckets", hb);
 }

@@ -34,7 +34,10 @@ double proxy_hist_quantile(const struct proxy_hist *h, double q);
 /* Counts a response with HTTP status and its latency. */
 void proxy_counters_record(struct proxy_counters *c, int status, uint64_t us);
 /* Adds {"requests":{"2xx":..,"3xx":..,"4xx":..,"5xx":..},"errors":N,"connect_errors":N,
- * "upstream_errors":N,"retries":N,"p50_ms":..,"p90_ms":..,"p99_ms":..} to obj. errors counts 5xx. */
+ * "upstream_errors":N,"retries":N,"p50_ms":..,"p90_ms":..,"p99_ms":..,"latency_buckets":[[LE_US,N],..]}
+ * to obj. errors counts 5xx. latency_buckets lists the non-empty histogram buckets, each as its
+ * inclusive upper bound in microseconds (the last bucket also holds everything slower) and its
+ * count, cumulative since the proxy started. */
 void proxy_counters_json(const struct proxy_counters *c, json_t *obj);
 
 #endif
