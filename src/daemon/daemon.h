@@ -61,6 +61,7 @@ struct svc {
 	struct lb_backend *pushed; /* last backend set given to the load balancer */
 	size_t n_pushed;
 	bool pushed_valid;
+	uv_timer_t *wake; /* fires at the engine's next deadline */
 };
 
 /* The daemon's environment. */

@@ -107,6 +107,11 @@ struct svc *svc_new(struct daemon *d, const char *name)
 
 void svc_detach(struct svc *s)
 {
+	if (s->wake != NULL) {
+		uv_timer_stop(s->wake);
+		uv_close((uv_handle_t *)s->wake, timer_free_cb);
+		s->wake = NULL;
+	}
 	for (size_t i = 0; i < s->n_rt; i++) {
 		rt_stop_health(&s->rt[i]);
 		rt_cancel_timer(&s->rt[i]);
@@ -376,6 +381,30 @@ static bool state_changed(const struct engine_state *a, const struct engine_inst
 	return memcmp(a_inst, b->inst, a_n * sizeof *a_inst) != 0;
 }
 
+static void wake_cb(uv_timer_t *t)
+{
+	svc_step(t->data);
+}
+
+/* Arms the service's timer for the engine's next deadline (a few ms late, never early). */
+static void arm_wake(struct svc *s)
+{
+	if (s->d->stopping)
+		return;
+	if (s->wake == NULL) {
+		s->wake = xmalloc(sizeof *s->wake);
+		uv_timer_init(s->d->loop, s->wake);
+		s->wake->data = s;
+	}
+	int64_t now = daemon_now();
+	int64_t at = engine_next_deadline(&s->spec, &s->st, now);
+	if (at == INT64_MAX) {
+		uv_timer_stop(s->wake);
+		return;
+	}
+	uv_timer_start(s->wake, wake_cb, (uint64_t)(at - now + 1), 0);
+}
+
 void svc_step(struct svc *s)
 {
 	s->dirty = false;
@@ -394,6 +423,7 @@ void svc_step(struct svc *s)
 	if (changed)
 		commit(s);
 	carry_out(s);
+	arm_wake(s);
 }
 
 /* ---- commands --------------------------------------------------------------------------------- */
@@ -406,6 +436,9 @@ static int command_error(int r, const struct svc *s, const char *verb, char *msg
 			 s->st.ro.state == RO_PAUSED && s->st.ro.pause != PAUSE_USER && strcmp(verb, "resume") == 0
 				 ? " at a gate (use promote)"
 				 : "");
+	else if (r == ENGINE_ENOREV && strcmp(verb, "abort") == 0)
+		snprintf(msg, len, "cannot abort %s: no stable revision to go back to (pause it, or apply another version)",
+			 s->name);
 	else if (r == ENGINE_ENOREV)
 		snprintf(msg, len, "cannot %s %s: no such revision, or no earlier stable revision", verb, s->name);
 	else

@@ -407,6 +407,22 @@ static void test_bad_commands_leave_state_alone(void **state)
 	world_free(&w);
 }
 
+static void test_next_deadline(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	w.spec.strategy.min_ready_ms = 1500;
+	apply(&w, 1);
+	step(&w); /* starts both; the ideal world makes them healthy at once */
+	assert_int_equal(engine_next_deadline(&w.spec, &w.st, w.now), w.now + 1500);
+	w.now += 1500;
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(engine_next_deadline(&w.spec, &w.st, w.now), INT64_MAX);
+	world_free(&w);
+}
+
 static void test_names_round_trip(void **state)
 {
 	(void)state;
@@ -432,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_undo_to_bad_revision_halts),
 		cmocka_unit_test(test_scale_survives_crashes),
 		cmocka_unit_test(test_bad_commands_leave_state_alone),
+		cmocka_unit_test(test_next_deadline),
 		cmocka_unit_test(test_names_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
