@@ -30,7 +30,7 @@ struct bsvc {
 	size_t n;
 	uint64_t gen, acked;     /* set version wanted, and the last one the proxy confirmed */
 	uint64_t failed_gen;     /* a push of this version was refused (logged once) */
-	int pushing, polling, deleted;
+	int pushing, polling, deleted, reading;
 };
 
 struct lb_builtin {
@@ -326,6 +326,67 @@ static void on_stats(struct lb_builtin *b, struct breq *r, int status, const cha
 	free(rep);
 }
 
+/* Sums "requests" by class of one revision's stats object. */
+static uint64_t class_sum(json_t *req)
+{
+	uint64_t n = 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach(req, k, v)
+	{
+		(void)k;
+		if (json_integer_value(v) > 0)
+			n += (uint64_t)json_integer_value(v);
+	}
+	return n;
+}
+
+/* Answers lb_read_stats from GET .../stats: per revision, requests, 5xx and latency buckets. */
+static void on_rstats(struct lb_builtin *b, struct breq *r, int status, const char *body, size_t len)
+{
+	struct bsvc *s = svc_find(b, r->svc);
+	if (s != NULL)
+		s->reading = 0;
+	if (b->closing || b->lb.cb.stats == NULL)
+		return;
+	json_t *root = status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+	json_t *revs = json_object_get(root, "revisions");
+	if (!json_is_object(revs)) {
+		json_decref(root);
+		b->lb.cb.stats(b->lb.cb.ctx, r->svc, status < 0 ? status : -EIO, NULL, 0);
+		return;
+	}
+	struct analysis_rev v[ANALYSIS_MAX_REVS];
+	size_t n = 0;
+	const char *key;
+	json_t *ro;
+	json_object_foreach(revs, key, ro)
+	{
+		if (n == ANALYSIS_MAX_REVS)
+			break;
+		struct analysis_rev *a = &v[n];
+		memset(a, 0, sizeof *a);
+		a->revision = atoi(key);
+		if (a->revision <= 0)
+			continue;
+		a->c.requests = class_sum(json_object_get(ro, "requests"));
+		json_int_t e = json_integer_value(json_object_get(ro, "errors"));
+		a->c.errors = e > 0 ? (uint64_t)e : 0;
+		size_t k;
+		json_t *pair;
+		json_array_foreach(json_object_get(ro, "latency_buckets"), k, pair)
+		{
+			json_int_t le = json_integer_value(json_array_get(pair, 0));
+			json_int_t cnt = json_integer_value(json_array_get(pair, 1));
+			if (le >= 0 && cnt > 0)
+				a->c.lat[analysis_hist_bucket((uint64_t)le)] += (uint64_t)cnt;
+		}
+		n++;
+	}
+	json_decref(root);
+	b->lb.cb.stats(b->lb.cb.ctx, r->svc, 0, v, n);
+}
+
 /* Starts the proxy, detached (its own session; it outlives the daemon). */
 static void spawn_proxy(struct lb_builtin *b)
 {
@@ -497,6 +558,21 @@ static int builtin_remove_service(struct lb *lb, const char *service)
 	return 0;
 }
 
+static int builtin_read_stats(struct lb *lb, const char *service)
+{
+	struct lb_builtin *b = (struct lb_builtin *)lb;
+	struct bsvc *s = svc_find(b, service);
+	if (s == NULL || s->deleted || !b->up || s->acked == 0)
+		return -ENOENT;
+	if (s->reading)
+		return -EBUSY;
+	s->reading = 1;
+	char *path = svc_path(s->name, "/stats");
+	breq_start(b, "GET", path, NULL, s->name, s->gen, on_rstats);
+	free(path);
+	return 0;
+}
+
 static void tick_closed(uv_handle_t *h)
 {
 	struct lb_builtin *b = h->data;
@@ -525,6 +601,7 @@ static const struct lb_ops builtin_ops = {
 	.name = "builtin",
 	.set_backends = builtin_set_backends,
 	.remove_service = builtin_remove_service,
+	.read_stats = builtin_read_stats,
 	.close = builtin_close,
 };
 

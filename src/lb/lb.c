@@ -1,6 +1,8 @@
 /* Dispatch through a load balancer's table of operations. */
 #include "lb/lb.h"
 
+#include <errno.h>
+
 int lb_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v, size_t n)
 {
 	return lb->ops->set_backends(lb, service, listen, v, n);
@@ -9,6 +11,11 @@ int lb_set_backends(struct lb *lb, const char *service, const char *listen, cons
 int lb_remove_service(struct lb *lb, const char *service)
 {
 	return lb->ops->remove_service(lb, service);
+}
+
+int lb_read_stats(struct lb *lb, const char *service)
+{
+	return lb->ops->read_stats != NULL ? lb->ops->read_stats(lb, service) : -ENOTSUP;
 }
 
 void lb_close(struct lb *lb)

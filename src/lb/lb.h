@@ -8,6 +8,8 @@
 
 #include <uv.h>
 
+#include "core/analysis.h"
+
 enum lb_backend_state {
 	LB_ACTIVE,   /* receives new requests */
 	LB_DRAINING, /* no new request; in-flight ones finish */
@@ -28,6 +30,9 @@ struct lb_callbacks {
 	void *ctx;
 	/* A draining backend has no request in flight any more (or was unknown to the balancer). */
 	void (*drained)(void *ctx, const char *service, uint64_t id);
+	/* Answer to lb_read_stats: the service's cumulative counters per revision (v[0..n), valid
+	 * during the call), or err < 0 when they could not be read. */
+	void (*stats)(void *ctx, const char *service, int err, const struct analysis_rev *v, size_t n);
 };
 
 struct lb_ops {
@@ -38,6 +43,10 @@ struct lb_ops {
 			    size_t n);
 	/* Forgets a service (its listener closes). */
 	int (*remove_service)(struct lb *, const char *service);
+	/* Asks for the service's per-revision counters; the answer comes once through cb.stats.
+	 * Returns -EBUSY while an earlier read of it is unanswered, -ENOTSUP when the balancer
+	 * measures nothing, -ENOENT for a service it does not serve yet (then no answer comes). */
+	int (*read_stats)(struct lb *, const char *service);
 	/* Frees the balancer in libuv close callbacks; no report after this. */
 	void (*close)(struct lb *);
 };
@@ -50,6 +59,8 @@ struct lb {
 
 int lb_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v, size_t n);
 int lb_remove_service(struct lb *lb, const char *service);
+/* -ENOTSUP when the balancer has no read_stats. */
+int lb_read_stats(struct lb *lb, const char *service);
 /* lb_close(NULL) is a no-op. */
 void lb_close(struct lb *lb);
 

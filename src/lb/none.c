@@ -2,6 +2,7 @@
  * immediate: a backend set to draining is reported drained from the next loop iteration. */
 #include "lb/lb.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,14 @@ static int none_remove_service(struct lb *lb, const char *service)
 	return 0;
 }
 
+/* Nothing goes through this balancer, so nothing is measured. */
+static int none_read_stats(struct lb *lb, const char *service)
+{
+	(void)lb;
+	(void)service;
+	return -ENOTSUP;
+}
+
 static void on_closed(uv_handle_t *h)
 {
 	struct lb_none *s = h->data;
@@ -82,6 +91,7 @@ static const struct lb_ops none_ops = {
 	.name = "none",
 	.set_backends = none_set_backends,
 	.remove_service = none_remove_service,
+	.read_stats = none_read_stats,
 	.close = none_close,
 };
 
