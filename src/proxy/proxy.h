@@ -18,7 +18,8 @@
 #define PROXY_IDLE_TIMEOUT 60000     /* a client between requests, and any body that stalls */
 #define PROXY_CONNECT_TIMEOUT 3000   /* an upstream connect: try another backend, else 502 */
 #define PROXY_RESPONSE_TIMEOUT 30000 /* an upstream response head: 504 */
-#define PROXY_POOL_IDLE 15000        /* an idle pooled upstream connection is closed after this */
+#define PROXY_POOL_IDLE 4000         /* an idle pooled upstream connection is closed after this (below
+					 * common backend keep-alive timeouts, e.g. node.js 5 s) */
 #define PROXY_STOP_GRACE 30000       /* SIGTERM: in-flight work gets this long */
 #define PROXY_RETRIES 2              /* a request is tried on at most 1 + this many connections */
 #define PROXY_RETRY_BUF (64 * 1024)  /* a request body up to this is kept for a retry */
