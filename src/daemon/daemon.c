@@ -18,6 +18,7 @@
 
 #include "daemon/api.h"
 #include "daemon/health.h"
+#include "daemon/monitor.h"
 #include "driver/driver.h"
 #include "lb/lb.h"
 #include "store/store.h"
@@ -197,7 +198,7 @@ struct lb *daemon_lb_builtin(struct daemon *d)
 {
 	if (d->lb_builtin == NULL && !d->stopping) {
 		char *admin = xasprintf("%s/proxy.sock", d->data);
-		struct lb_callbacks lcb = {.ctx = d, .drained = on_drained};
+		struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats};
 		int r = lb_builtin_new(d->loop, admin, d->self_exe, &lcb, &d->lb_builtin);
 		if (r < 0) {
 			log_error("lb", "msg=\"cannot start the builtin balancer\" err=%d", r);
@@ -230,6 +231,8 @@ static void begin_shutdown(struct daemon *d)
 	log_info("daemon", "msg=\"stopping; instances keep running\"");
 	uv_timer_stop(&d->tick);
 	uv_idle_stop(&d->idle);
+	monitor_close(d->monitor);
+	d->monitor = NULL;
 	for (size_t i = 0; i < d->n_subs; i++)
 		api_sse_end(d->subs[i]);
 	d->n_subs = 0;
@@ -384,7 +387,7 @@ int daemon_run(const struct daemon_opts *o)
 	uv_loop_init(d->loop);
 	struct drv_callbacks dcb = {.ctx = d, .started = on_started, .exited = on_exited};
 	drv_local_new(d->loop, d->data, &dcb, &d->drv);
-	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained};
+	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats};
 	lb_none_new(d->loop, &lcb, &d->lb_none);
 	health_ctx_new(d->loop, &d->health);
 	uv_idle_init(d->loop, &d->idle);
@@ -424,6 +427,7 @@ int daemon_run(const struct daemon_opts *o)
 	d->sigint.data = d;
 	uv_signal_start(&d->sigint, signal_cb, SIGINT);
 	uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
+	monitor_new(d, &d->monitor);
 	log_info("daemon", "msg=\"ready\" data=%s socket=%s pid=%d", d->data, sock, (int)getpid());
 	free(sock);
 

@@ -20,6 +20,8 @@ struct api;
 struct api_req;
 struct health_ctx;
 struct health_check;
+struct monitor;
+struct monitor_svc;
 
 struct daemon_opts {
 	const char *data_dir;   /* DATA */
@@ -62,6 +64,7 @@ struct svc {
 	size_t n_pushed;
 	bool pushed_valid;
 	uv_timer_t *wake; /* fires at the engine's next deadline */
+	struct monitor_svc *mon; /* monitor.c: traffic samples, analysis results */
 };
 
 /* The daemon's environment. */
@@ -73,6 +76,7 @@ struct daemon {
 	struct store *store;
 	struct drv *drv;
 	struct health_ctx *health;
+	struct monitor *monitor; /* samples traffic, judges analysis */
 	struct lb *lb_none;
 	struct lb *lb_builtin; /* made on first need: no proxy runs for lb: none services */
 	char *self_exe;        /* this binary, to start `rollout proxy` */

@@ -7,6 +7,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/health.h"
+#include "daemon/monitor.h"
 #include "driver/driver.h"
 #include "lb/lb.h"
 #include "spec/spec_yaml.h"
@@ -132,6 +133,7 @@ void svc_free(struct svc *s)
 	engine_state_clear(&s->st);
 	free(s->out.v);
 	free(s->pushed);
+	monitor_svc_free(s->mon);
 	free(s->name);
 	free(s);
 }
