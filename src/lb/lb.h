@@ -69,5 +69,8 @@ int lb_none_new(uv_loop_t *loop, const struct lb_callbacks *cb, struct lb **out)
 /* `builtin`: drives `rollout proxy` on admin_path, starting rollout_exe detached when nothing answers. */
 int lb_builtin_new(uv_loop_t *loop, const char *admin_path, const char *rollout_exe, const struct lb_callbacks *cb,
 		   struct lb **out);
+/* `haproxy`: steers `backend` of the HAProxy whose Runtime API is at socket (a path, or ip:port). */
+int lb_haproxy_new(uv_loop_t *loop, const char *socket, const char *backend, const struct lb_callbacks *cb,
+		   struct lb **out);
 
 #endif
