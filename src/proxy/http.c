@@ -40,8 +40,8 @@ struct proxy_client {
 	char *fwd; /* every byte sent upstream so far, while that fits: what a retry resends */
 	size_t fwd_len, fwd_cap, fwd_head;
 	int fwd_ok;
-	uint64_t tried[PROXY_RETRIES + 1];
-	int ntried, force_new;
+	uint64_t tried[PROXY_RETRIES + 1]; /* backends that failed this request */
+	int ntried, attempts, force_new;
 	struct proxy_upstream *up;
 	uint64_t t0;
 	int status, resp_started, resp_done, close_after;
@@ -587,6 +587,7 @@ static void start_request(struct proxy_client *c, const struct http1_msg *m, siz
 	c->len -= head_len;
 	c->state = c->body_done ? C_WAIT : C_BODY;
 	c->ntried = 0;
+	c->attempts = 0;
 	c->force_new = 0;
 	c->status = 0;
 	c->resp_started = c->resp_done = 0;
@@ -747,15 +748,16 @@ static void dispatch(struct proxy_client *c)
 	for (;;) {
 		struct proxy_backend *be = proxy_choose(c->svc, c->tried, (size_t)c->ntried);
 		if (be == NULL) {
-			c_error(c, c->ntried == 0 ? 503 : 502, NULL);
+			c_error(c, c->attempts == 0 ? 503 : 502, NULL);
 			return;
 		}
 		c->tried[c->ntried++] = be->id;
+		c->attempts++;
 		struct proxy_upstream *up = c->force_new ? NULL : pool_take(be);
 		if (up == NULL)
 			up = u_new(be);
 		if (up == NULL) {
-			if (c->ntried <= PROXY_RETRIES)
+			if (c->attempts <= PROXY_RETRIES)
 				continue;
 			c_error(c, 502, be);
 			return;
@@ -795,7 +797,7 @@ static void u_failed(struct proxy_upstream *up, int may_retry, int status)
 	u_close(up);
 	if (c == NULL)
 		return;
-	if (may_retry && c->fwd_ok && !c->resp_started && c->ntried <= PROXY_RETRIES) {
+	if (may_retry && c->fwd_ok && !c->resp_started && c->attempts <= PROXY_RETRIES) {
 		be->c.retries++;
 		dispatch(c);
 		return;
@@ -900,8 +902,10 @@ static void u_eof(struct proxy_upstream *up, ssize_t err)
 		return;
 	}
 	if (up->state == U_HEAD && !up->got_bytes && up->reused && c->idempotent && c->body_done) {
-		/* a pooled connection the backend had closed: retry on a fresh one */
+		/* a pooled connection the backend had closed: retry on a fresh one, the same backend
+		 * included (it is not at fault) */
 		c->force_new = 1;
+		c->ntried--;
 		u_failed(up, 1, 502);
 		return;
 	}
