@@ -209,6 +209,25 @@ struct lb *daemon_lb_builtin(struct daemon *d)
 	return d->lb_builtin;
 }
 
+struct lb *daemon_lb_haproxy(struct daemon *d, const char *socket, const char *backend)
+{
+	if (socket == NULL || backend == NULL || d->stopping)
+		return NULL;
+	for (size_t i = 0; i < d->n_lbh; i++)
+		if (strcmp(d->lbh[i].socket, socket) == 0 && strcmp(d->lbh[i].backend, backend) == 0)
+			return d->lbh[i].lb;
+	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats};
+	struct lb *lb = NULL;
+	int r = lb_haproxy_new(d->loop, socket, backend, &lcb, &lb);
+	if (r < 0) {
+		log_error("lb", "msg=\"cannot make the haproxy balancer\" socket=%s backend=%s err=%d", socket, backend, r);
+		return NULL;
+	}
+	xgrow((void **)&d->lbh, &d->cap_lbh, d->n_lbh + 1, sizeof *d->lbh);
+	d->lbh[d->n_lbh++] = (struct daemon_lbh){.socket = xstrdup(socket), .backend = xstrdup(backend), .lb = lb};
+	return lb;
+}
+
 /* ---- start and stop --------------------------------------------------------------------------- */
 
 static void shutdown_done(void *arg)
@@ -246,6 +265,14 @@ static void begin_shutdown(struct daemon *d)
 	d->lb_none = NULL;
 	lb_close(d->lb_builtin);
 	d->lb_builtin = NULL;
+	for (size_t i = 0; i < d->n_lbh; i++) {
+		lb_close(d->lbh[i].lb);
+		free(d->lbh[i].socket);
+		free(d->lbh[i].backend);
+	}
+	free(d->lbh);
+	d->lbh = NULL;
+	d->n_lbh = d->cap_lbh = 0;
 	health_ctx_free(d->health);
 	d->health = NULL;
 	uv_close((uv_handle_t *)&d->tick, NULL);

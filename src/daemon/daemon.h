@@ -67,6 +67,12 @@ struct svc {
 	struct monitor_svc *mon; /* monitor.c: traffic samples, analysis results */
 };
 
+/* One haproxy balancer and what it steers. */
+struct daemon_lbh {
+	char *socket, *backend;
+	struct lb *lb;
+};
+
 /* The daemon's environment. */
 struct daemon {
 	uv_loop_t *loop;
@@ -79,6 +85,8 @@ struct daemon {
 	struct monitor *monitor; /* samples traffic, judges analysis */
 	struct lb *lb_none;
 	struct lb *lb_builtin; /* made on first need: no proxy runs for lb: none services */
+	struct daemon_lbh *lbh; /* haproxy balancers, one per socket and backend, made on first need */
+	size_t n_lbh, cap_lbh;
 	char *self_exe;        /* this binary, to start `rollout proxy` */
 	struct api *api;
 	struct svc **svcs;
@@ -107,6 +115,8 @@ void daemon_publish(struct daemon *d);
 int daemon_alloc_port(struct daemon *d);
 /* The builtin balancer (the `rollout proxy` client), started on first use. */
 struct lb *daemon_lb_builtin(struct daemon *d);
+/* The haproxy balancer of socket and backend, made on first use; NULL when it cannot be made. */
+struct lb *daemon_lb_haproxy(struct daemon *d, const char *socket, const char *backend);
 
 /* ---- svc.c: one service ---- */
 /* Loads a service from the store and re-adopts its instances. */

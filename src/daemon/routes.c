@@ -7,6 +7,7 @@
 
 #include "daemon/api.h"
 #include "daemon/daemon.h"
+#include "lb/hapi.h"
 #include "spec/spec_yaml.h"
 #include "store/store.h"
 #include "util/xmalloc.h"
@@ -36,13 +37,36 @@ static void get_service(struct api_req *req, void *ctx)
 		api_reply_json(req, 200, svc_status_json(s));
 }
 
+/* lb: haproxy: a socket the balancer can reach without a name lookup, a backend name HAProxy allows,
+ * and no other service on the same backend (each would take the other's servers out). */
+static void haproxy_checks(struct daemon *d, const struct spec *sp, const char *f, json_t *errors)
+{
+	const char *sock = sp->haproxy_socket, *be = sp->haproxy_backend;
+	if (sock == NULL || (sock[0] != '/' && strchr(sock, ':') == NULL) || strlen(sock) >= 108)
+		json_array_append_new(errors, json_sprintf("%s: lb: haproxy: socket: \"%s\" is neither an absolute "
+							   "path (under 108 bytes) nor ip:port",
+							   f, sock ? sock : ""));
+	if (!hapi_name_ok(be))
+		json_array_append_new(errors, json_sprintf("%s: lb: haproxy: backend: \"%s\" is not a HAProxy name "
+							   "(1 to 63 letters, digits, '.', '_', ':', '-')",
+							   f, be ? be : ""));
+	for (size_t i = 0; sock != NULL && be != NULL && i < d->n_svcs; i++) {
+		const struct svc *o = d->svcs[i];
+		if (strcmp(o->name, sp->service) != 0 && o->spec.lb == SPEC_LB_HAPROXY && o->spec.haproxy_socket &&
+		    o->spec.haproxy_backend && strcmp(o->spec.haproxy_socket, sock) == 0 &&
+		    strcmp(o->spec.haproxy_backend, be) == 0)
+			json_array_append_new(errors, json_sprintf("%s: lb: haproxy: backend %s is already steered by "
+								   "service '%s'",
+								   f, be, o->name));
+	}
+}
+
 /* Checks what the spec asks of this daemon beyond the spec's own rules. Appends messages. */
 static void daemon_checks(struct daemon *d, const struct spec *sp, const char *file, json_t *errors)
 {
 	const char *f = file ? file : "spec";
 	if (sp->lb == SPEC_LB_HAPROXY)
-		json_array_append_new(errors,
-				      json_sprintf("%s: lb: haproxy is not supported by this build yet; use lb: none", f));
+		haproxy_checks(d, sp, f, errors);
 	if (!sp->targets_local)
 		json_array_append_new(errors,
 				      json_sprintf("%s: targets: ssh hosts are not supported by this build yet; use "

@@ -140,7 +140,9 @@ void svc_free(struct svc *s)
 
 static struct lb *lb_for(struct svc *s)
 {
-	struct lb *b = s->spec.lb == SPEC_LB_BUILTIN ? daemon_lb_builtin(s->d) : NULL;
+	struct lb *b = s->spec.lb == SPEC_LB_BUILTIN ? daemon_lb_builtin(s->d)
+		       : s->spec.lb == SPEC_LB_HAPROXY ? daemon_lb_haproxy(s->d, s->spec.haproxy_socket, s->spec.haproxy_backend)
+						       : NULL;
 	return b != NULL ? b : s->d->lb_none;
 }
 
@@ -586,9 +588,13 @@ void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail)
 {
 	if (inst_of(s, id) == NULL)
 		return;
+	struct engine_inst *in = inst_of(s, id);
 	if (!healthy)
 		log_info("health", "service=%s instance=%llu msg=\"unhealthy\" detail=\"%s\"", s->name,
 			 (unsigned long long)id, detail ? detail : "");
+	else
+		log_debug("health", "service=%s instance=%llu msg=healthy after_ms=%lld", s->name, (unsigned long long)id,
+			  (long long)(daemon_now() - in->created_at));
 	engine_observe(&s->st, id, healthy ? OBS_HEALTHY : OBS_UNHEALTHY, daemon_now(), detail);
 	daemon_dirty(s);
 }
