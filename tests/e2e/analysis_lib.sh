@@ -1,0 +1,68 @@
+# Helpers for the analysis and notification scenarios, on top of lib.sh: hello behind the builtin
+# proxy, steady light traffic, and a daemon whose instance ports leave room for listen ports.
+# Source after lib.sh.
+TRAFFIC_PID=
+LISTEN_PORT=$((PORT_BASE + 199))
+
+# Instances take PORT_BASE..+189; +190..+199 are for listen addresses and receivers.
+start_daemon_a() {
+	"$RO" daemon --data "$DATA" --ports "$PORT_BASE-$((PORT_BASE + 189))" "$@" >>"$T/daemon.log" 2>&1 &
+	DAEMON_PID=$!
+	for _ in $(seq 1 100); do
+		[ -S "$DATA/rollout.sock" ] && "$RO" status >/dev/null 2>&1 && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited at start"
+		sleep 0.05
+	done
+	fail "daemon did not answer"
+}
+
+# aspec NAME VERSION REPLICAS [hello flags...]: a spec on the builtin proxy at LISTEN_PORT; the
+# strategy (and anything else) on stdin. Prints the file's path.
+aspec() {
+	local name=$1 version=$2 replicas=$3; shift 3
+	local args="" f
+	for f in "$@"; do args="$args, \"$f\""; done
+	local extra; extra=$(cat)
+	cat >"$T/$name-v$version.yaml" <<YAML
+service: $name
+replicas: $replicas
+listen: 127.0.0.1:$LISTEN_PORT
+lb: builtin
+template:
+  version: "$version"
+  command: ["$HELLO", "--port", "\${PORT}", "--version", "$version", "--threads", "1"$args]
+health:
+  http: {path: /healthz}
+  interval: 100ms
+  timeout: 100ms
+drain: {timeout: 2s}
+stop: {grace: 1s}
+$extra
+YAML
+	echo "$T/$name-v$version.yaml"
+}
+
+# traffic_start SECONDS [RATE_PER_CONN] [CONNS]: GET / on the listen address in the background.
+traffic_start() {
+	python3 "$ROOT/tests/e2e/traffic.py" --url "http://127.0.0.1:$LISTEN_PORT/" --seconds "$1" \
+		--rate "${2:-20}" --conns "${3:-4}" >"$T/traffic.log" 2>&1 &
+	TRAFFIC_PID=$!
+}
+
+traffic_stop() {
+	if [ -n "$TRAFFIC_PID" ]; then kill -TERM "$TRAFFIC_PID" 2>/dev/null; wait "$TRAFFIC_PID" 2>/dev/null || true; fi
+	TRAFFIC_PID=
+}
+
+# The rollout's reason, and its state.
+ro_reason() { status_json "$1" | jq_ "d['rollout']['reason'] if d['rollout'] else ''"; }
+
+# Stops what these helpers started, then lib.sh's cleanup (which keeps the exit status).
+cleanup_a() {
+	local rc=$?
+	traffic_stop
+	[ -n "${RECEIVER_PID:-}" ] && kill -TERM "$RECEIVER_PID" 2>/dev/null
+	(exit $rc)
+	cleanup
+}
+trap cleanup_a EXIT INT TERM
