@@ -341,6 +341,16 @@ static uint64_t class_sum(json_t *req)
 	return n;
 }
 
+/* How much a revision (a stats key) matters to the daemon: in the current set beats newer. */
+static long long rev_rank(const struct bsvc *s, const char *key)
+{
+	int rev = atoi(key);
+	int in_set = 0;
+	for (size_t i = 0; s != NULL && i < s->n; i++)
+		in_set |= s->v[i].revision == rev;
+	return (long long)in_set << 40 | (long long)(rev > 0 ? rev : 0);
+}
+
 /* Answers lb_read_stats from GET .../stats: per revision, requests, 5xx and latency buckets. */
 static void on_rstats(struct lb_builtin *b, struct breq *r, int status, const char *body, size_t len)
 {
@@ -356,14 +366,28 @@ static void on_rstats(struct lb_builtin *b, struct breq *r, int status, const ch
 		b->lb.cb.stats(b->lb.cb.ctx, r->svc, status < 0 ? status : -EIO, NULL, 0);
 		return;
 	}
-	struct analysis_rev v[ANALYSIS_MAX_REVS];
-	size_t n = 0;
+	/* The proxy keeps every revision a service ever had; the ones reported are those with a
+	 * backend in the current set first, then the newest. */
+	const char *keys[64];
+	size_t nk = 0;
 	const char *key;
 	json_t *ro;
 	json_object_foreach(revs, key, ro)
 	{
-		if (n == ANALYSIS_MAX_REVS)
-			break;
+		if (nk < sizeof keys / sizeof keys[0])
+			keys[nk++] = key;
+	}
+	for (size_t i = 1; i < nk; i++)
+		for (size_t j = i; j > 0 && rev_rank(s, keys[j]) > rev_rank(s, keys[j - 1]); j--) {
+			const char *t = keys[j];
+			keys[j] = keys[j - 1];
+			keys[j - 1] = t;
+		}
+	struct analysis_rev v[ANALYSIS_MAX_REVS];
+	size_t n = 0;
+	for (size_t ki = 0; ki < nk && n < ANALYSIS_MAX_REVS; ki++) {
+		key = keys[ki];
+		ro = json_object_get(revs, key);
 		struct analysis_rev *a = &v[n];
 		memset(a, 0, sizeof *a);
 		a->revision = atoi(key);

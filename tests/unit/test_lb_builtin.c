@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <jansson.h>
 
+#include "core/analysis.h"
 #include "lb/lb.h"
 #include "util/http1.h"
 #include "util/xmalloc.h"
@@ -23,12 +25,16 @@ struct fake {
 	uv_pipe_t server;
 	char dir[64], path[128];
 	char boot[32];
-	char stats[1024]; /* body of GET .../stats */
+	char stats[8192]; /* body of GET .../stats */
 	int puts, deletes, stats_gets, health_gets;
 	char last_put[2048];
 	/* drained reports */
 	uint64_t drained[16];
 	int ndrained;
+	/* stats answers */
+	int nstats, stats_err;
+	struct analysis_rev revs[ANALYSIS_MAX_REVS];
+	size_t nrevs;
 };
 
 struct fconn {
@@ -130,6 +136,17 @@ static void on_drained(void *ctx, const char *service, uint64_t id)
 	f->drained[f->ndrained++] = id;
 }
 
+static void on_stats_cb(void *ctx, const char *service, int err, const struct analysis_rev *v, size_t n)
+{
+	struct fake *f = ctx;
+	assert_string_equal(service, "web");
+	f->nstats++;
+	f->stats_err = err;
+	f->nrevs = n;
+	if (n)
+		memcpy(f->revs, v, n * sizeof *v);
+}
+
 static void fake_listen(struct fake *f)
 {
 	uv_pipe_init(&f->loop, &f->server, 0);
@@ -194,7 +211,7 @@ static void run_for(struct fake *f, uint64_t ms)
 
 static struct lb *make(struct fake *f, const char *exe)
 {
-	struct lb_callbacks cb = {.ctx = f, .drained = on_drained};
+	struct lb_callbacks cb = {.ctx = f, .drained = on_drained, .stats = on_stats_cb};
 	struct lb *lb = NULL;
 	assert_int_equal(lb_builtin_new(&f->loop, f->path, exe, &cb, &lb), 0);
 	return lb;
@@ -320,6 +337,46 @@ static void test_spawns_proxy(void **state)
 	close_lb(f, lb);
 }
 
+/* read_stats: per-revision counters from the proxy's stats, the revisions of the current set
+ * first when the proxy knows more than ANALYSIS_MAX_REVS. */
+static void test_read_stats(void **state)
+{
+	struct fake *f = *state;
+	fake_listen(f);
+	struct lb *lb = make(f, "/bin/false");
+	assert_int_equal(lb_read_stats(lb, "web"), -ENOENT); /* not served yet */
+	struct lb_backend v[2] = {be(1, 1, 20001, LB_ACTIVE), be(9, 9, 20009, LB_ACTIVE)};
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 2), 0);
+	run_for(f, 300);
+	char *p = f->stats;
+	p += sprintf(p, "{\"backends\":[],\"revisions\":{");
+	for (int r = 1; r <= 9; r++)
+		p += sprintf(p, "%s\"%d\":{\"requests\":{\"2xx\":%d,\"3xx\":0,\"4xx\":1,\"5xx\":2},\"errors\":2,"
+			     "\"latency_buckets\":[[999,3],[1999,%d]]}",
+			     r > 1 ? "," : "", r, 10 * r, r);
+	sprintf(p, "}}");
+	assert_int_equal(lb_read_stats(lb, "web"), 0);
+	assert_int_equal(lb_read_stats(lb, "web"), -EBUSY);
+	assert_int_equal(f->nstats, 0); /* never from inside the call */
+	run_for(f, 200);
+	assert_int_equal(f->nstats, 1);
+	assert_int_equal(f->stats_err, 0);
+	assert_int_equal(f->nrevs, ANALYSIS_MAX_REVS);
+	int seen1 = 0, seen9 = 0;
+	for (size_t i = 0; i < f->nrevs; i++) {
+		const struct analysis_rev *a = &f->revs[i];
+		assert_true(a->revision >= 4 || a->revision == 1); /* in the set, then the newest */
+		assert_int_equal(a->c.requests, (uint64_t)(10 * a->revision + 3));
+		assert_int_equal(a->c.errors, 2);
+		assert_int_equal(a->c.lat[analysis_hist_bucket(999)], 3);
+		assert_int_equal(a->c.lat[analysis_hist_bucket(1999)], (uint64_t)a->revision);
+		seen1 |= a->revision == 1;
+		seen9 |= a->revision == 9;
+	}
+	assert_true(seen1 && seen9);
+	close_lb(f, lb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -327,6 +384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_drained_when_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repush_on_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawns_proxy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_stats, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
