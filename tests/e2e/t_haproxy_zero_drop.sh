@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Zero dropped requests through HAProxy: wrk with 64 keep-alive connections through HAProxy's
+# frontend while rollout steers its backend over the Runtime API during three rollouts and one
+# automatic rollback (a version that never becomes healthy) of 4 local hello instances. No socket
+# error, no non-2xx; afterwards every enabled server is an instance of the stable revision.
+set -u
+. "$(dirname "$0")/haproxy_lib.sh"
+command -v wrk >/dev/null || { echo "skip: wrk is not installed"; exit 77; }
+
+start_haproxy
+start_daemon
+
+strat='strategy:
+  max_surge: 1
+  max_unavailable: 0
+  min_ready: 300ms
+  health_deadline: 3s
+drain: {timeout: 10s}
+stop: {grace: 2s}'
+
+# enabled servers and the versions they answer: "ok" when all is revision $1's
+only_version() {
+	local n=0 addr
+	for addr in $(servers | awk '$2 !~ /^MAINT/ {print $3}'); do
+		[ "$(curl -fsS "http://$addr/")" = "hello from version $1" ] || return 1
+		n=$((n + 1))
+	done
+	[ $n -eq 4 ]
+}
+
+log "v1: first deploy through HAProxy"
+"$RO" apply "$(echo "$strat" | haproxy_spec hello 1 4)" --wait --timeout 60s || fail "v1 apply"
+wait_until 10 only_version 1 || { servers; fail "HAProxy does not serve v1 from 4 servers"; }
+[ "$(curl -fsS "$HURL")" = "hello from version 1" ] || fail "no answer through HAProxy"
+
+wrk -t2 -c64 -d120s --timeout 5s "$HURL" >"$T/wrk.out" 2>&1 &
+WRK=$!
+sleep 1
+for v in 2 3 4; do
+	log "v$v: rollout under load"
+	"$RO" apply "$(echo "$strat" | haproxy_spec hello "$v" 4)" --wait --timeout 60s || fail "v$v apply"
+	[ "$(revisions_of hello)" = "$v:4" ] || fail "after v$v: $(revisions_of hello)"
+done
+log "v5: never healthy, rolled back automatically under load"
+set +e
+"$RO" apply "$(echo "$strat" | haproxy_spec hello 5 4 --fail-health)" --wait --timeout 60s >"$T/apply5.out" 2>&1
+rc=$?
+set -e
+cat "$T/apply5.out"
+[ $rc -eq 1 ] || fail "apply of a broken version exited $rc, want 1"
+[ "$(ro_state hello)" = rolled_back ] || fail "state $(ro_state hello)"
+sleep 1
+kill -INT $WRK
+wait $WRK
+set +e
+cat "$T/wrk.out"
+grep -q "requests in" "$T/wrk.out" || fail "wrk did not run"
+grep -q "Socket errors" "$T/wrk.out" && fail "socket errors"
+grep -q "Non-2xx or 3xx" "$T/wrk.out" && fail "non-2xx responses"
+total=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$T/wrk.out")
+[ "${total:-0}" -gt 1000 ] || fail "only ${total:-0} requests"
+wait_until 10 only_version 4 || { servers; fail "after the rollback HAProxy does not serve v4 only"; }
+servers
+log "PASS: $total requests, no error, through 3 rollouts and a rollback"
