@@ -186,7 +186,10 @@ static void tick(uv_timer_t *t)
 		struct svc *s = d->svcs[i];
 		/* Services on the builtin proxy are sampled always (for /metrics); a read starts the
 		 * proxy only for services that use it. */
-		struct lb *lb = s->spec.lb == SPEC_LB_BUILTIN ? daemon_lb_builtin(d) : d->lb_none;
+		struct lb *lb = s->spec.lb == SPEC_LB_BUILTIN   ? daemon_lb_builtin(d)
+				: s->spec.lb == SPEC_LB_HAPROXY ? daemon_lb_haproxy(d, s->spec.haproxy_socket,
+										  s->spec.haproxy_backend)
+								: d->lb_none;
 		if (lb == NULL)
 			continue;
 		int r = lb_read_stats(lb, s->name);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "core/analysis.h"
 #include "lb/hapi.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -25,6 +26,7 @@
 #define MAX_ANSWER (4 * 1024 * 1024)
 #define ZERO_POLLS 2        /* polls in a row that must show a draining server idle */
 #define DYN_PREFIX "rollout-"
+#define MAX_REVS 16         /* revisions whose counters are kept */
 
 /* One backend of the daemon's set, with what this balancer knows of its drain. */
 struct hbe {
@@ -38,6 +40,12 @@ struct hcmd {
 	char *line;
 	enum hapi_cmd kind;
 	uint64_t report;
+};
+
+/* The last counters seen of one server, to attribute what they gained to its instance's revision. */
+struct hprev {
+	char name[HAPI_NAME_MAX];
+	int64_t stot, errs;
 };
 
 struct lb_haproxy {
@@ -60,7 +68,13 @@ struct lb_haproxy {
 	size_t nrep, caprep;
 	struct hapi_info info;
 	bool have_info;
-	struct hapi_stat stat; /* the last one seen: counters for analysis */
+	struct hapi_stat stat; /* the last one seen */
+	struct hprev *prev;    /* counters per server at the last show stat */
+	size_t nprev;
+	bool counted;          /* prev holds a baseline */
+	struct analysis_rev revs[MAX_REVS]; /* cumulative per revision, since this balancer began */
+	size_t nrevs;
+	bool stats_wanted;     /* a read_stats waits for its answer */
 	char last_err[320];
 };
 
@@ -92,6 +106,7 @@ static void x_free(struct lb_haproxy *x)
 	free(x->rep);
 	free(x->v);
 	hapi_stat_clear(&x->stat);
+	free(x->prev);
 	free(x->service);
 	free(x->target);
 	free(x->backend);
@@ -261,6 +276,11 @@ static void cycle_fail(struct lb_haproxy *x, bool unreachable, const char *msg)
 	if (unreachable)
 		x->up = false;
 	x->failed = true;
+	if (x->stats_wanted) {
+		x->stats_wanted = false;
+		if (x->lb.cb.stats && !x->closing)
+			x->lb.cb.stats(x->lb.cb.ctx, x->service, unreachable ? -ECONNREFUSED : -EPROTO, NULL, 0);
+	}
 	cycle_end(x, true);
 }
 
@@ -393,12 +413,12 @@ static int split_addr(const char *addr, char *host, size_t hlen, int *port)
 
 /* Decides this cycle's commands from what HAProxy shows (st) and the daemon's set, in an order
  * that never lowers capacity first: enable new instances, then drain, then retire what is unlisted. */
-static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
+/* Matches servers to the set's backends by address: owner[j] is 1 + the index of the backend that
+ * holds server j (0: none), match[i] 1 + the index of backend i's server. Of several servers with
+ * one address, one not in maintenance wins. */
+static void match_servers(const struct lb_haproxy *x, const struct hapi_stat *st, size_t *owner, size_t *match)
 {
-	const char *B = x->backend;
 	size_t ns = st->n;
-	size_t *owner = xcalloc(ns + 1, sizeof *owner); /* 1 + index of the backend that holds server i */
-	size_t *match = xcalloc(x->n + 1, sizeof *match); /* 1 + index of backend i's server */
 	for (size_t i = 0; i < x->n; i++) {
 		const char *want = x->v[i].b.addr; /* as `show stat` prints it: ip:port */
 		size_t best = 0;
@@ -413,6 +433,15 @@ static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
 			match[i] = best;
 		}
 	}
+}
+
+static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
+{
+	const char *B = x->backend;
+	size_t ns = st->n;
+	size_t *owner = xcalloc(ns + 1, sizeof *owner);
+	size_t *match = xcalloc(x->n + 1, sizeof *match);
+	match_servers(x, st, owner, match);
 	/* 1. active: enabled, in a free slot or a new server when it has none */
 	for (size_t i = 0; i < x->n; i++) {
 		const struct lb_backend *b = &x->v[i].b;
@@ -486,6 +515,96 @@ static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
 	free(match);
 }
 
+static bool in_set(const struct lb_haproxy *x, int revision)
+{
+	for (size_t i = 0; i < x->n; i++)
+		if (x->v[i].b.revision == revision)
+			return true;
+	return false;
+}
+
+/* The counters of revision rev, made (evicting a revision out of the set) when new; NULL if full. */
+static struct analysis_counts *rev_counts(struct lb_haproxy *x, int rev)
+{
+	for (size_t i = 0; i < x->nrevs; i++)
+		if (x->revs[i].revision == rev)
+			return &x->revs[i].c;
+	size_t k = x->nrevs;
+	if (k == MAX_REVS) {
+		for (size_t i = 0; i < x->nrevs; i++)
+			if (!in_set(x, x->revs[i].revision) && (k == MAX_REVS || x->revs[i].revision < x->revs[k].revision))
+				k = i;
+		if (k == MAX_REVS)
+			return NULL;
+	} else {
+		x->nrevs++;
+	}
+	memset(&x->revs[k], 0, sizeof x->revs[k]);
+	x->revs[k].revision = rev;
+	return &x->revs[k].c;
+}
+
+static uint64_t gain(int64_t now, int64_t before)
+{
+	/* a counter that went down belongs to a new process (or server): all of it is new */
+	return (uint64_t)(now >= before ? now - before : now);
+}
+
+/* Adds what each server's counters gained since the last show stat to the revision of the
+ * instance it holds now: requests (stot), errors (hrsp_5xx + eresp + econ), and the requests in
+ * the latency bucket of the server's average response time (rtime: HAProxy keeps no histogram).
+ * The first answer is only a baseline: the counters' past belongs to no known revision. */
+static void account(struct lb_haproxy *x, const struct hapi_stat *st)
+{
+	size_t *owner = xcalloc(st->n + 1, sizeof *owner);
+	size_t *match = xcalloc(x->n + 1, sizeof *match);
+	match_servers(x, st, owner, match);
+	struct hprev *np = xcalloc(st->n + 1, sizeof *np);
+	for (size_t j = 0; j < st->n; j++) {
+		const struct hapi_server *sv = &st->v[j];
+		snprintf(np[j].name, sizeof np[j].name, "%s", sv->name);
+		np[j].stot = sv->stot;
+		np[j].errs = sv->hrsp_5xx + sv->eresp + sv->econ;
+		const struct hprev *p = NULL;
+		for (size_t k = 0; k < x->nprev && p == NULL; k++)
+			if (strcmp(x->prev[k].name, sv->name) == 0)
+				p = &x->prev[k];
+		if (!x->counted || owner[j] == 0)
+			continue;
+		uint64_t dreq = gain(np[j].stot, p ? p->stot : 0), derr = gain(np[j].errs, p ? p->errs : 0);
+		if (dreq == 0 && derr == 0)
+			continue;
+		struct analysis_counts *c = rev_counts(x, x->v[owner[j] - 1].b.revision);
+		if (c == NULL)
+			continue;
+		c->requests += dreq;
+		c->errors += derr;
+		c->lat[analysis_hist_bucket((uint64_t)sv->rtime * 1000)] += dreq;
+	}
+	free(x->prev);
+	x->prev = np;
+	x->nprev = st->n;
+	x->counted = true;
+	free(owner);
+	free(match);
+}
+
+/* Answers a pending read_stats: revisions of the set first, at most ANALYSIS_MAX_REVS. */
+static void answer_stats(struct lb_haproxy *x)
+{
+	if (!x->stats_wanted)
+		return;
+	x->stats_wanted = false;
+	struct analysis_rev v[ANALYSIS_MAX_REVS];
+	size_t n = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < x->nrevs && n < ANALYSIS_MAX_REVS; i++)
+			if (in_set(x, x->revs[i].revision) == (pass == 0))
+				v[n++] = x->revs[i];
+	if (x->lb.cb.stats && !x->closing)
+		x->lb.cb.stats(x->lb.cb.ctx, x->service, 0, v, n);
+}
+
 static void on_stat(struct lb_haproxy *x, int status, const char *text, size_t len)
 {
 	char err[300];
@@ -501,6 +620,8 @@ static void on_stat(struct lb_haproxy *x, int status, const char *text, size_t l
 	}
 	hapi_stat_clear(&x->stat);
 	x->stat = st;
+	account(x, &x->stat);
+	answer_stats(x);
 	if (x->gen != x->cycle_gen) {
 		cycle_end(x, false);
 		return;
@@ -606,6 +727,19 @@ static int haproxy_remove_service(struct lb *lb, const char *service)
 	return haproxy_set_backends(lb, service, NULL, NULL, 0);
 }
 
+static int haproxy_read_stats(struct lb *lb, const char *service)
+{
+	struct lb_haproxy *x = (struct lb_haproxy *)lb;
+	if (x->service == NULL || strcmp(x->service, service) != 0 || !x->counted)
+		return -ENOENT;
+	if (x->stats_wanted)
+		return -EBUSY;
+	x->stats_wanted = true;
+	if (!x->busy)
+		schedule(x, 0);
+	return 0;
+}
+
 static void timer_closed(uv_handle_t *h)
 {
 	struct lb_haproxy *x = h->data;
@@ -625,6 +759,7 @@ static const struct lb_ops haproxy_ops = {
 	.name = "haproxy",
 	.set_backends = haproxy_set_backends,
 	.remove_service = haproxy_remove_service,
+	.read_stats = haproxy_read_stats,
 	.close = haproxy_close,
 };
 
