@@ -19,6 +19,7 @@
 #include "daemon/api.h"
 #include "daemon/health.h"
 #include "daemon/monitor.h"
+#include "daemon/notify.h"
 #include "driver/driver.h"
 #include "lb/lb.h"
 #include "store/store.h"
@@ -252,6 +253,8 @@ static void begin_shutdown(struct daemon *d)
 	uv_idle_stop(&d->idle);
 	monitor_close(d->monitor);
 	d->monitor = NULL;
+	notify_free(d->notify);
+	d->notify = NULL;
 	for (size_t i = 0; i < d->n_subs; i++)
 		api_sse_end(d->subs[i]);
 	d->n_subs = 0;
@@ -417,6 +420,8 @@ int daemon_run(const struct daemon_opts *o)
 	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats};
 	lb_none_new(d->loop, &lcb, &d->lb_none);
 	health_ctx_new(d->loop, &d->health);
+	if (notify_new(d->loop, &d->notify) < 0)
+		log_warn("notify", "msg=\"cannot start libcurl: no webhook will be sent\"");
 	uv_idle_init(d->loop, &d->idle);
 	d->idle.data = d;
 	uv_timer_init(d->loop, &d->tick);

@@ -22,6 +22,7 @@ struct health_ctx;
 struct health_check;
 struct monitor;
 struct monitor_svc;
+struct notify;
 
 struct daemon_opts {
 	const char *data_dir;   /* DATA */
@@ -83,6 +84,7 @@ struct daemon {
 	struct drv *drv;
 	struct health_ctx *health;
 	struct monitor *monitor; /* samples traffic, judges analysis */
+	struct notify *notify;   /* webhook deliveries */
 	struct lb *lb_none;
 	struct lb *lb_builtin; /* made on first need: no proxy runs for lb: none services */
 	struct daemon_lbh *lbh; /* haproxy balancers, one per socket and backend, made on first need */
@@ -132,6 +134,8 @@ int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 /* One engine step, committed, then carried out. */
 void svc_step(struct svc *s);
 json_t *svc_status_json(struct svc *s);
+/* The service's load balancer (none when its own cannot be had). */
+struct lb *svc_lb(struct svc *s);
 
 /* Observations, from driver, health and balancer callbacks. */
 void svc_on_started(struct svc *s, uint64_t id, int pid);

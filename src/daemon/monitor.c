@@ -184,15 +184,8 @@ static void tick(uv_timer_t *t)
 	int64_t now = daemon_now();
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		struct svc *s = d->svcs[i];
-		/* Services on the builtin proxy are sampled always (for /metrics); a read starts the
-		 * proxy only for services that use it. */
-		struct lb *lb = s->spec.lb == SPEC_LB_BUILTIN   ? daemon_lb_builtin(d)
-				: s->spec.lb == SPEC_LB_HAPROXY ? daemon_lb_haproxy(d, s->spec.haproxy_socket,
-										  s->spec.haproxy_backend)
-								: d->lb_none;
-		if (lb == NULL)
-			continue;
-		int r = lb_read_stats(lb, s->name);
+		/* Every service is sampled (for /metrics too), analysed or not, on its own balancer. */
+		int r = lb_read_stats(svc_lb(s), s->name);
 		if (r == -ENOTSUP)
 			unmeasured(s, now);
 		else if (r == -ENOENT)

@@ -8,6 +8,7 @@
 #include "daemon/daemon.h"
 #include "daemon/health.h"
 #include "daemon/monitor.h"
+#include "daemon/notify.h"
 #include "driver/driver.h"
 #include "lb/lb.h"
 #include "spec/spec_yaml.h"
@@ -146,6 +147,11 @@ static struct lb *lb_for(struct svc *s)
 	return b != NULL ? b : s->d->lb_none;
 }
 
+struct lb *svc_lb(struct svc *s)
+{
+	return lb_for(s);
+}
+
 /* ---- committing ------------------------------------------------------------------------------- */
 
 /* Makes the state and the step's events durable. Nothing is carried out unless this succeeded:
@@ -154,6 +160,7 @@ static void commit(struct svc *s)
 {
 	struct store *st = s->d->store;
 	int64_t now = daemon_now();
+	uint64_t t0 = uv_hrtime();
 	int r = store_begin(st);
 	if (r == 0)
 		r = store_save_state(st, s->name, &s->st, now);
@@ -166,6 +173,8 @@ static void commit(struct svc *s)
 			  store_errmsg(st));
 		abort();
 	}
+	log_debug("store", "service=%s msg=committed instances=%zu intents=%zu took_us=%llu", s->name, s->st.n, s->out.n,
+		  (unsigned long long)((uv_hrtime() - t0) / 1000));
 	for (size_t i = 0; i < s->out.n; i++) {
 		const struct engine_intent *it = &s->out.v[i];
 		if (it->kind == INTENT_EVENT || it->kind == INTENT_ROLLOUT)
@@ -173,6 +182,7 @@ static void commit(struct svc *s)
 				 it->text);
 	}
 	daemon_publish(s->d);
+	notify_intents(s->d->notify, &s->spec, s->name, &s->st, &s->out, now);
 }
 
 static void ensure_buffers(struct svc *s)
@@ -526,6 +536,7 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 		if (s->out.v[i].kind == INTENT_ROLLOUT || s->out.v[i].kind == INTENT_EVENT)
 			log_info("engine", "service=%s event=%s msg=\"%s\"", s->name,
 				 engine_event_name(s->out.v[i].event), s->out.v[i].text);
+	notify_intents(s->d->notify, &s->spec, s->name, &s->st, &s->out, now);
 	s->pushed_valid = false;
 	svc_step(s);
 	return 0;
