@@ -63,7 +63,7 @@ start_haproxy() {
 }
 
 stop_haproxy() {
-	if [ -n "$HPID" ]; then kill -9 "$HPID" 2>/dev/null; wait "$HPID" 2>/dev/null; fi
+	if [ -n "$HPID" ]; then kill -9 "$HPID" 2>/dev/null; wait "$HPID" 2>/dev/null || true; fi
 	HPID=
 }
 
