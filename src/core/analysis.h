@@ -22,6 +22,7 @@
 struct analysis_counts {
 	uint64_t requests; /* responses to clients, any status */
 	uint64_t errors;   /* 5xx, the balancer's own answers to upstream failures included */
+	uint64_t classes[4]; /* responses by class 2xx, 3xx, 4xx, 5xx, when the balancer tells (metrics) */
 	uint64_t lat[ANALYSIS_HIST_BUCKETS];
 };
 

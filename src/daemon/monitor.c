@@ -27,6 +27,9 @@ struct monitor_svc {
 	int64_t shown_at;
 	bool unmeasured_shown;      /* the "nothing measured" event was recorded for this rollout */
 	uint64_t unmeasured_ro;
+	struct analysis_result last; /* the latest verdict computed */
+	bool have_last;
+	struct monitor_health health;
 };
 
 static const char *verdict_word(enum engine_verdict v)
@@ -49,8 +52,9 @@ static struct monitor_svc *mon_of(struct svc *s)
 	int64_t window = a->enabled ? a->window_ms : 0;
 	if (s->mon != NULL && s->mon->window_ms != window) {
 		/* The window changed with a new spec: start over with a ring of the right size. */
-		monitor_svc_free(s->mon);
-		s->mon = NULL;
+		analysis_ring_close(&s->mon->ring);
+		analysis_ring_init(&s->mon->ring, window);
+		s->mon->window_ms = window;
 	}
 	if (s->mon == NULL) {
 		s->mon = xcalloc(1, sizeof *s->mon);
@@ -71,6 +75,26 @@ void monitor_svc_free(struct monitor_svc *ms)
 const struct analysis_sample *monitor_last(const struct svc *s)
 {
 	return s->mon != NULL ? analysis_ring_last(&s->mon->ring) : NULL;
+}
+
+const struct analysis_result *monitor_result(const struct svc *s)
+{
+	return s->mon != NULL && s->mon->have_last ? &s->mon->last : NULL;
+}
+
+void monitor_health_result(struct svc *s, bool healthy)
+{
+	struct monitor_svc *ms = mon_of(s);
+	if (healthy)
+		ms->health.healthy++;
+	else
+		ms->health.unhealthy++;
+}
+
+struct monitor_health monitor_health_of(const struct svc *s)
+{
+	struct monitor_health none = {0, 0};
+	return s->mon != NULL ? s->mon->health : none;
 }
 
 /* Whether the service's traffic is under analysis now: a live forward rollout (not a fast one: a
@@ -128,6 +152,8 @@ static void judge(struct svc *s, int64_t now)
 		return;
 	}
 	analysis_evaluate(a, &w, &res);
+	ms->last = res;
+	ms->have_last = true;
 	set_verdict(s, res.verdict, res.since, res.reason);
 	if (res.verdict == VERDICT_NONE)
 		return;

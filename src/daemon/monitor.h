@@ -4,6 +4,7 @@
 #ifndef ROLLOUT_DAEMON_MONITOR_H
 #define ROLLOUT_DAEMON_MONITOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/analysis.h"
@@ -26,5 +27,14 @@ void monitor_svc_free(struct monitor_svc *ms);
 void monitor_on_stats(void *ctx, const char *service, int err, const struct analysis_rev *v, size_t n);
 /* The newest sample of a service (for /metrics), or NULL. */
 const struct analysis_sample *monitor_last(const struct svc *s);
+/* The last analysis result of a service (for /metrics), or NULL when none was computed. */
+const struct analysis_result *monitor_result(const struct svc *s);
+
+/* Health check transitions of a service, counted for /metrics. */
+struct monitor_health {
+	uint64_t healthy, unhealthy;
+};
+void monitor_health_result(struct svc *s, bool healthy);
+struct monitor_health monitor_health_of(const struct svc *s);
 
 #endif

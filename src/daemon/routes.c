@@ -7,6 +7,7 @@
 
 #include "daemon/api.h"
 #include "daemon/daemon.h"
+#include "daemon/metrics.h"
 #include "lb/hapi.h"
 #include "spec/spec_yaml.h"
 #include "store/store.h"
@@ -345,58 +346,14 @@ static void get_events_stream(struct api_req *req, void *ctx)
 /* Prometheus text format: rollout state and instances per revision and state. */
 static void get_metrics(struct api_req *req, void *ctx)
 {
-	struct daemon *d = ctx;
-	size_t cap = 4096, len = 0;
-	char *buf = xmalloc(cap);
-#define EMIT(...)                                                                                   \
-	do {                                                                                        \
-		int n_ = snprintf(buf + len, cap - len, __VA_ARGS__);                               \
-		if ((size_t)n_ >= cap - len) {                                                      \
-			cap = cap * 2 + (size_t)n_;                                                 \
-			buf = xrealloc(buf, cap);                                                   \
-			n_ = snprintf(buf + len, cap - len, __VA_ARGS__);                           \
-		}                                                                                   \
-		len += (size_t)n_;                                                                  \
-	} while (0)
-	EMIT("# HELP rollout_services Services known to the daemon.\n# TYPE rollout_services gauge\n"
-	     "rollout_services %zu\n",
-	     d->n_svcs);
-	EMIT("# HELP rollout_rollout_state Current rollout state of each service (1 for the current state).\n"
-	     "# TYPE rollout_rollout_state gauge\n");
-	for (size_t i = 0; i < d->n_svcs; i++)
-		for (int st = RO_NONE; st < RO__COUNT; st++)
-			EMIT("rollout_rollout_state{service=\"%s\",state=\"%s\"} %d\n", d->svcs[i]->name,
-			     engine_ro_state_name(st), d->svcs[i]->st.ro.state == (enum engine_ro_state)st);
-	EMIT("# HELP rollout_revision Target and stable revision of each service.\n# TYPE rollout_revision gauge\n");
-	for (size_t i = 0; i < d->n_svcs; i++) {
-		EMIT("rollout_revision{service=\"%s\",kind=\"target\"} %d\n", d->svcs[i]->name, d->svcs[i]->st.target_rev);
-		EMIT("rollout_revision{service=\"%s\",kind=\"stable\"} %d\n", d->svcs[i]->name, d->svcs[i]->st.stable_rev);
+	char *text;
+	size_t len;
+	if (metrics_render(ctx, &text, &len) < 0) {
+		api_reply_error(req, 500, "the metrics are too large to render");
+		return;
 	}
-	EMIT("# HELP rollout_instances Instances by revision and state.\n# TYPE rollout_instances gauge\n");
-	for (size_t i = 0; i < d->n_svcs; i++) {
-		const struct engine_state *st = &d->svcs[i]->st;
-		for (size_t k = 0; k < st->n; k++) {
-			int rev = st->inst[k].revision;
-			int state = st->inst[k].state;
-			bool seen = false;
-			for (size_t j = 0; j < k && !seen; j++)
-				seen = st->inst[j].revision == rev && (int)st->inst[j].state == state;
-			if (seen)
-				continue;
-			int n = 0;
-			for (size_t j = k; j < st->n; j++)
-				n += st->inst[j].revision == rev && (int)st->inst[j].state == state;
-			EMIT("rollout_instances{service=\"%s\",revision=\"%d\",state=\"%s\"} %d\n", d->svcs[i]->name, rev,
-			     engine_inst_state_name(state), n);
-		}
-	}
-	EMIT("# HELP rollout_rollout_failures Failed instances in the current rollout.\n"
-	     "# TYPE rollout_rollout_failures gauge\n");
-	for (size_t i = 0; i < d->n_svcs; i++)
-		EMIT("rollout_rollout_failures{service=\"%s\"} %d\n", d->svcs[i]->name, d->svcs[i]->st.ro.failures);
-#undef EMIT
-	api_reply_text(req, 200, "text/plain; version=0.0.4", buf);
-	free(buf);
+	api_reply_text(req, 200, "text/plain; version=0.0.4", text);
+	free(text);
 }
 
 int routes_register(struct daemon *d)

@@ -606,6 +606,7 @@ void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail)
 	else
 		log_debug("health", "service=%s instance=%llu msg=healthy after_ms=%lld", s->name, (unsigned long long)id,
 			  (long long)(daemon_now() - in->created_at));
+	monitor_health_result(s, healthy);
 	engine_observe(&s->st, id, healthy ? OBS_HEALTHY : OBS_UNHEALTHY, daemon_now(), detail);
 	daemon_dirty(s);
 }

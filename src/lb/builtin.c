@@ -393,7 +393,13 @@ static void on_rstats(struct lb_builtin *b, struct breq *r, int status, const ch
 		a->revision = atoi(key);
 		if (a->revision <= 0)
 			continue;
-		a->c.requests = class_sum(json_object_get(ro, "requests"));
+		json_t *req = json_object_get(ro, "requests");
+		a->c.requests = class_sum(req);
+		static const char *const cls[4] = {"2xx", "3xx", "4xx", "5xx"};
+		for (int c = 0; c < 4; c++) {
+			json_int_t k = json_integer_value(json_object_get(req, cls[c]));
+			a->c.classes[c] = k > 0 ? (uint64_t)k : 0;
+		}
 		json_int_t e = json_integer_value(json_object_get(ro, "errors"));
 		a->c.errors = e > 0 ? (uint64_t)e : 0;
 		size_t k;
