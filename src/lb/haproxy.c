@@ -491,14 +491,18 @@ static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
 		const struct hapi_server *sv = match[i] ? &st->v[match[i] - 1] : NULL;
 		if (sv == NULL || sv->admin == HAPI_MAINT) {
 			add_report(x, e->b.id);
-		} else if (sv->admin == HAPI_READY) {
+		} else if (sv->admin == HAPI_READY && !sv->down) {
 			e->zero_polls = 0;
 			add_cmd(x, HAPI_CMD_STATE, 0, "set server %s/%s state drain", B, sv->name);
-		} else if (sv->scur == 0 && sv->qcur == 0) {
-			if (++e->zero_polls >= ZERO_POLLS)
-				add_cmd(x, HAPI_CMD_STATE, e->b.id, "set server %s/%s state maint", B, sv->name);
 		} else {
-			e->zero_polls = 0;
+			/* DRAIN, or DOWN (which `show stat` shows over DRAIN): takes no new request. A DOWN
+			 * one is set to drain again (idempotent) so that it stays out if it comes up. */
+			if (sv->down)
+				add_cmd(x, HAPI_CMD_STATE, 0, "set server %s/%s state drain", B, sv->name);
+			if (sv->scur != 0 || sv->qcur != 0)
+				e->zero_polls = 0;
+			else if (++e->zero_polls >= ZERO_POLLS)
+				add_cmd(x, HAPI_CMD_STATE, e->b.id, "set server %s/%s state maint", B, sv->name);
 		}
 	}
 	/* 3. servers no backend holds: out of traffic; our own dynamic ones deleted once idle */
