@@ -674,7 +674,12 @@ static void c_next(struct proxy_client *c)
 	c->resp_done = 0;
 	c->resp_started = 0;
 	if (c->close_after || c->svc->px->stopping) {
-		c_linger(c);
+		/* A client that asked to close and sent nothing more gets a plain close (FIN: nothing
+		 * unread, so no reset); others may be sending already, so they get the lingering one. */
+		if (!c->keep && c->len == 0 && c->state == C_WAIT)
+			c_close(c);
+		else
+			c_linger(c);
 		return;
 	}
 	c->state = C_HEAD;
