@@ -135,6 +135,9 @@ static int drive(struct run *r)
 	for (long steps = 0; steps < limit; steps++) {
 		grow_buffers(r);
 		r->out.n = 0;
+		/* A plan assumes every analysis passes, over the traffic of the current batch. */
+		r->st.verdict = r->spec->strategy.analysis.enabled ? VERDICT_PASS : VERDICT_NONE;
+		r->st.verdict_since = r->now;
 		int rc = engine_step(r->spec, &r->st, r->now, &r->out);
 		if (rc != 0)
 			return rc;
