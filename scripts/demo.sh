@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a live rolling deploy of examples/hello on the embedded default (local processes
 # behind `rollout proxy` on 127.0.0.1:8080), with a client looping requests the whole time:
-# v1 (4 instances), a rolling update to v2, then a broken v3 that is rolled back by itself.
+# v1 (4 instances), a rolling update to v2, then a broken v3 that is rolled back by itself, then a
+# v4 that is healthy but fails 30% of its requests: analysis of live traffic rolls it back.
 # Everything it starts is stopped at the end, also on Ctrl-C or failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The example specs name build/hello; a BUILD other than build gets its own copies.
-for v in hello hello-v2 hello-v3-broken; do sed "s#\"build/hello\"#\"$BUILD/hello\"#" "examples/$v.yaml" >"$DEMO/$v.yaml"; done
+for v in hello hello-v2 hello-v3-broken hello-v4-errors; do sed "s#\"build/hello\"#\"$BUILD/hello\"#" "examples/$v.yaml" >"$DEMO/$v.yaml"; done
 
 if curl -s -o /dev/null --max-time 1 http://127.0.0.1:8080/; then
 	echo "demo: something already answers on 127.0.0.1:8080; stop it first" >&2
@@ -72,11 +73,32 @@ if "$RO" apply "$DEMO/hello-v3-broken.yaml" --wait; then
 fi
 echo "curl http://127.0.0.1:8080/ -> $(curl -s http://127.0.0.1:8080/)"
 
+kill -TERM "$CLIENT"; wait "$CLIENT" 2>/dev/null || true; CLIENT=
+read -r ok bad <"$DEMO/client.count"
+bold "a client looped requests through v1, v2 and v3: $ok answered 200, $bad failed"
+[ "$bad" -eq 0 ]
+
+bold "v4 is healthy but answers 500 to 30% of requests: analysis of its traffic rolls it back"
+# The same client again; this time some answers are v4's 500s until the rollback.
+(
+	ok=0 bad=0
+	trap 'echo "$ok $bad" >"$DEMO/client.count"; exit 0' TERM
+	while :; do
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/ || true)
+		if [ "$code" = 200 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
+	done
+) &
+CLIENT=$!
+if "$RO" apply "$DEMO/hello-v4-errors.yaml" --wait; then
+	echo "demo: v4 was expected to be rolled back" >&2
+	exit 1
+fi
+kill -TERM "$CLIENT"; wait "$CLIENT" 2>/dev/null || true; CLIENT=
+read -r ok bad <"$DEMO/client.count"
+echo "curl http://127.0.0.1:8080/ -> $(curl -s http://127.0.0.1:8080/)"
+echo "during v4's rollout and rollback: $ok answered 200, $bad failed (v4's errors, until it was rolled back)"
+"$RO" events hello | grep -E "analysis|rolling_back" | tail -3
+
 bold "history and the last events"
 "$RO" history hello
 "$RO" events hello | tail -8
-
-kill -TERM "$CLIENT"; wait "$CLIENT" 2>/dev/null || true; CLIENT=
-read -r ok bad <"$DEMO/client.count"
-bold "a client looped requests through all of it: $ok answered 200, $bad failed"
-[ "$bad" -eq 0 ]
