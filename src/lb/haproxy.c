@@ -264,8 +264,12 @@ static void cycle_end(struct lb_haproxy *x, bool error)
 }
 
 /* An error this cycle: logged when it differs from the last one, so a lasting fault logs once. */
-static void cycle_fail(struct lb_haproxy *x, bool unreachable, const char *msg)
+static void cycle_fail(struct lb_haproxy *x, bool unreachable, const char *text)
 {
+	char msg[sizeof x->last_err];
+	snprintf(msg, sizeof msg, "%s", text);
+	for (char *q = msg; (q = strchr(q, '"')) != NULL;)
+		*q = '\''; /* keeps the logfmt value one quoted string */
 	if (unreachable && x->up)
 		log_warn("lb", "service=%s haproxy=%s msg=\"HAProxy does not answer; retrying\" err=\"%s\"",
 			 x->service ? x->service : "", x->target, msg);
