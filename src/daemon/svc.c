@@ -694,8 +694,13 @@ static void waiting_for(const struct svc *s, int new_total, int new_avail, int o
 	const struct engine_rollout *ro = &s->st.ro;
 	int goal = ro->fast || engine_ro_done(ro->state) ? s->st.replicas
 							 : spec_batch_goal(&s->spec.strategy, s->st.replicas, ro->batch);
+	bool analysis = s->spec.strategy.analysis.enabled && !ro->fast && ro->kind == RO_KIND_DEPLOY;
 	if (ro->state == RO_PAUSED)
 		snprintf(buf, len, "%s", ro->reason[0] ? ro->reason : "paused");
+	else if (ro->state == RO_COMPLETE && analysis && daemon_now() < ro->watch_until)
+		snprintf(buf, len, "nothing; watching the traffic for %llds more (%.100s)",
+			 (long long)(ro->watch_until - daemon_now()) / 1000,
+			 s->st.verdict_reason[0] ? s->st.verdict_reason : "measuring");
 	else if (engine_ro_done(ro->state))
 		snprintf(buf, len, "nothing");
 	else if (new_avail < goal)
@@ -703,6 +708,9 @@ static void waiting_for(const struct svc *s, int new_total, int new_avail, int o
 			 new_total, goal);
 	else if (old_total > s->st.replicas - goal)
 		snprintf(buf, len, "%d old instance(s) to drain and stop", old_total - (s->st.replicas - goal));
+	else if (analysis && goal < s->st.replicas)
+		snprintf(buf, len, "analysis of batch %d's traffic over a full window (%.100s)", ro->batch + 1,
+			 s->st.verdict_reason[0] ? s->st.verdict_reason : "measuring");
 	else
 		snprintf(buf, len, "the next step");
 }
