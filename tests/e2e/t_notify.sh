@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Webhooks: JSON POSTs reach a local receiver on rollout started, completed, failed and rolled back,
 # filtered per hook, retried with backoff when the receiver fails at first; a Slack-style hook gets
-# {"text": ...}; a hook that never answers does not slow a rollout; the URL (a secret) is never logged.
+# {"text": ...}; a hook that never answers does not slow a rollout; neither the URL (a secret) nor
+# a secret env value appears in the logs (JSON lines here), events or status.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/analysis_lib.sh"
-start_daemon_a
+start_daemon_a --log-json
 
 DEAD=$((PORT_BASE + 197))
 python3 "$ROOT/tests/e2e/receiver.py" --out "$T/hooks" --fail-first 2 >"$T/receiver.log" 2>&1 &
@@ -21,6 +22,8 @@ notify:
   - {url: \"http://127.0.0.1:$RPORT/slack\", slack: true, events: [completed]}
   - {url: \"http://127.0.0.1:$DEAD/never\"}"
 v1=$(echo "$extra" | spec api 1 2)
+sed -i 's|^  command: .*|&\n  env: {TOKEN: {value: hush-42-secret, secret: true}}|' "$v1"
+grep -q hush-42 "$v1" || fail "no secret env in the spec"
 t0=$SECONDS
 "$RO" apply "$v1" --wait --timeout 30s >/dev/null
 [ $((SECONDS - t0)) -le 5 ] || fail "a rollout with an unreachable hook took $((SECONDS - t0))s"
@@ -60,4 +63,8 @@ grep -q "application/json" "$T/hooks.attempts" || fail "no JSON content type"
 grep -q 'retrying in 1000ms' "$T/daemon.log" || fail "no retry logged"
 grep -q "host=127.0.0.1:$DEAD" "$T/daemon.log" || fail "no failure logged for the dead hook"
 ! grep -q "s3cr3t" "$T/daemon.log" || fail "the hook URL's token was logged"
+grep -q '^{"ts"' "$T/daemon.log" || grep -q '^{' "$T/daemon.log" || fail "--log-json lines are not JSON"
+for out in "$T/daemon.log" <("$RO" events api) <("$RO" status api -o json) <("$RO" history api); do
+	! grep -q "hush-42" "$out" || fail "a secret env value leaked"
+done
 log "ok"
