@@ -50,7 +50,7 @@ traffic_start() {
 }
 
 traffic_stop() {
-	if [ -n "$TRAFFIC_PID" ]; then kill -TERM "$TRAFFIC_PID" 2>/dev/null; wait "$TRAFFIC_PID" 2>/dev/null || true; fi
+	if [ -n "$TRAFFIC_PID" ]; then kill -TERM "$TRAFFIC_PID" 2>/dev/null || true; wait "$TRAFFIC_PID" 2>/dev/null || true; fi
 	TRAFFIC_PID=
 }
 
@@ -60,8 +60,9 @@ ro_reason() { status_json "$1" | jq_ "d['rollout']['reason'] if d['rollout'] els
 # Stops what these helpers started, then lib.sh's cleanup (which keeps the exit status).
 cleanup_a() {
 	local rc=$?
+	set +e
 	traffic_stop
-	[ -n "${RECEIVER_PID:-}" ] && kill -TERM "$RECEIVER_PID" 2>/dev/null
+	if [ -n "${RECEIVER_PID:-}" ]; then kill -TERM "$RECEIVER_PID" 2>/dev/null || true; fi
 	(exit $rc)
 	cleanup
 }
