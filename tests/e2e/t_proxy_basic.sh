@@ -5,6 +5,15 @@
 set -u
 . "$(dirname "$0")/proxy_lib.sh"
 
+# wait_inflight SERVICE ID N: until the proxy counts N requests in flight on backend ID (3 s)
+wait_inflight() {
+	for _ in $(seq 60); do
+		[ "$(inflight "$1" "$2")" = "$3" ] && return 0
+		sleep 0.05
+	done
+	fail "backend $2 of $1: inflight '$(inflight "$1" "$2")', expected $3"
+}
+
 proxy_start
 hello_start A; PA=$HPORT
 hello_start B; PB=$HPORT
@@ -51,8 +60,7 @@ st=$(admin_body GET /v1/services/web/stats | json "[b['state'] for b in d['backe
 [ "$(set_service web "$LP" "3:3:$PS:active")" = 200 ] || fail "PUT slow"
 curl -s -D "$T/slow.head" -o "$T/slow.body" --max-time 10 "$URL" &
 cpid=$!
-sleep 0.5
-[ "$(inflight web 3)" = 1 ] || fail "slow request not counted in flight: $(inflight web 3)"
+wait_inflight web 3 1
 [ "$(set_service web "$LP" "3:3:$PS:draining" "2:2:$PB:active")" = 200 ] || fail "drain slow"
 [ "$(curl -s --max-time 5 "$URL")" = "hello from version B" ] || fail "new request did not go to B"
 [ "$(inflight web 3)" = 1 ] || fail "in-flight request on the draining backend lost: $(inflight web 3)"
@@ -65,14 +73,14 @@ grep -qi '^connection: close' "$T/slow.head" || fail "no Connection: close from 
 [ "$(set_service web "$LP" "3:3:$PS:active")" = 200 ] || fail "re-activate 3"
 curl -s -o "$T/slow2.body" --max-time 10 "$URL" &
 cpid=$!
-sleep 0.3
+wait_inflight web 3 1
 [ "$(set_service web "$LP" "2:2:$PB:active")" = 200 ] || fail "remove 3"
 [ "$(inflight web 3)" = 1 ] || fail "removed backend with a request in flight: inflight '$(inflight web 3)'"
 st=$(admin_body GET /v1/services/web/stats | json "[b['state'] for b in d['backends'] if b['id']==3][0]")
 [ "$st" = draining ] || fail "removed busy backend shows state $st"
 wait $cpid || fail "a request on a removed backend failed"
 grep -q SLOW "$T/slow2.body" || fail "answer from the removed backend: $(cat "$T/slow2.body")"
-sleep 0.1
+for _ in $(seq 40); do [ -z "$(inflight web 3)" ] && break; sleep 0.05; done
 [ -z "$(inflight web 3)" ] || fail "removed backend still listed after its last request"
 
 # no backend: 503
@@ -123,7 +131,7 @@ LP2=$(free_port)
 [ "$(set_service web2 "$LP2" "3:3:$PS:active")" = 201 ] || fail "web2"
 curl -s -o "$T/slow3.body" --max-time 10 "http://127.0.0.1:$LP2/" &
 cpid=$!
-sleep 0.3
+wait_inflight web2 3 1
 kill -TERM "$PROXY_PID"
 sleep 0.2
 curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$LP2/" && fail "still accepting after SIGTERM"
