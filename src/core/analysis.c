@@ -59,12 +59,12 @@ double analysis_quantile_ms(const struct analysis_counts *c, double q)
 void analysis_ring_init(struct analysis_ring *r, int64_t window_ms)
 {
 	memset(r, 0, sizeof *r);
-	int64_t cap = window_ms / 1000 + 3; /* a window plus the sample before it, with slack */
-	if (cap < 3)
-		cap = 3;
-	if (cap > ANALYSIS_RING_MAX)
-		cap = ANALYSIS_RING_MAX;
-	r->cap = (size_t)cap;
+	int64_t secs = window_ms > 0 ? window_ms / 1000 : 0;
+	if (secs > ANALYSIS_RING_SPAN) {
+		secs = ANALYSIS_RING_SPAN;
+		r->gap_ms = window_ms / ANALYSIS_RING_SPAN;
+	}
+	r->cap = (size_t)secs + 3; /* a window plus the sample before it, with slack */
 	r->v = xcalloc(r->cap, sizeof *r->v);
 }
 
@@ -111,6 +111,11 @@ void analysis_ring_push(struct analysis_ring *r, const struct analysis_sample *s
 	const struct analysis_sample *last = analysis_ring_last(r);
 	if (last != NULL && (went_down(last, s) || s->t < last->t))
 		r->head = r->n = 0;
+	/* The newest sample stands in until it is gap_ms past the one before: then it stays. */
+	if (r->gap_ms > 0 && r->n >= 2 && at(r, r->n - 1)->t - at(r, r->n - 2)->t < r->gap_ms) {
+		r->v[(r->head + r->n - 1) % r->cap] = *s;
+		return;
+	}
 	if (r->n == r->cap) {
 		r->head = (r->head + 1) % r->cap;
 		r->n--;

@@ -15,8 +15,9 @@
 #define ANALYSIS_HIST_BUCKETS 96
 /* Revisions kept per sample (a rollout has two serving at once; a few more while things settle). */
 #define ANALYSIS_MAX_REVS 6
-/* Most samples a ring holds, whatever the window (one a second: an hour). */
-#define ANALYSIS_RING_MAX 3600
+/* A ring keeps every sample of windows up to this many seconds; longer windows keep samples at
+ * least window / ANALYSIS_RING_SPAN apart (the newest one always), so memory stays bounded. */
+#define ANALYSIS_RING_SPAN 100
 
 /* Cumulative counters of one revision since the balancer started. */
 struct analysis_counts {
@@ -42,6 +43,7 @@ struct analysis_sample {
 struct analysis_ring {
 	struct analysis_sample *v;
 	size_t cap, head, n;
+	int64_t gap_ms; /* least spacing kept between samples (0: keep all) */
 };
 
 /* The traffic of one window: counter differences between its first and last sample. */
@@ -72,8 +74,9 @@ double analysis_quantile_ms(const struct analysis_counts *c, double q);
 /* A ring for windows of window_ms sampled about every second. analysis_ring_close frees it. */
 void analysis_ring_init(struct analysis_ring *r, int64_t window_ms);
 void analysis_ring_close(struct analysis_ring *r);
-/* Appends a sample (copied). A counter that went down means the balancer restarted: what came
- * before is dropped, since differences across a restart mean nothing. */
+/* Appends a sample (copied); it replaces the newest one while that one is closer than gap_ms to
+ * the one before. A counter that went down means the balancer restarted: what came before is
+ * dropped, since differences across a restart mean nothing. */
 void analysis_ring_push(struct analysis_ring *r, const struct analysis_sample *s);
 /* The newest sample, or NULL. */
 const struct analysis_sample *analysis_ring_last(const struct analysis_ring *r);

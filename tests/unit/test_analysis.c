@@ -118,6 +118,27 @@ static void test_ring_window(void **state)
 	analysis_ring_close(&r);
 }
 
+static void test_ring_long_window(void **state)
+{
+	(void)state;
+	struct analysis_ring r;
+	analysis_ring_init(&r, 3600000);
+	assert_int_equal(r.cap, ANALYSIS_RING_SPAN + 3);
+	for (int s = 0; s < 5000; s++) {
+		struct analysis_sample x = smp(s * 1000, 2, (uint64_t)s * 10, (uint64_t)s, 0, 0, 0);
+		analysis_ring_push(&r, &x);
+	}
+	/* Bounded memory, the newest sample kept, and the window still about an hour. */
+	assert_true(r.n <= r.cap);
+	assert_int_equal(analysis_ring_last(&r)->t, 4999000);
+	struct analysis_window w;
+	assert_int_equal(analysis_ring_window(&r, 3600000, 0, 2, &w), 0);
+	assert_true(w.end - w.start >= 3600000);
+	assert_true(w.end - w.start <= 3600000 + 2 * 36000);
+	assert_int_equal(w.cur.requests, (uint64_t)(w.end - w.start) / 100);
+	analysis_ring_close(&r);
+}
+
 static void test_ring_restart(void **state)
 {
 	(void)state;
@@ -426,6 +447,7 @@ int main(void)
 		cmocka_unit_test(test_buckets_match_proxy),
 		cmocka_unit_test(test_quantile),
 		cmocka_unit_test(test_ring_window),
+		cmocka_unit_test(test_ring_long_window),
 		cmocka_unit_test(test_ring_restart),
 		cmocka_unit_test(test_absolute_error_rate),
 		cmocka_unit_test(test_relative_error_rate),
