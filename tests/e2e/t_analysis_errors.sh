@@ -18,6 +18,8 @@ sleep 2
 grep -q . "$T/traffic.log" && fail "traffic ended early: $(cat "$T/traffic.log")"
 
 v3=$(echo "$strat" | aspec api 3 4 --error-rate 0.3)
+"$RO" events api --follow >"$T/follow.txt" 2>&1 &
+FOLLOW=$!
 t0=$SECONDS
 set +e
 "$RO" apply "$v3" --wait --timeout 60s >"$T/apply.out" 2>&1
@@ -42,6 +44,12 @@ echo "$reason" | grep -q "max_error_rate 5%" || fail "the reason does not name t
 grep -q "analysis of revision 2: fail: error rate" "$T/events.txt" || { cat "$T/events.txt"; fail "no analysis event with numbers"; }
 grep -q "rolling_back" "$T/events.txt" || fail "no rolling_back event"
 grep "rolling_back" "$T/events.txt" | grep -q "error rate" || fail "the rolling_back event does not say why"
+
+# `events --follow` saw the analysis and the rollback as they happened.
+wait_until 5 grep -q "rolled_back" "$T/follow.txt" || { cat "$T/follow.txt"; fail "events --follow missed the rollback"; }
+grep -q "analysis of revision 2: fail" "$T/follow.txt" || fail "events --follow missed the analysis result"
+kill "$FOLLOW" 2>/dev/null || true
+wait "$FOLLOW" 2>/dev/null || true
 
 # The old version kept serving: after the rollback, every answer is version 1 and succeeds.
 ok=0
