@@ -47,7 +47,7 @@ double analysis_quantile_ms(const struct analysis_counts *c, double q)
 		if (seen >= rank) {
 			/* The open last bucket has no upper bound: report its lower one. */
 			uint64_t up = i == ANALYSIS_HIST_BUCKETS - 1 ? analysis_hist_upper_us(i - 1) + 1
-								      : analysis_hist_upper_us(i) + 1;
+								     : analysis_hist_upper_us(i) + 1;
 			return (double)up / 1000.0;
 		}
 	}
@@ -130,7 +130,8 @@ const struct analysis_sample *analysis_ring_last(const struct analysis_ring *r)
 }
 
 /* d = b - a for one revision; a revision absent from a counts from zero. */
-static void add_delta(struct analysis_counts *d, const struct analysis_counts *a, const struct analysis_counts *b)
+static void add_delta(struct analysis_counts *d, const struct analysis_counts *a,
+		      const struct analysis_counts *b)
 {
 	static const struct analysis_counts zero;
 	if (a == NULL)
@@ -165,7 +166,8 @@ int analysis_ring_window(const struct analysis_ring *r, int64_t window_ms, int64
 	w->end = last->t;
 	for (size_t i = 0; i < last->n; i++) {
 		const struct analysis_rev *lr = &last->rev[i];
-		add_delta(lr->revision == revision ? &w->cur : &w->base, find_rev(first, lr->revision), &lr->c);
+		add_delta(lr->revision == revision ? &w->cur : &w->base, find_rev(first, lr->revision),
+			  &lr->c);
 	}
 	return 0;
 }
@@ -177,12 +179,10 @@ static double rate(uint64_t errors, uint64_t requests)
 	return requests ? (double)errors / (double)requests : 0;
 }
 
-static void fmt_factor(char *buf, size_t len, double v)
-{
-	snprintf(buf, len, "%g", v);
-}
+static void fmt_factor(char *buf, size_t len, double v) { snprintf(buf, len, "%g", v); }
 
-void analysis_evaluate(const struct spec_analysis *a, const struct analysis_window *w, struct analysis_result *res)
+void analysis_evaluate(const struct spec_analysis *a, const struct analysis_window *w,
+		       struct analysis_result *res)
 {
 	memset(res, 0, sizeof *res);
 	res->since = w->start;
@@ -205,21 +205,25 @@ void analysis_evaluate(const struct spec_analysis *a, const struct analysis_wind
 		const struct spec_limit *l = &a->max_error_rate;
 		if (!l->relative && res->error_rate > l->value) {
 			res->verdict = VERDICT_FAIL;
-			snprintf(res->reason, sizeof res->reason,
-				 "error rate %.1f%% (%llu of %llu requests in %.1fs) above max_error_rate %g%%",
-				 100 * res->error_rate, (unsigned long long)res->errors, (unsigned long long)res->requests,
-				 (double)span / 1000, 100 * l->value);
+			snprintf(
+			    res->reason, sizeof res->reason,
+			    "error rate %.1f%% (%llu of %llu requests in %.1fs) above max_error_rate %g%%",
+			    100 * res->error_rate, (unsigned long long)res->errors,
+			    (unsigned long long)res->requests, (double)span / 1000, 100 * l->value);
 			return;
 		}
 		if (l->relative && base_enough) {
-			/* A baseline without errors counts as one: "2x" of zero would fail on a single error. */
+			/* A baseline without errors counts as one: "2x" of zero would fail on a single error.
+			 */
 			double floor = 1.0 / (double)w->base.requests;
-			double limit = l->value * (res->base_error_rate > floor ? res->base_error_rate : floor);
+			double limit =
+			    l->value * (res->base_error_rate > floor ? res->base_error_rate : floor);
 			if (res->error_rate > limit) {
 				fmt_factor(f, sizeof f, l->value);
 				res->verdict = VERDICT_FAIL;
 				snprintf(res->reason, sizeof res->reason,
-					 "error rate %.1f%% (%llu of %llu requests in %.1fs) above max_error_rate %sx of "
+					 "error rate %.1f%% (%llu of %llu requests in %.1fs) above "
+					 "max_error_rate %sx of "
 					 "the old revision's %.1f%%",
 					 100 * res->error_rate, (unsigned long long)res->errors,
 					 (unsigned long long)res->requests, (double)span / 1000, f,
@@ -233,41 +237,50 @@ void analysis_evaluate(const struct spec_analysis *a, const struct analysis_wind
 		if (!l->relative && res->p99_ms > l->value) {
 			res->verdict = VERDICT_FAIL;
 			snprintf(res->reason, sizeof res->reason,
-				 "p99 latency %.0fms (%llu requests in %.1fs) above max_p99 %.0fms", res->p99_ms,
-				 (unsigned long long)res->requests, (double)span / 1000, l->value);
+				 "p99 latency %.0fms (%llu requests in %.1fs) above max_p99 %.0fms",
+				 res->p99_ms, (unsigned long long)res->requests, (double)span / 1000,
+				 l->value);
 			return;
 		}
 		if (l->relative && base_enough && res->p99_ms > l->value * res->base_p99_ms) {
 			fmt_factor(f, sizeof f, l->value);
 			res->verdict = VERDICT_FAIL;
 			snprintf(res->reason, sizeof res->reason,
-				 "p99 latency %.0fms (%llu requests in %.1fs) above max_p99 %sx of the old revision's %.0fms",
-				 res->p99_ms, (unsigned long long)res->requests, (double)span / 1000, f, res->base_p99_ms);
+				 "p99 latency %.0fms (%llu requests in %.1fs) above max_p99 %sx of the old "
+				 "revision's %.0fms",
+				 res->p99_ms, (unsigned long long)res->requests, (double)span / 1000, f,
+				 res->base_p99_ms);
 			return;
 		}
 	}
 	if (!full) {
 		res->verdict = VERDICT_NONE;
-		snprintf(res->reason, sizeof res->reason, "measuring: %llu requests in %.1fs of a %.0fs window",
+		snprintf(res->reason, sizeof res->reason,
+			 "measuring: %llu requests in %.1fs of a %.0fs window",
 			 (unsigned long long)res->requests, (double)span / 1000, (double)a->window_ms / 1000);
 		return;
 	}
 	if (!enough) {
 		res->verdict = VERDICT_INCONCLUSIVE;
-		snprintf(res->reason, sizeof res->reason, "%llu requests to revision %d in %.1fs, fewer than min_requests %d",
-			 (unsigned long long)res->requests, w->revision, (double)span / 1000, a->min_requests);
+		snprintf(res->reason, sizeof res->reason,
+			 "%llu requests to revision %d in %.1fs, fewer than min_requests %d",
+			 (unsigned long long)res->requests, w->revision, (double)span / 1000,
+			 a->min_requests);
 		return;
 	}
-	bool rel = (a->max_error_rate.set && a->max_error_rate.relative) || (a->max_p99.set && a->max_p99.relative);
+	bool rel =
+	    (a->max_error_rate.set && a->max_error_rate.relative) || (a->max_p99.set && a->max_p99.relative);
 	if (rel && !base_enough) {
 		res->verdict = VERDICT_INCONCLUSIVE;
 		snprintf(res->reason, sizeof res->reason,
-			 "%llu requests to the old revision(s) in %.1fs, fewer than min_requests %d to compare with",
+			 "%llu requests to the old revision(s) in %.1fs, fewer than min_requests %d to "
+			 "compare with",
 			 (unsigned long long)res->base_requests, (double)span / 1000, a->min_requests);
 		return;
 	}
 	res->verdict = VERDICT_PASS;
-	snprintf(res->reason, sizeof res->reason, "error rate %.1f%% (%llu of %llu requests in %.1fs), p99 %.0fms",
-		 100 * res->error_rate, (unsigned long long)res->errors, (unsigned long long)res->requests,
-		 (double)span / 1000, res->p99_ms);
+	snprintf(res->reason, sizeof res->reason,
+		 "error rate %.1f%% (%llu of %llu requests in %.1fs), p99 %.0fms", 100 * res->error_rate,
+		 (unsigned long long)res->errors, (unsigned long long)res->requests, (double)span / 1000,
+		 res->p99_ms);
 }

@@ -21,8 +21,8 @@
 
 /* Cumulative counters of one revision since the balancer started. */
 struct analysis_counts {
-	uint64_t requests; /* responses to clients, any status */
-	uint64_t errors;   /* 5xx, the balancer's own answers to upstream failures included */
+	uint64_t requests;   /* responses to clients, any status */
+	uint64_t errors;     /* 5xx, the balancer's own answers to upstream failures included */
 	uint64_t classes[4]; /* responses by class 2xx, 3xx, 4xx, 5xx, when the balancer tells (metrics) */
 	uint64_t lat[ANALYSIS_HIST_BUCKETS];
 };
@@ -48,20 +48,20 @@ struct analysis_ring {
 
 /* The traffic of one window: counter differences between its first and last sample. */
 struct analysis_window {
-	int64_t start, end;          /* times of the first and last sample */
-	int revision;                /* the revision under analysis */
+	int64_t start, end;	     /* times of the first and last sample */
+	int revision;		     /* the revision under analysis */
 	struct analysis_counts cur;  /* its traffic */
 	struct analysis_counts base; /* every other revision's traffic: the baseline */
 };
 
 struct analysis_result {
 	enum engine_verdict verdict;
-	int64_t since;               /* start of the window the verdict covers */
-	uint64_t requests, errors;   /* of the revision under analysis */
+	int64_t since;		   /* start of the window the verdict covers */
+	uint64_t requests, errors; /* of the revision under analysis */
 	double error_rate, p99_ms;
 	uint64_t base_requests;
 	double base_error_rate, base_p99_ms;
-	char reason[160];            /* for people, with the numbers */
+	char reason[160]; /* for people, with the numbers */
 };
 
 /* The bucket of a latency in microseconds, and the inclusive upper bound of bucket i. */
@@ -96,6 +96,7 @@ int analysis_ring_window(const struct analysis_ring *r, int64_t window_ms, int64
  *   PASS.
  * - NONE while the window is still filling.
  * res->since is w->start; res->reason names the numbers. */
-void analysis_evaluate(const struct spec_analysis *a, const struct analysis_window *w, struct analysis_result *res);
+void analysis_evaluate(const struct spec_analysis *a, const struct analysis_window *w,
+		       struct analysis_result *res);
 
 #endif

@@ -86,18 +86,24 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 	char n[256];
 	family(b, "rollout_services", "gauge", "Services known to the daemon.");
 	emit(b, "rollout_services %zu\n", d->n_svcs);
-	family(b, "rollout_rollout_state", "gauge", "Current rollout state of each service (1 for the current state).");
+	family(b, "rollout_rollout_state", "gauge",
+	       "Current rollout state of each service (1 for the current state).");
 	for (size_t i = 0; i < d->n_svcs; i++)
 		for (int st = RO_NONE; st < RO__COUNT; st++)
-			emit(b, "rollout_rollout_state{service=\"%s\",state=\"%s\"} %d\n", esc(d->svcs[i]->name, n, sizeof n),
-			     engine_ro_state_name((enum engine_ro_state)st), d->svcs[i]->st.ro.state == (enum engine_ro_state)st);
+			emit(b, "rollout_rollout_state{service=\"%s\",state=\"%s\"} %d\n",
+			     esc(d->svcs[i]->name, n, sizeof n),
+			     engine_ro_state_name((enum engine_ro_state)st),
+			     d->svcs[i]->st.ro.state == (enum engine_ro_state)st);
 	family(b, "rollout_revision", "gauge", "Target and stable revision of each service.");
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		esc(d->svcs[i]->name, n, sizeof n);
-		emit(b, "rollout_revision{service=\"%s\",kind=\"target\"} %d\n", n, d->svcs[i]->st.target_rev);
-		emit(b, "rollout_revision{service=\"%s\",kind=\"stable\"} %d\n", n, d->svcs[i]->st.stable_rev);
+		emit(b, "rollout_revision{service=\"%s\",kind=\"target\"} %d\n", n,
+		     d->svcs[i]->st.target_rev);
+		emit(b, "rollout_revision{service=\"%s\",kind=\"stable\"} %d\n", n,
+		     d->svcs[i]->st.stable_rev);
 	}
-	family(b, "rollout_rollout_batch", "gauge", "Current batch of the rollout, 1-based (0 without a rollout).");
+	family(b, "rollout_rollout_batch", "gauge",
+	       "Current batch of the rollout, 1-based (0 without a rollout).");
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		const struct svc *s = d->svcs[i];
 		emit(b, "rollout_rollout_batch{service=\"%s\"} %d\n", esc(s->name, n, sizeof n),
@@ -147,7 +153,8 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 static void analysis_metrics(struct daemon *d, struct mbuf *b)
 {
 	char n[256];
-	family(b, "rollout_analysis_verdict", "gauge", "The analysis verdict the engine sees (1 for the current one).");
+	family(b, "rollout_analysis_verdict", "gauge",
+	       "The analysis verdict the engine sees (1 for the current one).");
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		const struct svc *s = d->svcs[i];
 		if (!s->spec.strategy.analysis.enabled)
@@ -157,27 +164,29 @@ static void analysis_metrics(struct daemon *d, struct mbuf *b)
 			emit(b, "rollout_analysis_verdict{service=\"%s\",verdict=\"%s\"} %d\n", n,
 			     verdict_name((enum engine_verdict)v), s->st.verdict == (enum engine_verdict)v);
 	}
-	family(b, "rollout_analysis_requests", "gauge", "Requests to the revision under analysis in the last window.");
+	family(b, "rollout_analysis_requests", "gauge",
+	       "Requests to the revision under analysis in the last window.");
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		const struct analysis_result *r = monitor_result(d->svcs[i]);
 		if (r != NULL)
-			emit(b, "rollout_analysis_requests{service=\"%s\"} %llu\n", esc(d->svcs[i]->name, n, sizeof n),
-			     (unsigned long long)r->requests);
+			emit(b, "rollout_analysis_requests{service=\"%s\"} %llu\n",
+			     esc(d->svcs[i]->name, n, sizeof n), (unsigned long long)r->requests);
 	}
-	family(b, "rollout_analysis_error_ratio", "gauge", "Error rate of the revision under analysis in the last window.");
+	family(b, "rollout_analysis_error_ratio", "gauge",
+	       "Error rate of the revision under analysis in the last window.");
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		const struct analysis_result *r = monitor_result(d->svcs[i]);
 		if (r != NULL)
-			emit(b, "rollout_analysis_error_ratio{service=\"%s\"} %.6f\n", esc(d->svcs[i]->name, n, sizeof n),
-			     r->error_rate);
+			emit(b, "rollout_analysis_error_ratio{service=\"%s\"} %.6f\n",
+			     esc(d->svcs[i]->name, n, sizeof n), r->error_rate);
 	}
 	family(b, "rollout_analysis_p99_seconds", "gauge",
 	       "99th percentile latency of the revision under analysis in the last window.");
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		const struct analysis_result *r = monitor_result(d->svcs[i]);
 		if (r != NULL)
-			emit(b, "rollout_analysis_p99_seconds{service=\"%s\"} %.6f\n", esc(d->svcs[i]->name, n, sizeof n),
-			     r->p99_ms / 1000);
+			emit(b, "rollout_analysis_p99_seconds{service=\"%s\"} %.6f\n",
+			     esc(d->svcs[i]->name, n, sizeof n), r->p99_ms / 1000);
 	}
 }
 
@@ -192,8 +201,11 @@ static void traffic_metrics(struct daemon *d, struct mbuf *b)
 		esc(d->svcs[i]->name, n, sizeof n);
 		for (size_t r = 0; smp != NULL && r < smp->n; r++)
 			for (int c = 0; c < 4; c++)
-				emit(b, "rollout_proxy_requests_total{service=\"%s\",revision=\"%d\",class=\"%s\"} %llu\n", n,
-				     smp->rev[r].revision, cls[c], (unsigned long long)smp->rev[r].c.classes[c]);
+				emit(b,
+				     "rollout_proxy_requests_total{service=\"%s\",revision=\"%d\",class=\"%"
+				     "s\"} %llu\n",
+				     n, smp->rev[r].revision, cls[c],
+				     (unsigned long long)smp->rev[r].c.classes[c]);
 	}
 	family(b, "rollout_proxy_errors_total", "counter",
 	       "Failed requests (5xx and upstream failures) by revision, since the load balancer started.");
@@ -201,11 +213,12 @@ static void traffic_metrics(struct daemon *d, struct mbuf *b)
 		const struct analysis_sample *smp = monitor_last(d->svcs[i]);
 		esc(d->svcs[i]->name, n, sizeof n);
 		for (size_t r = 0; smp != NULL && r < smp->n; r++)
-			emit(b, "rollout_proxy_errors_total{service=\"%s\",revision=\"%d\"} %llu\n", n, smp->rev[r].revision,
-			     (unsigned long long)smp->rev[r].c.errors);
+			emit(b, "rollout_proxy_errors_total{service=\"%s\",revision=\"%d\"} %llu\n", n,
+			     smp->rev[r].revision, (unsigned long long)smp->rev[r].c.errors);
 	}
 	family(b, "rollout_proxy_request_duration_seconds", "histogram",
-	       "Request latency by revision (head received to response received); _sum is estimated from buckets.");
+	       "Request latency by revision (head received to response received); _sum is estimated from "
+	       "buckets.");
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		const struct analysis_sample *smp = monitor_last(d->svcs[i]);
 		esc(d->svcs[i]->name, n, sizeof n);
@@ -216,8 +229,9 @@ static void traffic_metrics(struct daemon *d, struct mbuf *b)
 			for (int k = 0; k < ANALYSIS_HIST_BUCKETS; k++) {
 				if (c->lat[k] == 0)
 					continue;
-				uint64_t up = k == ANALYSIS_HIST_BUCKETS - 1 ? analysis_hist_upper_us(k - 1) + 1
-									      : analysis_hist_upper_us(k);
+				uint64_t up = k == ANALYSIS_HIST_BUCKETS - 1
+						  ? analysis_hist_upper_us(k - 1) + 1
+						  : analysis_hist_upper_us(k);
 				uint64_t lo = k == 0 ? 0 : analysis_hist_upper_us(k - 1) + 1;
 				count += c->lat[k];
 				sum += (double)c->lat[k] * (double)(lo + up) / 2e6;
@@ -227,13 +241,22 @@ static void traffic_metrics(struct daemon *d, struct mbuf *b)
 			}
 			int rev = smp->rev[r].revision;
 			for (size_t l = 0; l < N_LE; l++)
-				emit(b, "rollout_proxy_request_duration_seconds_bucket{service=\"%s\",revision=\"%d\",le=\"%g\"} %llu\n",
+				emit(b,
+				     "rollout_proxy_request_duration_seconds_bucket{service=\"%s\",revision="
+				     "\"%d\",le=\"%g\"} %llu\n",
 				     n, rev, le_s[l], (unsigned long long)under[l]);
-			emit(b, "rollout_proxy_request_duration_seconds_bucket{service=\"%s\",revision=\"%d\",le=\"+Inf\"} %llu\n",
+			emit(b,
+			     "rollout_proxy_request_duration_seconds_bucket{service=\"%s\",revision=\"%d\","
+			     "le=\"+Inf\"} %llu\n",
 			     n, rev, (unsigned long long)count);
-			emit(b, "rollout_proxy_request_duration_seconds_sum{service=\"%s\",revision=\"%d\"} %.6f\n", n, rev, sum);
-			emit(b, "rollout_proxy_request_duration_seconds_count{service=\"%s\",revision=\"%d\"} %llu\n", n, rev,
-			     (unsigned long long)count);
+			emit(b,
+			     "rollout_proxy_request_duration_seconds_sum{service=\"%s\",revision=\"%d\"} "
+			     "%.6f\n",
+			     n, rev, sum);
+			emit(b,
+			     "rollout_proxy_request_duration_seconds_count{service=\"%s\",revision=\"%d\"} "
+			     "%llu\n",
+			     n, rev, (unsigned long long)count);
 		}
 	}
 }

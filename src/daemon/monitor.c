@@ -21,11 +21,11 @@ struct monitor {
 
 struct monitor_svc {
 	struct analysis_ring ring;
-	int64_t window_ms;          /* the ring was sized for this window */
-	enum engine_verdict shown;  /* the last verdict recorded as an event */
-	int shown_rev;              /* ... and of which revision */
+	int64_t window_ms;	   /* the ring was sized for this window */
+	enum engine_verdict shown; /* the last verdict recorded as an event */
+	int shown_rev;		   /* ... and of which revision */
 	int64_t shown_at;
-	bool unmeasured_shown;      /* the "nothing measured" event was recorded for this rollout */
+	bool unmeasured_shown; /* the "nothing measured" event was recorded for this rollout */
 	uint64_t unmeasured_ro;
 	struct analysis_result last; /* the latest verdict computed */
 	bool have_last;
@@ -104,7 +104,8 @@ static bool analysing(const struct svc *s, int64_t now)
 	const struct engine_rollout *ro = &s->st.ro;
 	if (!s->spec.strategy.analysis.enabled || s->st.target_rev == 0)
 		return false;
-	if ((ro->state == RO_PROGRESSING || ro->state == RO_PAUSED) && ro->kind == RO_KIND_DEPLOY && !ro->fast)
+	if ((ro->state == RO_PROGRESSING || ro->state == RO_PAUSED) && ro->kind == RO_KIND_DEPLOY &&
+	    !ro->fast)
 		return true;
 	return ro->state == RO_COMPLETE && now < ro->watch_until;
 }
@@ -157,7 +158,8 @@ static void judge(struct svc *s, int64_t now)
 	set_verdict(s, res.verdict, res.since, res.reason);
 	if (res.verdict == VERDICT_NONE)
 		return;
-	if (res.verdict != ms->shown || s->st.target_rev != ms->shown_rev || now - ms->shown_at >= a->window_ms) {
+	if (res.verdict != ms->shown || s->st.target_rev != ms->shown_rev ||
+	    now - ms->shown_at >= a->window_ms) {
 		char text[200];
 		snprintf(text, sizeof text, "analysis of revision %d: %s: %s", s->st.target_rev,
 			 verdict_word(res.verdict), res.reason);
@@ -199,7 +201,8 @@ static void unmeasured(struct svc *s, int64_t now)
 	if (!ms->unmeasured_shown || ms->unmeasured_ro != s->st.ro.id) {
 		ms->unmeasured_shown = true;
 		ms->unmeasured_ro = s->st.ro.id;
-		record_event(s, now, "analysis", "analysis: inconclusive: the load balancer measures no traffic");
+		record_event(s, now, "analysis",
+			     "analysis: inconclusive: the load balancer measures no traffic");
 	}
 }
 
@@ -230,10 +233,7 @@ int monitor_new(struct daemon *d, struct monitor **out)
 	return 0;
 }
 
-static void closed(uv_handle_t *h)
-{
-	free(h->data);
-}
+static void closed(uv_handle_t *h) { free(h->data); }
 
 void monitor_close(struct monitor *m)
 {

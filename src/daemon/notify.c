@@ -17,7 +17,7 @@
 /* ---- pure parts ------------------------------------------------------------------------------- */
 
 static const char *const event_names[SPEC_EV__COUNT] = {
-	"started", "paused", "completed", "failed", "rolled_back", "aborted",
+    "started", "paused", "completed", "failed", "rolled_back", "aborted",
 };
 
 const char *notify_event_name(enum spec_notify_event e)
@@ -65,13 +65,14 @@ char *notify_body(const struct spec_notify *h, const struct notify_msg *m)
 	json_t *o;
 	if (h->slack) {
 		char text[512];
-		snprintf(text, sizeof text, "rollout: %s %s: %s", m->service, notify_event_name(m->event), m->text);
+		snprintf(text, sizeof text, "rollout: %s %s: %s", m->service, notify_event_name(m->event),
+			 m->text);
 		o = json_pack("{s:s}", "text", text);
 	} else {
 		o = json_pack("{s:s,s:s,s:s,s:I,s:i,s:i,s:s,s:s,s:I}", "service", m->service, "event",
 			      notify_event_name(m->event), "text", m->text, "rollout", (json_int_t)m->rollout,
-			      "from_revision", m->from_rev, "to_revision", m->to_rev, "state", m->state, "reason",
-			      m->reason ? m->reason : "", "ts", (json_int_t)m->ts);
+			      "from_revision", m->from_rev, "to_revision", m->to_rev, "state", m->state,
+			      "reason", m->reason ? m->reason : "", "ts", (json_int_t)m->ts);
 	}
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -87,8 +88,8 @@ struct delivery {
 	char host[128]; /* for logs: the URL may carry a secret */
 	char event[16];
 	char service[64];
-	int failed;     /* attempts that failed so far */
-	CURL *easy;     /* while an attempt is in flight */
+	int failed; /* attempts that failed so far */
+	CURL *easy; /* while an attempt is in flight */
 	struct curl_slist *hdrs;
 	uv_timer_t timer; /* backoff */
 	char errbuf[CURL_ERROR_SIZE];
@@ -154,10 +155,7 @@ static void delivery_end(struct delivery *d)
 
 static void attempt(struct delivery *d);
 
-static void on_backoff(uv_timer_t *t)
-{
-	attempt(t->data);
-}
+static void on_backoff(uv_timer_t *t) { attempt(t->data); }
 
 /* An attempt failed: again after the backoff, or give up. */
 static void attempt_failed(struct delivery *d, const char *why)
@@ -165,12 +163,14 @@ static void attempt_failed(struct delivery *d, const char *why)
 	d->failed++;
 	int64_t delay = notify_retry_delay_ms(d->failed);
 	if (delay < 0) {
-		log_warn("notify", "service=%s event=%s host=%s msg=\"giving up after %d attempts\" err=\"%s\"", d->service,
-			 d->event, d->host, d->failed, why);
+		log_warn("notify",
+			 "service=%s event=%s host=%s msg=\"giving up after %d attempts\" err=\"%s\"",
+			 d->service, d->event, d->host, d->failed, why);
 		delivery_end(d);
 		return;
 	}
-	log_info("notify", "service=%s event=%s host=%s msg=\"attempt %d failed, retrying in %lldms\" err=\"%s\"",
+	log_info("notify",
+		 "service=%s event=%s host=%s msg=\"attempt %d failed, retrying in %lldms\" err=\"%s\"",
 		 d->service, d->event, d->host, d->failed, (long long)delay, why);
 	uv_timer_start(&d->timer, on_backoff, (uint64_t)delay, 0);
 }
@@ -236,8 +236,8 @@ static void check_done(struct notify *n)
 		curl_slist_free_all(d->hdrs);
 		d->hdrs = NULL;
 		if (res == CURLE_OK && code >= 200 && code < 300) {
-			log_info("notify", "service=%s event=%s host=%s msg=\"delivered\" attempts=%d", d->service,
-				 d->event, d->host, d->failed + 1);
+			log_info("notify", "service=%s event=%s host=%s msg=\"delivered\" attempts=%d",
+				 d->service, d->event, d->host, d->failed + 1);
 			delivery_end(d);
 			continue;
 		}
@@ -381,10 +381,7 @@ int notify_new(uv_loop_t *loop, struct notify **out)
 	return 0;
 }
 
-static void curl_timer_closed(uv_handle_t *h)
-{
-	n_unref(h->data);
-}
+static void curl_timer_closed(uv_handle_t *h) { n_unref(h->data); }
 
 void notify_free(struct notify *n)
 {
@@ -414,8 +411,10 @@ void notify_send(struct notify *n, const struct spec *spec, const struct notify_
 		char host[128];
 		url_host(h->url, host, sizeof host);
 		if (n->n_pending >= NOTIFY_MAX_PENDING) {
-			log_warn("notify", "service=%s event=%s host=%s msg=\"too many undelivered notifications, dropped\"",
-				 m->service, notify_event_name(m->event), host);
+			log_warn(
+			    "notify",
+			    "service=%s event=%s host=%s msg=\"too many undelivered notifications, dropped\"",
+			    m->service, notify_event_name(m->event), host);
 			continue;
 		}
 		struct delivery *d = xcalloc(1, sizeof *d);
@@ -438,8 +437,8 @@ void notify_send(struct notify *n, const struct spec *spec, const struct notify_
 	}
 }
 
-void notify_intents(struct notify *n, const struct spec *spec, const char *service, const struct engine_state *st,
-		    const struct engine_out *out, int64_t now)
+void notify_intents(struct notify *n, const struct spec *spec, const char *service,
+		    const struct engine_state *st, const struct engine_out *out, int64_t now)
 {
 	if (n == NULL || spec->n_notify == 0)
 		return;
@@ -449,20 +448,20 @@ void notify_intents(struct notify *n, const struct spec *spec, const char *servi
 			continue;
 		/* A rollout superseded in this step ended as the previous one. */
 		const struct engine_rollout *ro =
-			it->event == EV_ABORTED && !engine_ro_done(st->ro.state) ? &st->prev : &st->ro;
+		    it->event == EV_ABORTED && !engine_ro_done(st->ro.state) ? &st->prev : &st->ro;
 		int ev = notify_event_of(it->event, ro);
 		if (ev < 0)
 			continue;
 		struct notify_msg m = {
-			.service = service,
-			.event = (enum spec_notify_event)ev,
-			.text = it->text,
-			.rollout = ro->id,
-			.from_rev = ro->from_rev,
-			.to_rev = ro->to_rev,
-			.state = engine_ro_state_name(ro->state),
-			.reason = ro->reason,
-			.ts = now,
+		    .service = service,
+		    .event = (enum spec_notify_event)ev,
+		    .text = it->text,
+		    .rollout = ro->id,
+		    .from_rev = ro->from_rev,
+		    .to_rev = ro->to_rev,
+		    .state = engine_ro_state_name(ro->state),
+		    .reason = ro->reason,
+		    .ts = now,
 		};
 		notify_send(n, spec, &m);
 	}

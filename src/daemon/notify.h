@@ -11,9 +11,9 @@
 #include "core/spec.h"
 
 /* Attempts per delivery, and the most deliveries waiting at once (more are dropped, logged). */
-#define NOTIFY_ATTEMPTS 5
+#define NOTIFY_ATTEMPTS	   5
 #define NOTIFY_MAX_PENDING 256
-#define NOTIFY_TIMEOUT_MS 5000
+#define NOTIFY_TIMEOUT_MS  5000
 
 struct notify;
 
@@ -21,12 +21,12 @@ struct notify;
 struct notify_msg {
 	const char *service;
 	enum spec_notify_event event;
-	const char *text;     /* the engine's sentence: "rollout 3 failed, rolling back to revision 1: ..." */
+	const char *text; /* the engine's sentence: "rollout 3 failed, rolling back to revision 1: ..." */
 	uint64_t rollout;
 	int from_rev, to_rev;
-	const char *state;    /* the rollout's state after the step */
-	const char *reason;   /* may be "" */
-	int64_t ts;           /* ms since the epoch */
+	const char *state;  /* the rollout's state after the step */
+	const char *reason; /* may be "" */
+	int64_t ts;	    /* ms since the epoch */
 };
 
 /* ---- pure parts ---- */
@@ -57,7 +57,7 @@ void notify_free(struct notify *n);
 void notify_send(struct notify *n, const struct spec *spec, const struct notify_msg *m);
 /* The notifications of a step's intents (every INTENT_ROLLOUT a hook hears of), for service
  * with state st after the step. */
-void notify_intents(struct notify *n, const struct spec *spec, const char *service, const struct engine_state *st,
-		    const struct engine_out *out, int64_t now);
+void notify_intents(struct notify *n, const struct spec *spec, const char *service,
+		    const struct engine_state *st, const struct engine_out *out, int64_t now);
 
 #endif

@@ -59,8 +59,8 @@ static void test_quantile(void **state)
 
 /* ---- the ring ---- */
 
-static struct analysis_sample smp(int64_t t, int rev_a, uint64_t req_a, uint64_t err_a, int rev_b, uint64_t req_b,
-				  uint64_t err_b)
+static struct analysis_sample smp(int64_t t, int rev_a, uint64_t req_a, uint64_t err_a, int rev_b,
+				  uint64_t req_b, uint64_t err_b)
 {
 	struct analysis_sample s;
 	memset(&s, 0, sizeof s);
@@ -89,8 +89,9 @@ static void test_ring_window(void **state)
 	assert_int_equal(analysis_ring_window(&r, 5000, 0, 2, &w), -ENOENT);
 	/* Revision 1 serves 10 requests a second; revision 2 appears at t=3s with 5 a second. */
 	for (int s = 0; s <= 20; s++) {
-		struct analysis_sample x = smp(s * 1000, 1, (uint64_t)s * 10, 0, s >= 3 ? 2 : 0,
-					       s >= 3 ? (uint64_t)(s - 3) * 5 : 0, s >= 3 ? (uint64_t)(s - 3) : 0);
+		struct analysis_sample x =
+		    smp(s * 1000, 1, (uint64_t)s * 10, 0, s >= 3 ? 2 : 0, s >= 3 ? (uint64_t)(s - 3) * 5 : 0,
+			s >= 3 ? (uint64_t)(s - 3) : 0);
 		analysis_ring_push(&r, &x);
 		if (s == 1) {
 			assert_int_equal(analysis_ring_window(&r, 5000, 0, 2, &w), 0);
@@ -173,8 +174,8 @@ static struct spec_analysis rules(void)
 	return a;
 }
 
-static struct analysis_window win(int64_t span, uint64_t req, uint64_t err, uint64_t lat_us, uint64_t base_req,
-				  uint64_t base_err, uint64_t base_lat_us)
+static struct analysis_window win(int64_t span, uint64_t req, uint64_t err, uint64_t lat_us,
+				  uint64_t base_req, uint64_t base_err, uint64_t base_lat_us)
 {
 	struct analysis_window w;
 	memset(&w, 0, sizeof w);
@@ -200,7 +201,8 @@ static void test_absolute_error_rate(void **state)
 	analysis_evaluate(&a, &w, &res);
 	assert_int_equal(res.verdict, VERDICT_FAIL);
 	assert_int_equal(res.since, 100000);
-	assert_non_null(strstr(res.reason, "error rate 30.0% (300 of 1000 requests in 10.0s) above max_error_rate 1%"));
+	assert_non_null(
+	    strstr(res.reason, "error rate 30.0% (300 of 1000 requests in 10.0s) above max_error_rate 1%"));
 	/* Exactly at the limit passes. */
 	w = win(10000, 1000, 10, 2000, 3000, 0, 2000);
 	analysis_evaluate(&a, &w, &res);
@@ -309,7 +311,8 @@ struct gw {
 /* One step in an ideal world: every start is healthy at once, every drain and stop immediate. */
 static void gstep(struct gw *g)
 {
-	xgrow((void **)&g->st.inst, &g->st.cap, g->st.n + engine_inst_headroom(&g->spec, &g->st), sizeof *g->st.inst);
+	xgrow((void **)&g->st.inst, &g->st.cap, g->st.n + engine_inst_headroom(&g->spec, &g->st),
+	      sizeof *g->st.inst);
 	g->out.n = 0;
 	assert_int_equal(engine_step(&g->spec, &g->st, g->now, &g->out), 0);
 	for (size_t i = 0; i < g->out.n; i++) {
@@ -444,17 +447,17 @@ static void test_gate_inconclusive_pauses_and_fail_rolls_back(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_buckets_match_proxy),
-		cmocka_unit_test(test_quantile),
-		cmocka_unit_test(test_ring_window),
-		cmocka_unit_test(test_ring_long_window),
-		cmocka_unit_test(test_ring_restart),
-		cmocka_unit_test(test_absolute_error_rate),
-		cmocka_unit_test(test_relative_error_rate),
-		cmocka_unit_test(test_p99),
-		cmocka_unit_test(test_inconclusive_and_partial),
-		cmocka_unit_test(test_gate_waits_for_covering_verdict),
-		cmocka_unit_test(test_gate_inconclusive_pauses_and_fail_rolls_back),
+	    cmocka_unit_test(test_buckets_match_proxy),
+	    cmocka_unit_test(test_quantile),
+	    cmocka_unit_test(test_ring_window),
+	    cmocka_unit_test(test_ring_long_window),
+	    cmocka_unit_test(test_ring_restart),
+	    cmocka_unit_test(test_absolute_error_rate),
+	    cmocka_unit_test(test_relative_error_rate),
+	    cmocka_unit_test(test_p99),
+	    cmocka_unit_test(test_inconclusive_and_partial),
+	    cmocka_unit_test(test_gate_waits_for_covering_verdict),
+	    cmocka_unit_test(test_gate_inconclusive_pauses_and_fail_rolls_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,7 +52,8 @@ static void test_filters(void **state)
 {
 	(void)state;
 	struct spec_notify all = {.url = "http://x/", .events = 0};
-	struct spec_notify some = {.url = "http://x/", .events = 1u << SPEC_EV_FAILED | 1u << SPEC_EV_ROLLED_BACK};
+	struct spec_notify some = {.url = "http://x/",
+				   .events = 1u << SPEC_EV_FAILED | 1u << SPEC_EV_ROLLED_BACK};
 	for (int e = 0; e < SPEC_EV__COUNT; e++)
 		assert_true(notify_wants(&all, (enum spec_notify_event)e));
 	assert_true(notify_wants(&some, SPEC_EV_FAILED));
@@ -65,15 +66,16 @@ static void test_bodies(void **state)
 {
 	(void)state;
 	struct notify_msg m = {
-		.service = "hello",
-		.event = SPEC_EV_FAILED,
-		.text = "rollout 3 failed, rolling back to revision 1: analysis failed: error rate 30.0% \"quoted\"",
-		.rollout = 3,
-		.from_rev = 1,
-		.to_rev = 2,
-		.state = "rolling_back",
-		.reason = "analysis failed",
-		.ts = 1700000000000,
+	    .service = "hello",
+	    .event = SPEC_EV_FAILED,
+	    .text =
+		"rollout 3 failed, rolling back to revision 1: analysis failed: error rate 30.0% \"quoted\"",
+	    .rollout = 3,
+	    .from_rev = 1,
+	    .to_rev = 2,
+	    .state = "rolling_back",
+	    .reason = "analysis failed",
+	    .ts = 1700000000000,
 	};
 	struct spec_notify h = {.url = "http://x/"};
 	char *body = notify_body(&h, &m);
@@ -107,10 +109,10 @@ static void test_bodies(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_retry_schedule),
-		cmocka_unit_test(test_event_mapping),
-		cmocka_unit_test(test_filters),
-		cmocka_unit_test(test_bodies),
+	    cmocka_unit_test(test_retry_schedule),
+	    cmocka_unit_test(test_event_mapping),
+	    cmocka_unit_test(test_filters),
+	    cmocka_unit_test(test_bodies),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
