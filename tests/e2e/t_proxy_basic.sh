@@ -139,4 +139,7 @@ wait $cpid || fail "in-flight request cut by SIGTERM"
 grep -q SLOW "$T/slow3.body" || fail "in-flight answer after SIGTERM: $(cat "$T/slow3.body")"
 for _ in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$PROXY_PID" 2>/dev/null && fail "the proxy did not exit after SIGTERM"
+wait "$PROXY_PID"
+rc=$?
+[ $rc = 0 ] || fail "the proxy exited with status $rc after SIGTERM: $(tail -5 "$T/proxy.log")"
 log "PASS"
