@@ -501,8 +501,10 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 	}
 
 	if (ro->state == RO_PROGRESSING && !ro->fast && ro->kind != RO_KIND_SCALE) {
+		/* The barrier: the batch's new instances are available and its old ones are out of the
+		 * balancer. Old ones still stopping hold capacity (the ceiling counts them), not the barrier. */
 		int goal = batch_goal(spec, st);
-		bool done = t.new_avail >= goal && t.old_total <= st->replicas - goal;
+		bool done = t.new_avail >= goal && t.old_live <= st->replicas - goal;
 		if (done && goal < st->replicas) {
 			const struct spec_pause *p = spec_pause_after(sg, ro->batch + 1);
 			if (analysis && (st->verdict == VERDICT_NONE || st->verdict_since < batch_ready_at(spec, st))) {

@@ -38,7 +38,9 @@ struct svc_rt {
 	struct health_check *hc;
 	uv_timer_t *timer; /* drain timeout, or a delayed start */
 	int pid;
-	bool started;      /* the driver has it */
+	uint64_t proc_start; /* with pid: identifies the process after a restart */
+	bool proc_dirty;     /* pid not yet recorded: goes with the next commit */
+	bool started;        /* the driver has it */
 };
 
 /* One parsed revision, cached. */

@@ -56,6 +56,8 @@ struct health_check {
 	struct probe *probe; /* in flight, or NULL */
 	uint64_t probe_started;
 	int ok_run, fail_run;
+	uint64_t rise_ms;    /* until the first success: the current fast-probe gap, growing */
+	bool ever_ok;
 	enum health_state state;
 	bool stopped;
 };
@@ -102,6 +104,8 @@ static uint64_t hc_rand(struct health_ctx *hc)
 
 /* ---- results and scheduling ---- */
 
+#define HEALTH_RISE_FIRST_MS 10
+
 static void on_tick(uv_timer_t *t);
 
 /* Counts a probe's result and reports a transition. The callback may stop the check or free
@@ -131,6 +135,14 @@ static void check_result(struct health_check *chk, bool ok, const char *detail)
 		return;
 	uint64_t elapsed = uv_now(chk->hc->loop) - chk->probe_started;
 	uint64_t interval = (uint64_t)chk->interval_ms;
+	/* A starting instance is probed fast, then slower (10 ms growing by half up to the interval) until
+	 * its first success: a fast starter is seen at once, a slow one costs a handful of probes
+	 * more, and none is seen later than with the plain interval. */
+	chk->ever_ok |= ok;
+	if (!chk->ever_ok && chk->rise_ms < interval) {
+		interval = chk->rise_ms;
+		chk->rise_ms += chk->rise_ms / 2;
+	}
 	uv_timer_start(&chk->timer, on_tick, elapsed < interval ? interval - elapsed : 0, 0);
 }
 
@@ -653,8 +665,11 @@ int health_start(struct health_ctx *hc, const struct spec_health *h, const char 
 	if (ops == NULL) {
 		uv_timer_start(&chk->timer, on_none, 0, 0);
 	} else {
-		uint64_t jitter = hc_rand(hc) % ((uint64_t)chk->interval_ms / 4 + 1);
-		uv_timer_start(&chk->timer, on_tick, jitter, 0);
+		/* A jittered first probe spreads many starts; fast probing follows (check_result). */
+		chk->rise_ms = HEALTH_RISE_FIRST_MS;
+		uint64_t spread = (uint64_t)chk->interval_ms / 4 < HEALTH_RISE_FIRST_MS ? (uint64_t)chk->interval_ms / 4
+											 : HEALTH_RISE_FIRST_MS;
+		uv_timer_start(&chk->timer, on_tick, hc_rand(hc) % (spread + 1), 0);
 	}
 	*out = chk;
 	return 0;

@@ -166,6 +166,13 @@ static void commit(struct svc *s)
 		r = store_save_state(st, s->name, &s->st, now);
 	if (r == 0)
 		r = store_add_intent_events(st, s->name, now, &s->out);
+	/* Process ids ride along: a process started but not yet recorded is found by its marker. */
+	for (size_t i = 0; r == 0 && i < s->n_rt; i++) {
+		struct svc_rt *rt = &s->rt[i];
+		if (rt->proc_dirty && inst_of(s, rt->id) != NULL)
+			r = store_set_proc(st, s->name, rt->id, rt->pid, rt->proc_start, NULL);
+		rt->proc_dirty = false;
+	}
 	if (r == 0)
 		r = store_commit(st);
 	if (r < 0) {
@@ -557,8 +564,11 @@ void svc_on_started(struct svc *s, uint64_t id, int pid)
 	r->started = true;
 	int dpid = 0;
 	uint64_t pstart = 0;
-	if (drv_proc_info(s->d->drv, s->name, id, &dpid, &pstart) == 0)
-		store_set_proc(s->d->store, s->name, id, dpid, pstart, NULL);
+	if (drv_proc_info(s->d->drv, s->name, id, &dpid, &pstart) == 0) {
+		r->pid = dpid;
+		r->proc_start = pstart;
+		r->proc_dirty = true;
+	}
 	if (in == NULL)
 		return;
 	engine_observe(&s->st, id, OBS_STARTED, daemon_now(), NULL);
