@@ -301,7 +301,8 @@ static void deliver_reports(struct lb_haproxy *x)
 	/* ids first: a report may call back into set_backends */
 	size_t n = x->nrep;
 	uint64_t *ids = xcalloc(n + 1, sizeof *ids);
-	memcpy(ids, x->rep, n * sizeof *ids);
+	if (n > 0)
+		memcpy(ids, x->rep, n * sizeof *ids);
 	x->nrep = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct hbe *e = be_of(x, ids[i]);
