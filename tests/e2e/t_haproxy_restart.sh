@@ -2,7 +2,8 @@
 # HAProxy restarted from its config file (every slot back to disabled) is re-synced: killed during
 # a rollout and started again 2 s later, the rollout waits (its drains cannot be confirmed while
 # HAProxy is away), re-syncs and completes long before drain.timeout; restarted at once while
-# idle, the new process (new Pid) is noticed and given the service's servers again.
+# idle, the new process (new Pid) is noticed and given the service's servers again. A restarted
+# daemon finds its servers by address and leaves them as they are.
 set -euo pipefail
 . "$(dirname "$0")/haproxy_lib.sh"
 
@@ -53,6 +54,13 @@ stop_haproxy
 start_haproxy
 wait_until 10 serving 2 || { servers; fail "v2 not served again after a quick restart"; }
 [ "$(noticed)" -gt "$before" ] || fail "the restart was not noticed"
+
+log "the daemon killed and started again: it finds its servers by address and changes nothing"
+before=$(servers)
+kill9_daemon
+start_daemon
+sleep 2.5
+[ "$(servers)" = "$before" ] || { echo "$before"; servers; fail "the daemon's restart changed HAProxy's servers"; }
+serving 2 || fail "v2 not served after the daemon's restart"
 grep 'mod=lb' "$T/daemon.log"
-servers
 log "ok (rollout completed ${took}s after apply, across a HAProxy restart)"
