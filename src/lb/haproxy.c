@@ -274,7 +274,7 @@ static void cycle_fail(struct lb_haproxy *x, bool unreachable, const char *text)
 		log_warn("lb", "service=%s haproxy=%s msg=\"HAProxy does not answer; retrying\" err=\"%s\"",
 			 x->service ? x->service : "", x->target, msg);
 	else if (!unreachable && strcmp(msg, x->last_err) != 0)
-		log_error("lb", "service=%s haproxy=%s backend=%s msg=\"HAProxy refused an operation\" err=\"%s\"",
+		log_error("lb", "service=%s haproxy=%s backend=%s msg=\"HAProxy refused a command or answered unexpectedly\" err=\"%s\"",
 			  x->service ? x->service : "", x->target, x->backend, msg);
 	snprintf(x->last_err, sizeof x->last_err, "%s", msg);
 	if (unreachable)
@@ -465,10 +465,13 @@ static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
 				  b->addr);
 			continue;
 		}
+		/* a free slot: in maintenance, held by no instance; an idle one first */
 		size_t slot = 0;
-		for (size_t j = 0; j < ns && !slot; j++)
-			if (!owner[j] && st->v[j].admin == HAPI_MAINT)
-				slot = j + 1;
+		for (int pass = 0; pass < 2 && !slot; pass++)
+			for (size_t j = 0; j < ns && !slot; j++)
+				if (!owner[j] && st->v[j].admin == HAPI_MAINT &&
+				    (pass == 1 || (st->v[j].scur == 0 && st->v[j].qcur == 0)))
+					slot = j + 1;
 		if (slot) {
 			const char *S = st->v[slot - 1].name;
 			owner[slot - 1] = i + 1;
