@@ -353,7 +353,8 @@ static void push_backends(struct svc *s)
 		free(v);
 		return;
 	}
-	int r = lb_set_backends(lb_for(s), s->name, s->spec.listen, v, n);
+	int r = lb_set_backends(lb_for(s), s->name, s->spec.listen, s->spec.protocol == SPEC_PROTO_TCP ? "tcp" : "http",
+				v, n);
 	if (r < 0) {
 		log_warn("lb", "service=%s msg=\"cannot update the load balancer\" err=%d", s->name, r);
 		free(v);

@@ -25,6 +25,7 @@ struct bsvc {
 	struct bsvc *next;
 	char *name;
 	char listen[64];
+	char protocol[8]; /* "http" or "tcp" */
 	struct lb_backend *v;
 	unsigned char *reported; /* v[i] was reported drained (while it stays draining) */
 	size_t n;
@@ -241,7 +242,7 @@ static char *set_json(const struct bsvc *s)
 		json_array_append_new(bs, json_pack("{s:I,s:i,s:s,s:s}", "id", (json_int_t)s->v[i].id, "revision",
 						    s->v[i].revision, "addr", s->v[i].addr, "state",
 						    s->v[i].state == LB_DRAINING ? "draining" : "active"));
-	json_t *o = json_pack("{s:s,s:s,s:o}", "listen", s->listen, "protocol", "http", "backends", bs);
+	json_t *o = json_pack("{s:s,s:s,s:o}", "listen", s->listen, "protocol", s->protocol, "backends", bs);
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;
@@ -526,9 +527,10 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- lb_ops ---- */
 
-static int same_set(const struct bsvc *s, const char *listen, const struct lb_backend *v, size_t n)
+static int same_set(const struct bsvc *s, const char *listen, const char *protocol, const struct lb_backend *v,
+		    size_t n)
 {
-	if (s->n != n || strcmp(s->listen, listen) != 0)
+	if (s->n != n || strcmp(s->listen, listen) != 0 || strcmp(s->protocol, protocol) != 0)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (s->v[i].id != v[i].id || s->v[i].revision != v[i].revision || s->v[i].state != v[i].state ||
@@ -537,11 +539,15 @@ static int same_set(const struct bsvc *s, const char *listen, const struct lb_ba
 	return 1;
 }
 
-static int builtin_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v,
-				size_t n)
+static int builtin_set_backends(struct lb *lb, const char *service, const char *listen, const char *protocol,
+				const struct lb_backend *v, size_t n)
 {
 	struct lb_builtin *b = (struct lb_builtin *)lb;
 	if (listen == NULL || strlen(listen) >= sizeof ((struct bsvc *)0)->listen)
+		return -EINVAL;
+	if (protocol == NULL)
+		protocol = "http";
+	if (strcmp(protocol, "http") != 0 && strcmp(protocol, "tcp") != 0)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (strnlen(v[i].addr, sizeof v[i].addr) >= sizeof v[i].addr)
@@ -552,7 +558,7 @@ static int builtin_set_backends(struct lb *lb, const char *service, const char *
 		s->deleted = 0;
 		s->acked = 0;
 	}
-	if (s != NULL && same_set(s, listen, v, n))
+	if (s != NULL && same_set(s, listen, protocol, v, n))
 		return 0;
 	if (s == NULL) {
 		s = xcalloc(1, sizeof *s);
@@ -572,6 +578,7 @@ static int builtin_set_backends(struct lb *lb, const char *service, const char *
 	s->reported = rep;
 	s->n = n;
 	snprintf(s->listen, sizeof s->listen, "%s", listen);
+	snprintf(s->protocol, sizeof s->protocol, "%s", protocol);
 	s->gen++;
 	step(b);
 	return 0;

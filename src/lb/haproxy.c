@@ -692,11 +692,13 @@ static void cycle_start(struct lb_haproxy *x)
 
 /* ---- lb_ops ---- */
 
-static int haproxy_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v,
+static int haproxy_set_backends(struct lb *lb, const char *service, const char *listen, const char *protocol,
+				const struct lb_backend *v,
 				size_t n)
 {
 	struct lb_haproxy *x = (struct lb_haproxy *)lb;
 	(void)listen;
+	(void)protocol; /* haproxy.cfg decides its frontend mode */
 	if (x->service != NULL && strcmp(x->service, service) != 0)
 		return -EBUSY; /* one backend, one service */
 	for (size_t i = 0; i < n; i++) {
@@ -736,7 +738,7 @@ static int haproxy_remove_service(struct lb *lb, const char *service)
 	if (x->service == NULL || strcmp(x->service, service) != 0)
 		return 0;
 	/* an empty set: every server goes to maintenance */
-	return haproxy_set_backends(lb, service, NULL, NULL, 0);
+	return haproxy_set_backends(lb, service, NULL, NULL, NULL, 0);
 }
 
 static int haproxy_read_stats(struct lb *lb, const char *service)

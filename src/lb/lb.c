@@ -3,9 +3,10 @@
 
 #include <errno.h>
 
-int lb_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v, size_t n)
+int lb_set_backends(struct lb *lb, const char *service, const char *listen, const char *protocol,
+		    const struct lb_backend *v, size_t n)
 {
-	return lb->ops->set_backends(lb, service, listen, v, n);
+	return lb->ops->set_backends(lb, service, listen, protocol, v, n);
 }
 
 int lb_remove_service(struct lb *lb, const char *service)

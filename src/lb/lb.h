@@ -39,7 +39,8 @@ struct lb_ops {
 	const char *name;
 	/* Makes the service's backend set exactly v[0..n), atomically and idempotently. Every backend
 	 * newly or still DRAINING gets a `drained` report once it has nothing in flight. */
-	int (*set_backends)(struct lb *, const char *service, const char *listen, const struct lb_backend *v,
+	int (*set_backends)(struct lb *, const char *service, const char *listen, const char *protocol,
+			    const struct lb_backend *v,
 			    size_t n);
 	/* Forgets a service (its listener closes). */
 	int (*remove_service)(struct lb *, const char *service);
@@ -57,7 +58,9 @@ struct lb {
 	struct lb_callbacks cb;
 };
 
-int lb_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v, size_t n);
+/* protocol: "http" or "tcp" (how the balancer's listener for the service speaks). */
+int lb_set_backends(struct lb *lb, const char *service, const char *listen, const char *protocol,
+		    const struct lb_backend *v, size_t n);
 int lb_remove_service(struct lb *lb, const char *service);
 /* -ENOTSUP when the balancer has no read_stats. */
 int lb_read_stats(struct lb *lb, const char *service);

@@ -39,11 +39,13 @@ static void deliver(uv_idle_t *h)
 	free(q);
 }
 
-static int none_set_backends(struct lb *lb, const char *service, const char *listen, const struct lb_backend *v,
+static int none_set_backends(struct lb *lb, const char *service, const char *listen, const char *protocol,
+			     const struct lb_backend *v,
 			     size_t n)
 {
 	struct lb_none *s = (struct lb_none *)lb;
 	(void)listen;
+	(void)protocol;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].state != LB_DRAINING)
 			continue;

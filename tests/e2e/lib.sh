@@ -22,6 +22,7 @@ instance_pids() {
 cleanup() {
 	local rc=$?
 	set +e
+	exec 2>/dev/null # bash's "Killed" notices for what we stop here are noise
 	[ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null
 	for p in $(instance_pids); do kill -9 -- "-$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
 	[ -f "$DATA/proxy.pid" ] && kill -9 "$(cat "$DATA/proxy.pid")" 2>/dev/null

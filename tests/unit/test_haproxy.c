@@ -359,7 +359,7 @@ static void test_enable_slot(void **state)
 	fake_slots(f, 3);
 	fake_listen(f);
 	struct lb_backend v[] = {be(1, 1, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "127.0.0.1:8080", v, 1), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
 	assert_true(run_until(f, b1_ready, 2000));
 	int a = logged(f, "set server web/s1 addr 127.0.0.1 port 5001");
 	int h = logged(f, "enable health web/s1");
@@ -374,8 +374,8 @@ static void test_enable_slot(void **state)
 	/* bad input is refused before anything happens */
 	struct lb_backend bad = be(2, 1, LB_ACTIVE);
 	snprintf(bad.addr, sizeof bad.addr, "127.0.0.1;x");
-	assert_int_equal(lb_set_backends(f->lb, "web", "127.0.0.1:8080", &bad, 1), -EINVAL);
-	assert_int_equal(lb_set_backends(f->lb, "other", "127.0.0.1:8080", v, 1), -EBUSY);
+	assert_int_equal(lb_set_backends(f->lb, "web", "127.0.0.1:8080", "http", &bad, 1), -EINVAL);
+	assert_int_equal(lb_set_backends(f->lb, "other", "127.0.0.1:8080", "http", v, 1), -EBUSY);
 }
 
 static void test_drain_confirmed(void **state)
@@ -384,13 +384,13 @@ static void test_drain_confirmed(void **state)
 	fake_slots(f, 3);
 	fake_listen(f);
 	struct lb_backend v[] = {be(1, 1, LB_ACTIVE), be(2, 2, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 2), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
 	assert_true(run_until(f, b2_ready, 2000));
 	assert_true(b1_ready(f));
 	struct fsrv *s1 = fsrv_find(f, addr_server(f, "127.0.0.1:5001"));
 	s1->scur = 3; /* requests in flight */
 	v[0].state = LB_DRAINING;
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 2), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
 	run_until(f, NULL, 800);
 	assert_int_equal(s1->admin, F_DRAIN);
 	assert_int_equal(f->ndrained, 0);
@@ -406,7 +406,7 @@ static void test_drain_confirmed(void **state)
 	/* reported once; then removed from the set: the server stays in maintenance */
 	run_until(f, NULL, 500);
 	assert_int_equal(f->ndrained, 1);
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v + 1, 1), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v + 1, 1), 0);
 	run_until(f, NULL, 500);
 	assert_int_equal(s1->admin, F_MAINT);
 	assert_true(b2_ready(f));
@@ -419,11 +419,11 @@ static void test_drain_down(void **state)
 	fake_slots(f, 2);
 	fake_listen(f);
 	struct lb_backend v[] = {be(1, 1, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 1), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 1), 0);
 	assert_true(run_until(f, b1_ready, 2000));
 	fsrv_find(f, "s1")->down = true;
 	v[0].state = LB_DRAINING;
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 1), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 1), 0);
 	assert_true(run_until(f, one_drained, 2000));
 	assert_int_equal(f->drained_admin[0], F_MAINT);
 }
@@ -437,7 +437,7 @@ static void test_refused(void **state)
 	snprintf(f->refuse_text, sizeof f->refuse_text, "Permission denied\n\n");
 	/* one to enable, one unknown to HAProxy that is draining */
 	struct lb_backend v[] = {be(1, 1, LB_ACTIVE), be(9, 1, LB_DRAINING)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 2), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
 	run_until(f, NULL, 1500);
 	/* the slot got its address but stayed in maintenance; nothing after the refusal went out */
 	struct fsrv *s1 = fsrv_find(f, "s1");
@@ -464,7 +464,7 @@ static void test_unlisted_and_never_early(void **state)
 	fake_listen(f);
 	/* nothing active: nothing is enabled, the leftover goes to maintenance */
 	struct lb_backend v[] = {be(1, 1, LB_DRAINING)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 1), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 1), 0);
 	run_until(f, NULL, 1200);
 	assert_int_equal(s2->admin, F_MAINT);
 	for (int i = 0; i < f->nlog; i++)
@@ -483,7 +483,7 @@ static void test_restart(void **state)
 	fake_slots(f, 3);
 	fake_listen(f);
 	struct lb_backend v[] = {be(1, 1, LB_ACTIVE), be(2, 1, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 2), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
 	assert_true(run_until(f, b2_ready, 2000) && b1_ready(f));
 	/* a new process from the config file: every slot disabled again */
 	f->pid = 200;
@@ -513,14 +513,14 @@ static void test_dynamic(void **state)
 	fake_slots(f, 1);
 	fake_listen(f);
 	struct lb_backend v[] = {be(1, 1, LB_ACTIVE), be(7, 1, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 2), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
 	assert_true(run_until(f, dyn_ready, 2000));
 	assert_true(b1_ready(f));
 	int a = logged(f, "add server web/rollout-7 127.0.0.1:5007");
 	assert_true(a >= 0);
 	assert_true(logged(f, "set server web/rollout-7 state ready") > a);
 	/* no longer listed: maintenance, then deleted */
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 1), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 1), 0);
 	assert_true(run_until(f, dyn_gone, 2500));
 	assert_true(logged(f, "set server web/rollout-7 state maint") >= 0);
 	assert_true(b1_ready(f));
@@ -547,7 +547,7 @@ static void test_read_stats(void **state)
 	fake_listen(f);
 	assert_int_equal(lb_read_stats(f->lb, "web"), -ENOENT);
 	struct lb_backend v[] = {be(1, 1, LB_ACTIVE), be(2, 2, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 2), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
 	assert_true(run_until(f, b2_ready, 2000) && b1_ready(f));
 	struct fsrv *s1 = fsrv_find(f, addr_server(f, "127.0.0.1:5001"));
 	struct fsrv *s2 = fsrv_find(f, addr_server(f, "127.0.0.1:5002"));
@@ -584,7 +584,7 @@ static void test_unreachable(void **state)
 	struct fake *f = *state;
 	/* nothing listens: a drain cannot be confirmed, so it is not reported */
 	struct lb_backend v[] = {be(1, 1, LB_DRAINING)};
-	assert_int_equal(lb_set_backends(f->lb, "web", "l", v, 1), 0);
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 1), 0);
 	run_until(f, NULL, 1200);
 	assert_int_equal(f->ndrained, 0);
 	assert_int_equal(lb_read_stats(f->lb, "web"), -ENOENT);

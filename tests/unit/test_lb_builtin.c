@@ -236,7 +236,7 @@ static void test_push_once(void **state)
 	fake_listen(f);
 	struct lb *lb = make(f, "/bin/false");
 	struct lb_backend v[2] = {be(1, 1, 20001, LB_ACTIVE), be(2, 2, 20002, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 2), 0);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
 	run_for(f, 300);
 	assert_int_equal(f->puts, 1);
 	json_t *j = json_loads(f->last_put, 0, NULL);
@@ -249,13 +249,13 @@ static void test_push_once(void **state)
 	assert_string_equal(json_string_value(json_object_get(b1, "state")), "active");
 	json_decref(j);
 	/* the same set again: nothing to push */
-	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 2), 0);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
 	run_for(f, 300);
 	assert_int_equal(f->puts, 1);
 	assert_int_equal(f->stats_gets, 0); /* nothing draining: no polling */
 	/* a change is pushed */
 	v[1].state = LB_DRAINING;
-	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 2), 0);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
 	run_for(f, 150);
 	assert_int_equal(f->puts, 2);
 	assert_int_equal(lb_remove_service(lb, "web"), 0);
@@ -273,7 +273,7 @@ static void test_drained_when_idle(void **state)
 		 "{\"backends\":[{\"id\":1,\"inflight\":0},{\"id\":2,\"inflight\":3}]}");
 	struct lb_backend v[3] = {be(1, 1, 20001, LB_ACTIVE), be(2, 1, 20002, LB_DRAINING),
 				  be(3, 1, 20003, LB_DRAINING)};
-	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 3), 0);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 3), 0);
 	run_for(f, 400);
 	/* 3 is unknown to the proxy: drained at once; 2 still has requests in flight */
 	assert_int_equal(f->ndrained, 1);
@@ -298,7 +298,7 @@ static void test_repush_on_restart(void **state)
 	fake_listen(f);
 	struct lb *lb = make(f, "/bin/false");
 	struct lb_backend v[1] = {be(1, 1, 20001, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 1), 0);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
 	run_for(f, 300);
 	assert_int_equal(f->puts, 1);
 	snprintf(f->boot, sizeof f->boot, "boot2");
@@ -330,7 +330,7 @@ static void test_spawns_proxy(void **state)
 	assert_string_equal(line, want);
 	/* the proxy then comes up: the service is pushed to it */
 	struct lb_backend v[1] = {be(1, 1, 20001, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 1), 0);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
 	fake_listen(f);
 	run_for(f, 600);
 	assert_int_equal(f->puts, 1);
@@ -346,7 +346,7 @@ static void test_read_stats(void **state)
 	struct lb *lb = make(f, "/bin/false");
 	assert_int_equal(lb_read_stats(lb, "web"), -ENOENT); /* not served yet */
 	struct lb_backend v[2] = {be(1, 1, 20001, LB_ACTIVE), be(9, 9, 20009, LB_ACTIVE)};
-	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", v, 2), 0);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
 	run_for(f, 300);
 	char *p = f->stats;
 	p += sprintf(p, "{\"backends\":[],\"revisions\":{");
