@@ -17,7 +17,8 @@ want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 run_unit() {
 	local bin=$1 tag=$2 out p f
 	out="$log/$(basename "$bin").$tag.log"
-	"$bin" >"$out" 2>&1
+	# No unit binary may hang the run: 5 minutes, then it counts as failed.
+	timeout -k 5 300 "$bin" >"$out" 2>&1
 	local rc=$?
 	p=$(grep -Eo '^\[  PASSED  \] [0-9]+' "$out" | awk '{s+=$NF} END {print s+0}')
 	f=$(grep -Eo '^\[  FAILED  \] [0-9]+' "$out" | awk '{s+=$NF} END {print s+0}')
