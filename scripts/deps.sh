@@ -2,7 +2,8 @@
 # Installs the Debian packages rollout needs to build and test; only those missing. Idempotent.
 set -euo pipefail
 pkgs=(build-essential pkg-config clang libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
-      libjansson-dev libcmocka-dev curl wrk iproute2 procps psmisc python3 prometheus haproxy)
+      libjansson-dev libcmocka-dev curl wrk iproute2 procps psmisc python3 prometheus haproxy
+      openssh-server openssh-client)
 [ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light)
 missing=()
 for p in "${pkgs[@]}"; do
