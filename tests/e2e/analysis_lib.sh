@@ -2,7 +2,28 @@
 # proxy, steady light traffic, and a daemon whose instance ports leave room for listen ports.
 # Source after lib.sh.
 TRAFFIC_PID=
-LISTEN_PORT=$((PORT_BASE + 199))
+
+# The first port of PORT_BASE+190..+199 that nothing holds now (the block may overlap the
+# kernel's ephemeral range, so another program's connection can sit on any of them).
+free_port() {
+	python3 - "$PORT_BASE" <<'PY'
+import socket, sys
+base = int(sys.argv[1])
+for p in range(base + 199, base + 189, -1):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        print(p)
+        break
+    except OSError:
+        pass
+    finally:
+        s.close()
+else:
+    sys.exit(1)
+PY
+}
+LISTEN_PORT=$(free_port) || { echo "no free listen port in $((PORT_BASE + 190))-$((PORT_BASE + 199))"; exit 1; }
 
 # Instances take PORT_BASE..+189; +190..+199 are for listen addresses and receivers.
 start_daemon_a() {
