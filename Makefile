@@ -7,6 +7,9 @@ PKGS    := libuv yaml-0.1 sqlite3 libcurl jansson
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wno-missing-field-initializers -Isrc -MMD -MP
+ifeq ($(FUZZ),1)
+CFLAGS  += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+endif
 ifeq ($(SAN),1)
 CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
@@ -24,7 +27,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit sim e2e test-asan fuzz demo bench clean format
+.PHONY: all deps test unit sim e2e asan-bins fuzz fuzz-bins demo bench clean format
 all: deps $(BUILD)/rollout $(BUILD)/hello $(BUILD)/rollout-sim
 
 deps:
@@ -61,6 +64,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/librollout.a
 # The whole suite; prints "N passed, N failed" last. LONG=1 runs the long variants.
 test: all $(UNIT_BIN)
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 asan-bins >/dev/null
+	@$(MAKE) --no-print-directory fuzz >/dev/null
 	@BUILD=$(BUILD) bash tests/run.sh
 
 asan-bins: $(BUILD)/rollout $(BUILD)/rollout-sim $(BUILD)/hello $(UNIT_BIN)
@@ -71,13 +75,17 @@ unit: all $(UNIT_BIN)
 sim: $(BUILD)/rollout-sim
 	$(BUILD)/rollout-sim --seeds 10000
 
-# libFuzzer targets (clang): build/fuzz/fuzz_*
+# libFuzzer targets (clang): build-fuzz/fuzz/fuzz_*, the library compiled once with coverage.
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 fuzz: deps
-	@mkdir -p $(BUILD)/fuzz
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  echo "  FUZZ $$n"; \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    -o $(BUILD)/fuzz/$$n $$f $(LIB_SRC) $(LIBS) || exit 1; done
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang FUZZ=1 fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/librollout.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
 demo: all
 	@bash scripts/demo.sh
@@ -89,6 +97,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

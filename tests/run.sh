@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole suite: unit tests, simulator, end-to-end scenarios, then unit tests and the
 # simulator again under ASan+UBSan (build-asan). Prints "N passed, N failed" last.
-# ONLY=unit|sim|e2e|asan restricts; LONG=1 runs long variants; E2E=name runs one scenario.
+# ONLY=unit|sim|e2e|fuzz|asan restricts; LONG=1 runs long variants; E2E=name runs one scenario.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -54,6 +54,16 @@ if want e2e; then
 		n=$(basename "$t" .sh)
 		[ -n "${E2E:-}" ] && [ "$E2E" != "$n" ] && continue
 		run_one "e2e $n" env BUILD="$BUILD" timeout 600 bash "$t"
+	done
+fi
+if want fuzz && [ -d build-fuzz/fuzz ]; then
+	# Each libFuzzer target for a short while (FUZZ_SECONDS, default 15): a crash or leak fails it.
+	for f in build-fuzz/fuzz/fuzz_*; do
+		[ -x "$f" ] || continue
+		corpus=$(mktemp -d "$log/corpus.XXXXXX")
+		[ -d "tests/fuzz/corpus/$(basename "$f")" ] && cp "tests/fuzz/corpus/$(basename "$f")"/* "$corpus"/ 2>/dev/null
+		run_one "fuzz $(basename "$f") ${FUZZ_SECONDS:-15}s" "$f" -max_total_time="${FUZZ_SECONDS:-15}" \
+			-rss_limit_mb=2048 -print_final_stats=1 "$corpus"
 	done
 fi
 if want asan && [ -d build-asan/tests ]; then

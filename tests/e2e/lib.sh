@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # Each test's daemon takes its own block of 200 ports, so scenarios can run side by side.
-PORT_BASE=${PORT_BASE:-$((20000 + (RANDOM % 200) * 200))}
+PORT_BASE=${PORT_BASE:-$((20000 + (RANDOM % 60) * 200))} # below the ephemeral range (32768-)
 start_daemon() {
 	"$RO" daemon --data "$DATA" --ports "$PORT_BASE-$((PORT_BASE + 199))" "$@" >>"$T/daemon.log" 2>&1 &
 	DAEMON_PID=$!
