@@ -43,7 +43,7 @@ struct cmd_entry {
 
 extern const struct cmd_entry cmd_apply_entry, cmd_plan_entry, cmd_status_entry, cmd_history_entry,
     cmd_undo_entry, cmd_pause_entry, cmd_resume_entry, cmd_promote_entry, cmd_abort_entry, cmd_events_entry,
-    cmd_version_entry, cmd_daemon_entry, cmd_proxy_entry;
+    cmd_version_entry, cmd_daemon_entry, cmd_proxy_entry, cmd_host_entry;
 
 /* The daemon's entry point (src/cli/cmd_daemon.c). */
 int daemon_main(struct cmd_ctx *ctx, int argc, char **argv);

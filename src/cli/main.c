@@ -26,6 +26,7 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_events_entry,
 	&cmd_daemon_entry,
 	&cmd_proxy_entry,
+	&cmd_host_entry,
 	&cmd_version_entry,
 };
 /* clang-format on */
