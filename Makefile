@@ -99,4 +99,6 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
+.SECONDARY:
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

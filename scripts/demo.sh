@@ -51,16 +51,24 @@ bold "deploying hello v1: 4 instances behind the proxy on 127.0.0.1:8080"
 "$RO" status hello
 echo "curl http://127.0.0.1:8080/ -> $(curl -s http://127.0.0.1:8080/)"
 
-# A client that loops requests through the whole demo and counts what it gets.
-(
-	ok=0 bad=0
-	trap 'echo "$ok $bad" >"$DEMO/client.count"; exit 0' TERM
-	while :; do
-		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/ || true)
-		if [ "$code" = 200 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); echo "client: got $code" >&2; fi
-	done
-) &
-CLIENT=$!
+# A client that loops requests through the proxy and counts what it gets; stop_client reads the
+# counts into $ok and $bad.
+start_client() {
+	(
+		ok=0 bad=0
+		trap 'echo "$ok $bad" >"$DEMO/client.count"; exit 0' TERM
+		while :; do
+			code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/ || true)
+			if [ "$code" = 200 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
+		done
+	) &
+	CLIENT=$!
+}
+stop_client() {
+	kill -TERM "$CLIENT"; wait "$CLIENT" 2>/dev/null || true; CLIENT=
+	read -r ok bad <"$DEMO/client.count"
+}
+start_client
 
 bold "rolling update to v2 (batches 1, 25%, 100%; surge 1; never below 4 available)"
 "$RO" apply "$DEMO/hello-v2.yaml" --wait
@@ -73,28 +81,18 @@ if "$RO" apply "$DEMO/hello-v3-broken.yaml" --wait; then
 fi
 echo "curl http://127.0.0.1:8080/ -> $(curl -s http://127.0.0.1:8080/)"
 
-kill -TERM "$CLIENT"; wait "$CLIENT" 2>/dev/null || true; CLIENT=
-read -r ok bad <"$DEMO/client.count"
+stop_client
 bold "a client looped requests through v1, v2 and v3: $ok answered 200, $bad failed"
 [ "$bad" -eq 0 ]
 
 bold "v4 is healthy but answers 500 to 30% of requests: analysis of its traffic rolls it back"
 # The same client again; this time some answers are v4's 500s until the rollback.
-(
-	ok=0 bad=0
-	trap 'echo "$ok $bad" >"$DEMO/client.count"; exit 0' TERM
-	while :; do
-		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/ || true)
-		if [ "$code" = 200 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
-	done
-) &
-CLIENT=$!
+start_client
 if "$RO" apply "$DEMO/hello-v4-errors.yaml" --wait; then
 	echo "demo: v4 was expected to be rolled back" >&2
 	exit 1
 fi
-kill -TERM "$CLIENT"; wait "$CLIENT" 2>/dev/null || true; CLIENT=
-read -r ok bad <"$DEMO/client.count"
+stop_client
 echo "curl http://127.0.0.1:8080/ -> $(curl -s http://127.0.0.1:8080/)"
 echo "during v4's rollout and rollback: $ok answered 200, $bad failed (v4's errors, until it was rolled back)"
 "$RO" events hello | grep -E "analysis|rolling_back" | tail -3

@@ -57,12 +57,12 @@ if want e2e; then
 	done
 fi
 if want fuzz && [ -d build-fuzz/fuzz ]; then
-	# Each libFuzzer target for a short while (FUZZ_SECONDS, default 15): a crash or leak fails it.
+	# Each libFuzzer target for a short while (FUZZ_SECONDS, default 10): a crash or leak fails it.
 	for f in build-fuzz/fuzz/fuzz_*; do
 		[ -x "$f" ] || continue
 		corpus=$(mktemp -d "$log/corpus.XXXXXX")
 		[ -d "tests/fuzz/corpus/$(basename "$f")" ] && cp "tests/fuzz/corpus/$(basename "$f")"/* "$corpus"/ 2>/dev/null
-		run_one "fuzz $(basename "$f") ${FUZZ_SECONDS:-15}s" "$f" -max_total_time="${FUZZ_SECONDS:-15}" \
+		run_one "fuzz $(basename "$f") ${FUZZ_SECONDS:-10}s" "$f" -max_total_time="${FUZZ_SECONDS:-10}" \
 			-rss_limit_mb=2048 -print_final_stats=1 "$corpus"
 	done
 fi
