@@ -130,6 +130,7 @@ struct spec {
 	bool targets_local;       /* targets: local (default) */
 	struct spec_target *targets;
 	size_t n_targets;
+	bool ssh_accept_new;      /* ssh: {accept_new: true}: unknown host keys are accepted (default false) */
 	enum spec_lb_kind lb;
 	char *haproxy_socket;  /* lb haproxy */
 	char *haproxy_backend; /* lb haproxy */

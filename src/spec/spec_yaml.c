@@ -1539,12 +1539,28 @@ static void f_notify(struct pctx *c, const char *name, struct ynode *v)
 	}
 }
 
+/* ---- ssh ------------------------------------------------------------------------------------ */
+
+static void f_ssh_accept_new(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_bool(c, name, v, &c->s->ssh_accept_new);
+}
+
+static const struct field ssh_fields[] = {{"accept_new", f_ssh_accept_new}};
+
+static void f_ssh(struct pctx *c, const char *name, struct ynode *v)
+{
+	if (want_map(c, name, v))
+		WALK(c, name, v, ssh_fields);
+}
+
 /* ---- the whole spec ----------------------------------------------------------------------- */
 
 static const struct field top_fields[] = {
 	{"service", f_service},   {"replicas", f_replicas}, {"listen", f_listen}, {"protocol", f_protocol},
 	{"template", f_template}, {"health", f_health},     {"strategy", f_strategy}, {"drain", f_drain},
 	{"stop", f_stop},         {"targets", f_targets},   {"lb", f_lb},         {"notify", f_notify},
+	{"ssh", f_ssh},
 };
 
 /* The checks that span fields, once everything is read. Only values that parsed take part, so a
