@@ -3,39 +3,7 @@
 # Source after lib.sh.
 TRAFFIC_PID=
 
-# The first port of PORT_BASE+190..+199 that nothing holds now (the block may overlap the
-# kernel's ephemeral range, so another program's connection can sit on any of them).
-free_port() {
-	python3 - "$PORT_BASE" <<'PY'
-import socket, sys
-base = int(sys.argv[1])
-for p in range(base + 199, base + 189, -1):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        print(p)
-        break
-    except OSError:
-        pass
-    finally:
-        s.close()
-else:
-    sys.exit(1)
-PY
-}
-LISTEN_PORT=$(free_port) || { echo "no free listen port in $((PORT_BASE + 190))-$((PORT_BASE + 199))"; exit 1; }
-
-# Instances take PORT_BASE..+189; +190..+199 are for listen addresses and receivers.
-start_daemon_a() {
-	"$RO" daemon --data "$DATA" --ports "$PORT_BASE-$((PORT_BASE + 189))" "$@" >>"$T/daemon.log" 2>&1 &
-	DAEMON_PID=$!
-	for _ in $(seq 1 100); do
-		[ -S "$DATA/rollout.sock" ] && "$RO" status >/dev/null 2>&1 && return 0
-		kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited at start"
-		sleep 0.05
-	done
-	fail "daemon did not answer"
-}
+LISTEN_PORT=$(free_port) || { echo "no free listen port near $PORT_BASE"; exit 1; }
 
 # aspec NAME VERSION REPLICAS [hello flags...]: a spec on the builtin proxy at LISTEN_PORT; the
 # strategy (and anything else) on stdin. Prints the file's path.

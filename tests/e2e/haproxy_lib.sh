@@ -6,23 +6,8 @@ command -v haproxy >/dev/null || { echo "skip: haproxy is not installed (scripts
 
 HSOCK="$T/haproxy.sock"
 HCFG="$T/haproxy.cfg"
-# The frontend: the highest port of our block that binds now (the block may overlap the kernel's
-# ephemeral range); the daemon skips ports it cannot bind.
-HLP=$(python3 - "$PORT_BASE" <<'PY'
-import socket, sys
-base = int(sys.argv[1])
-for p in range(base + 199, base + 150, -1):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        print(p)
-        break
-    except OSError:
-        pass
-    finally:
-        s.close()
-PY
-)
+# The frontend: a listener port of this test's block (lib.sh).
+HLP=$(free_port || true)
 [ -n "$HLP" ] || { echo "no free port for HAProxy's frontend near $PORT_BASE"; exit 1; }
 HPID=
 HURL="http://127.0.0.1:$HLP/"

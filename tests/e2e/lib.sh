@@ -33,10 +33,39 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Each test's daemon takes its own block of 200 ports, so scenarios can run side by side.
-PORT_BASE=${PORT_BASE:-$((20000 + (RANDOM % 60) * 200))} # below the ephemeral range (32768-)
+# Each test takes its own block of 200 ports below the ephemeral range (32768-), so scenarios can
+# run side by side: instances get PORT_BASE..+149, listeners the test makes get free_port (+150..).
+PORT_BASE=${PORT_BASE:-$((20000 + (RANDOM % 60) * 200))}
+
+# A port of PORT_BASE+150..+199 that binds now and that this test has not handed out yet.
+free_port() {
+	python3 - "$PORT_BASE" "$T/ports.used" <<'PY'
+import socket, sys
+base, used_file = int(sys.argv[1]), sys.argv[2]
+try:
+    used = set(int(x) for x in open(used_file).read().split())
+except OSError:
+    used = set()
+for p in range(base + 199, base + 149, -1):
+    if p in used:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    open(used_file, "a").write(f"{p}\n")
+    print(p)
+    break
+else:
+    sys.exit(1)
+PY
+}
+
 start_daemon() {
-	"$RO" daemon --data "$DATA" --ports "$PORT_BASE-$((PORT_BASE + 199))" "$@" >>"$T/daemon.log" 2>&1 &
+	"$RO" daemon --data "$DATA" --ports "$PORT_BASE-$((PORT_BASE + 149))" "$@" >>"$T/daemon.log" 2>&1 &
 	DAEMON_PID=$!
 	for _ in $(seq 1 100); do
 		[ -S "$DATA/rollout.sock" ] && "$RO" status >/dev/null 2>&1 && return 0

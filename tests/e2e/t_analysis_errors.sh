@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/analysis_lib.sh"
-start_daemon_a
+start_daemon
 
 strat='strategy:
   batches: [1, 100%]

@@ -4,7 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/analysis_lib.sh"
-start_daemon_a
+start_daemon
 
 strat='strategy:
   min_ready: 300ms

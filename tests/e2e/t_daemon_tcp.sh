@@ -4,7 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 start_daemon
-LPORT=$((PORT_BASE + 150))
+LPORT=$(free_port)
 mk() {
 	cat >"$T/tcp-v$1.yaml" <<YAML
 service: tcpsvc

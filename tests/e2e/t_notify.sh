@@ -6,9 +6,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/analysis_lib.sh"
-start_daemon_a --log-json
+start_daemon --log-json
 
-DEAD=$((PORT_BASE + 197))
+DEAD=$(free_port) # nothing listens there
 python3 "$ROOT/tests/e2e/receiver.py" --out "$T/hooks" --fail-first 2 >"$T/receiver.log" 2>&1 &
 RECEIVER_PID=$!
 wait_until 5 grep -q listening "$T/receiver.log" || { cat "$T/receiver.log"; fail "receiver did not start"; }

@@ -7,7 +7,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null || { echo "skip: wrk is not installed"; exit 77; }
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
-LP=$((PORT_BASE + 199))
+LP=$(free_port)
 URL="http://127.0.0.1:$LP/"
 start_daemon
 for v in 1 2; do
