@@ -195,6 +195,17 @@ static void on_drained(void *ctx, const char *service, uint64_t id)
 		svc_on_drained(s, id);
 }
 
+struct drv *daemon_drv_ssh(struct daemon *d)
+{
+	if (d->drv_ssh == NULL && !d->stopping) {
+		struct drv_callbacks dcb = {.ctx = d, .started = on_started, .exited = on_exited};
+		int r = drv_ssh_new(d->loop, d->data, d->self_exe, &dcb, &d->drv_ssh);
+		if (r < 0)
+			log_error("driver", "msg=\"cannot make the ssh driver\" err=%d", r);
+	}
+	return d->drv_ssh;
+}
+
 struct lb *daemon_lb_builtin(struct daemon *d)
 {
 	if (d->lb_builtin == NULL && !d->stopping) {
@@ -264,6 +275,8 @@ static void begin_shutdown(struct daemon *d)
 	d->api = NULL;
 	drv_close(d->drv);
 	d->drv = NULL;
+	drv_close(d->drv_ssh);
+	d->drv_ssh = NULL;
 	lb_close(d->lb_none);
 	d->lb_none = NULL;
 	lb_close(d->lb_builtin);

@@ -41,6 +41,8 @@ struct svc_rt {
 	uint64_t proc_start; /* with pid: identifies the process after a restart */
 	bool proc_dirty;     /* pid not yet recorded: goes with the next commit */
 	bool started;        /* the driver has it */
+	char host[300];      /* ssh targets: "user@host:port" it runs on ("" for local) */
+	char addr[260];      /* ssh targets: the host's address, for health checks and backends */
 };
 
 /* One parsed revision, cached. */
@@ -84,6 +86,7 @@ struct daemon {
 	int lock_fd;
 	struct store *store;
 	struct drv *drv;
+	struct drv *drv_ssh; /* ssh targets; made on first need */
 	struct health_ctx *health;
 	struct monitor *monitor; /* samples traffic, judges analysis */
 	struct notify *notify;   /* webhook deliveries */
@@ -117,6 +120,8 @@ struct svc *daemon_find(struct daemon *d, const char *name);
 void daemon_publish(struct daemon *d);
 /* A free port from the range, not used by any instance; -EADDRINUSE when none. */
 int daemon_alloc_port(struct daemon *d);
+/* The ssh driver, made on first use; NULL when it cannot be made. */
+struct drv *daemon_drv_ssh(struct daemon *d);
 /* The builtin balancer (the `rollout proxy` client), started on first use. */
 struct lb *daemon_lb_builtin(struct daemon *d);
 /* The haproxy balancer of socket and backend, made on first use; NULL when it cannot be made. */

@@ -31,6 +31,10 @@ struct drv_start {
 	const struct spec_template *tmpl;
 	int port;
 	const char *log_dir; /* stdout+stderr go to log_dir/<service>-<id>.log */
+	/* ssh driver: the host to start on (required there, ignored by local) and whether an unknown
+	 * host key is accepted (spec `ssh: {accept_new: true}`). */
+	const struct spec_target *target;
+	bool ssh_accept_new;
 };
 
 struct drv_ops {
@@ -90,6 +94,26 @@ int drv_local_scan(const char *marker,
 /* The start time of process pid (field 22 of /proc/<pid>/stat, clock ticks since boot), or a
  * negative errno. */
 int drv_local_proc_start(int pid, uint64_t *out);
+
+/* ---- ssh: instances on remote hosts through the OpenSSH client (ssh.c, docs/driver.md) ---- */
+
+/* A new ssh driver on `loop`. ControlMaster sockets go to data_dir/ssh/ (made when missing);
+ * self_exe is this binary, copied to a host as $ROLLOUT_HOME/bin/rollout (default
+ * ~/.rollout/bin/rollout) when that is missing or differs. The environment variable
+ * ROLLOUT_SSH_CONFIG, when set, is the ssh config file (ssh -F); else the user's ~/.ssh/config.
+ * cb is copied. */
+int drv_ssh_new(uv_loop_t *loop, const char *data_dir, const char *self_exe, const struct drv_callbacks *cb,
+		struct drv **out);
+/* s as one word for a POSIX shell: wrapped in single quotes, each ' written '\''. New string. */
+char *drv_ssh_quote(const char *s);
+/* Whether the host is known to be unreachable now (its last ssh connection failed). */
+bool drv_ssh_host_lost(struct drv *d, const struct spec_target *t);
+/* Like adopt, on a known host: after a daemon restart, watch instance service/id on t again
+ * (its pid and start time as recorded). 0 then `started`, or `exited` if it is gone. */
+int drv_ssh_adopt_on(struct drv *d, const struct spec_target *t, const char *service, uint64_t id, int pid,
+		     uint64_t proc_start);
+/* The interval of the liveness poll of each host with instances (ms, default 1000). */
+void drv_ssh_set_poll_ms(struct drv *d, int64_t ms);
 
 /* ---- fake: records calls, the test decides what happens (fake.c) ---- */
 

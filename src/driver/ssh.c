@@ -1,0 +1,1070 @@
+/* The `ssh` driver: instances on remote hosts, each a plain process that `rollout host` manages
+ * there (the `process` preset), reached through the OpenSSH client with one ControlMaster
+ * connection per host. Every value reaches the remote shell through drv_ssh_quote (docs/driver.md). */
+#include "driver/driver.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/xmalloc.h"
+
+#define SSH_OUT_MAX (64 * 1024)       /* bytes of a session's stdout or stderr we keep */
+#define SSH_PER_HOST 8                /* sessions at once per host (sshd's MaxSessions is 10) */
+#define SSH_TIMEOUT_MS 30000          /* one session, but a copy or a stop */
+#define SSH_COPY_TIMEOUT_MS 120000
+#define SSH_ERR_GRACE_MS 500          /* after ssh exited, wait this long for the rest of stderr */
+#define SSH_POLL_MS_DEFAULT 1000
+/* The host's rollout directory; every remote command starts with it. A constant: no data in it. */
+#define SSH_PRELUDE "R=\"${ROLLOUT_HOME:-$HOME/.rollout}\"; "
+
+enum host_state { H_NEW, H_PREP, H_READY, H_LOST };
+enum op_kind { OP_CHECK, OP_COPY, OP_START, OP_STOP, OP_POLL };
+
+struct ssh_drv;
+struct ssh_host;
+
+/* One instance we know of. In the driver's list until its `exited` is reported; memory freed when
+ * no session refers to it any more. */
+struct ssh_inst {
+	struct ssh_inst *next;
+	struct ssh_host *h;
+	char *service;
+	uint64_t id;
+	int pid;
+	uint64_t proc_start;
+	bool started;       /* `started` reported */
+	bool adopting;      /* after a restart: the next poll confirms it or reports it gone */
+	bool dead;          /* `exited` reported or on its way */
+	bool starting;      /* its start session runs */
+	bool stopping;      /* its stop session runs or will */
+	bool stop_pending;  /* stop asked while the start ran */
+	int stop_signo;
+	int64_t stop_grace_ms;
+	int refs;
+};
+
+/* One ssh session: a request that completes once. Freed when its last handle is closed. */
+struct ssh_op {
+	struct ssh_op *next;  /* in the host's queue */
+	struct ssh_op *rnext; /* in the driver's list of running sessions */
+	struct ssh_host *h;
+	enum op_kind kind;
+	struct ssh_inst *in; /* start, stop of a known instance */
+	char *remote;        /* the command line for the remote shell */
+	char *input;         /* stdin bytes (may hold secrets: wiped) */
+	size_t n_input;
+	int input_fd;        /* or stdin from this file (copy), -1 */
+	int64_t timeout_ms;
+	uv_process_t proc;
+	uv_pipe_t pin, pout, perr;
+	uv_write_t wr;
+	uv_timer_t tmo;
+	bool pin_used;
+	int open;
+	char buf[4096];
+	char *out, *err;
+	size_t n_out, n_err;
+	bool spawned, exited, out_eof, err_eof, done, timed_out;
+	int64_t status;
+};
+
+struct ssh_host {
+	struct ssh_host *next;
+	struct ssh_drv *d;
+	char *user, *host;
+	int port;
+	bool accept_new;
+	enum host_state state;
+	struct ssh_op *queue, *queue_tail; /* sessions waiting for the host to be ready */
+	int running;
+	bool polling;
+};
+
+struct report {
+	struct report *next;
+	bool started;
+	char *service;
+	uint64_t id;
+	int pid;
+	char *cause;
+};
+
+struct ssh_drv {
+	struct drv base;
+	uv_loop_t *loop;
+	char *ctl_dir;  /* DATA/ssh */
+	char *self_exe;
+	char *config;   /* ssh -F, or NULL */
+	char *want;     /* what the check prints on a host whose binary is ours */
+	char **services; /* services we ever ran: a running instance of one we do not know is an orphan */
+	size_t n_services, cap_services;
+	struct ssh_host *hosts;
+	struct ssh_inst *insts;
+	struct ssh_op *running; /* sessions whose ssh runs */
+	struct report *reports, *reports_tail;
+	uv_timer_t defer, poll;
+	int64_t poll_ms;
+	bool closing;
+	int open;  /* the driver's own handles */
+	int n_ops; /* sessions not yet freed */
+};
+
+static void drv_maybe_free(struct ssh_drv *d)
+{
+	if (!d->closing || d->open > 0 || d->n_ops > 0)
+		return;
+	for (struct ssh_host *h = d->hosts, *n; h != NULL; h = n) {
+		n = h->next;
+		free(h->user);
+		free(h->host);
+		free(h);
+	}
+	for (size_t i = 0; i < d->n_services; i++)
+		free(d->services[i]);
+	free(d->services);
+	free(d->ctl_dir);
+	free(d->self_exe);
+	free(d->config);
+	free(d->want);
+	free(d);
+}
+
+/* ---- quoting and command lines ---- */
+
+char *drv_ssh_quote(const char *s)
+{
+	size_t n = 2;
+	for (const char *p = s; *p; p++)
+		n += *p == '\'' ? 4 : 1;
+	char *out = xmalloc(n + 1), *o = out;
+	*o++ = '\'';
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'') {
+			memcpy(o, "'\\''", 4);
+			o += 4;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o++ = '\'';
+	*o = '\0';
+	return out;
+}
+
+struct sbuf {
+	char *p;
+	size_t n, cap;
+};
+
+static void sb_add(struct sbuf *b, const char *s)
+{
+	size_t l = strlen(s);
+	xgrow((void **)&b->p, &b->cap, b->n + l + 1, 1);
+	memcpy(b->p + b->n, s, l + 1);
+	b->n += l;
+}
+
+/* Appends " 'word'". */
+static void sb_word(struct sbuf *b, const char *w)
+{
+	char *q = drv_ssh_quote(w);
+	sb_add(b, " ");
+	sb_add(b, q);
+	free(q);
+}
+
+static char *inst_name(const char *service, uint64_t id)
+{
+	return xasprintf("%s.%" PRIu64, service, id);
+}
+
+/* ---- reports, always from the loop ---- */
+
+static void on_defer(uv_timer_t *t)
+{
+	struct ssh_drv *d = t->data;
+	struct report *r = d->reports;
+	d->reports = d->reports_tail = NULL;
+	while (r != NULL) {
+		struct report *n = r->next;
+		if (!d->closing) {
+			if (r->started)
+				d->base.cb.started(d->base.cb.ctx, r->service, r->id, r->pid);
+			else
+				d->base.cb.exited(d->base.cb.ctx, r->service, r->id, r->cause);
+		}
+		free(r->service);
+		free(r->cause);
+		free(r);
+		r = n;
+	}
+}
+
+static void report(struct ssh_drv *d, bool started, const char *service, uint64_t id, int pid, const char *cause)
+{
+	struct report *r = xcalloc(1, sizeof *r);
+	r->started = started;
+	r->service = xstrdup(service);
+	r->id = id;
+	r->pid = pid;
+	r->cause = cause ? xstrdup(cause) : NULL;
+	if (d->reports_tail != NULL)
+		d->reports_tail->next = r;
+	else
+		d->reports = r;
+	d->reports_tail = r;
+	uv_timer_start(&d->defer, on_defer, 0, 0);
+}
+
+/* ---- instances ---- */
+
+static void inst_unref(struct ssh_inst *in)
+{
+	if (in != NULL && --in->refs == 0) {
+		free(in->service);
+		free(in);
+	}
+}
+
+static struct ssh_inst *inst_find(struct ssh_drv *d, const char *service, uint64_t id)
+{
+	for (struct ssh_inst *in = d->insts; in != NULL; in = in->next)
+		if (in->id == id && strcmp(in->service, service) == 0)
+			return in;
+	return NULL;
+}
+
+static void note_service(struct ssh_drv *d, const char *service)
+{
+	for (size_t i = 0; i < d->n_services; i++)
+		if (strcmp(d->services[i], service) == 0)
+			return;
+	xgrow((void **)&d->services, &d->cap_services, d->n_services + 1, sizeof *d->services);
+	d->services[d->n_services++] = xstrdup(service);
+}
+
+static struct ssh_inst *inst_new(struct ssh_drv *d, struct ssh_host *h, const char *service, uint64_t id)
+{
+	struct ssh_inst *in = xcalloc(1, sizeof *in);
+	in->h = h;
+	in->service = xstrdup(service);
+	in->id = id;
+	in->refs = 1;
+	in->next = d->insts;
+	d->insts = in;
+	note_service(d, service);
+	return in;
+}
+
+/* Reports the instance gone with cause and forgets it. */
+static void inst_dead(struct ssh_drv *d, struct ssh_inst *in, const char *cause)
+{
+	if (in->dead)
+		return;
+	in->dead = true;
+	report(d, false, in->service, in->id, 0, cause);
+	for (struct ssh_inst **pp = &d->insts; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == in) {
+			*pp = in->next;
+			break;
+		}
+	}
+	inst_unref(in);
+}
+
+/* ---- hosts ---- */
+
+static struct ssh_host *host_get(struct ssh_drv *d, const struct spec_target *t, bool accept_new, bool create)
+{
+	for (struct ssh_host *h = d->hosts; h != NULL; h = h->next)
+		if (h->port == t->port && strcmp(h->host, t->host) == 0 && strcmp(h->user, t->user) == 0) {
+			h->accept_new = h->accept_new || accept_new;
+			return h;
+		}
+	if (!create)
+		return NULL;
+	struct ssh_host *h = xcalloc(1, sizeof *h);
+	h->d = d;
+	h->user = xstrdup(t->user);
+	h->host = xstrdup(t->host);
+	h->port = t->port > 0 ? t->port : 22;
+	h->accept_new = accept_new;
+	h->next = d->hosts;
+	d->hosts = h;
+	return h;
+}
+
+static void op_spawn(struct ssh_op *op);
+static void op_free_now(struct ssh_op *op);
+
+static struct ssh_op *op_new(struct ssh_host *h, enum op_kind kind, struct ssh_inst *in, char *remote)
+{
+	struct ssh_op *op = xcalloc(1, sizeof *op);
+	op->h = h;
+	op->kind = kind;
+	op->in = in;
+	if (in != NULL)
+		in->refs++;
+	op->remote = remote;
+	op->input_fd = -1;
+	op->timeout_ms = SSH_TIMEOUT_MS;
+	h->d->n_ops++;
+	return op;
+}
+
+/* Starts waiting sessions while the host is ready and has room. */
+static void host_pump(struct ssh_host *h)
+{
+	while (h->state == H_READY && h->queue != NULL && h->running < SSH_PER_HOST && !h->d->closing) {
+		struct ssh_op *op = h->queue;
+		h->queue = op->next;
+		if (h->queue == NULL)
+			h->queue_tail = NULL;
+		op->next = NULL;
+		op_spawn(op);
+	}
+}
+
+/* Checks the host's rollout binary (and so the connection and the host key) before anything else. */
+static void host_check(struct ssh_host *h)
+{
+	h->state = H_PREP;
+	char *remote = xasprintf(SSH_PRELUDE "\"$R/bin/rollout\" version 2>/dev/null; cksum <\"$R/bin/rollout\" "
+					     "2>/dev/null; true");
+	op_spawn(op_new(h, OP_CHECK, NULL, remote));
+}
+
+/* Queues a session that needs the host ready; connects first when needed. */
+static void host_enqueue(struct ssh_host *h, struct ssh_op *op)
+{
+	if (h->queue_tail != NULL)
+		h->queue_tail->next = op;
+	else
+		h->queue = op;
+	h->queue_tail = op;
+	if (h->state == H_NEW || h->state == H_LOST)
+		host_check(h);
+	host_pump(h);
+}
+
+/* The host cannot be reached (or refused us): everything waiting fails and every instance on it
+ * is reported gone, never to be counted available. It is tried again on the next poll. */
+static void host_lost(struct ssh_host *h, const char *why)
+{
+	struct ssh_drv *d = h->d;
+	h->state = H_LOST;
+	h->polling = false;
+	char *cause = xasprintf("host unreachable: %s@%s:%d: %s", h->user, h->host, h->port, why);
+	struct ssh_op *q = h->queue;
+	h->queue = h->queue_tail = NULL;
+	while (q != NULL) {
+		struct ssh_op *n = q->next;
+		if (q->in != NULL)
+			inst_dead(d, q->in, cause);
+		op_free_now(q);
+		q = n;
+	}
+	for (struct ssh_inst *in = d->insts, *n; in != NULL; in = n) {
+		n = in->next;
+		if (in->h == h)
+			inst_dead(d, in, cause);
+	}
+	free(cause);
+}
+
+/* ---- sessions ---- */
+
+static void op_handle_closed(uv_handle_t *hd)
+{
+	struct ssh_op *op = hd->data;
+	if (--op->open > 0)
+		return;
+	op_free_now(op);
+}
+
+/* Frees a session whose handles are closed (or were never made). */
+static void op_free_now(struct ssh_op *op)
+{
+	struct ssh_drv *d = op->h->d;
+	if (op->input != NULL) {
+		xwipe(op->input, op->n_input);
+		free(op->input);
+	}
+	if (op->input_fd >= 0)
+		close(op->input_fd);
+	inst_unref(op->in);
+	free(op->remote);
+	free(op->out);
+	free(op->err);
+	free(op);
+	d->n_ops--;
+	drv_maybe_free(d);
+}
+
+static void op_close(struct ssh_op *op)
+{
+	uv_timer_stop(&op->tmo);
+	uv_close((uv_handle_t *)&op->tmo, op_handle_closed);
+	uv_close((uv_handle_t *)&op->proc, op_handle_closed);
+	if (!uv_is_closing((uv_handle_t *)&op->pin))
+		uv_close((uv_handle_t *)&op->pin, op_handle_closed);
+	uv_close((uv_handle_t *)&op->pout, op_handle_closed);
+	uv_close((uv_handle_t *)&op->perr, op_handle_closed);
+}
+
+/* The first line of s (at most 200 bytes), or dflt when s is empty. New string. */
+static char *first_line(const char *s, size_t n, const char *dflt)
+{
+	while (n > 0 && (*s == '\n' || *s == '\r' || *s == ' ')) {
+		s++;
+		n--;
+	}
+	size_t l = 0;
+	while (l < n && l < 200 && s[l] != '\n' && s[l] != '\r')
+		l++;
+	return l == 0 ? xstrdup(dflt) : xstrndup(s, l);
+}
+
+static void op_result(struct ssh_op *op);
+
+/* Completes a session once: ssh exited and its output was read. */
+static void op_maybe_done(struct ssh_op *op)
+{
+	if (op->done || !op->exited || !op->out_eof || !op->err_eof)
+		return;
+	op->done = true;
+	struct ssh_host *h = op->h;
+	for (struct ssh_op **pp = &h->d->running; *pp != NULL; pp = &(*pp)->rnext)
+		if (*pp == op) {
+			*pp = op->rnext;
+			break;
+		}
+	h->running--;
+	if (!h->d->closing)
+		op_result(op);
+	op_close(op);
+	if (!h->d->closing)
+		host_pump(h);
+}
+
+static void on_tmo(uv_timer_t *t)
+{
+	struct ssh_op *op = t->data;
+	if (op->exited) { /* stderr held open by something ssh left behind: do without the rest */
+		op->out_eof = op->err_eof = true;
+		op_maybe_done(op);
+		return;
+	}
+	op->timed_out = true;
+	uv_process_kill(&op->proc, SIGKILL);
+}
+
+static void op_on_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct ssh_op *op = p->data;
+	op->exited = true;
+	op->status = sig != 0 ? 255 : status;
+	uv_timer_start(&op->tmo, on_tmo, SSH_ERR_GRACE_MS, 0);
+	op_maybe_done(op);
+}
+
+static void on_alloc(uv_handle_t *hd, size_t sz, uv_buf_t *buf)
+{
+	(void)sz;
+	struct ssh_op *op = hd->data;
+	*buf = uv_buf_init(op->buf, sizeof op->buf);
+}
+
+static void append(char **p, size_t *n, const char *s, size_t l)
+{
+	if (*n + l > SSH_OUT_MAX)
+		l = SSH_OUT_MAX - *n;
+	*p = xrealloc(*p, *n + l + 1);
+	memcpy(*p + *n, s, l);
+	*n += l;
+	(*p)[*n] = '\0';
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct ssh_op *op = s->data;
+	bool is_out = s == (uv_stream_t *)&op->pout;
+	if (nread > 0) {
+		if (is_out)
+			append(&op->out, &op->n_out, buf->base, (size_t)nread);
+		else
+			append(&op->err, &op->n_err, buf->base, (size_t)nread);
+		return;
+	}
+	if (nread == 0)
+		return;
+	uv_read_stop(s);
+	if (is_out)
+		op->out_eof = true;
+	else
+		op->err_eof = true;
+	op_maybe_done(op);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+	(void)status;
+	struct ssh_op *op = w->data;
+	if (!uv_is_closing((uv_handle_t *)&op->pin))
+		uv_close((uv_handle_t *)&op->pin, op_handle_closed); /* EOF for the remote side */
+}
+
+/* Runs ssh for the session. A failure to run ssh completes the session as a connection failure. */
+static void op_spawn(struct ssh_op *op)
+{
+	struct ssh_host *h = op->h;
+	struct ssh_drv *d = h->d;
+	h->running++;
+	char port[16];
+	snprintf(port, sizeof port, "%d", h->port);
+	char *ctl = xasprintf("ControlPath=%s/%%C", d->ctl_dir);
+	const char *argv[32];
+	int n = 0;
+	argv[n++] = "ssh";
+	if (d->config != NULL) {
+		argv[n++] = "-F";
+		argv[n++] = d->config;
+	}
+	const char *opts[] = {"BatchMode=yes", h->accept_new ? "StrictHostKeyChecking=accept-new" : "StrictHostKeyChecking=yes",
+			      "ControlMaster=auto", ctl, "ControlPersist=60", "ConnectTimeout=5", "ServerAliveInterval=2",
+			      "ServerAliveCountMax=3"};
+	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+		argv[n++] = "-o";
+		argv[n++] = opts[i];
+	}
+	argv[n++] = "-p";
+	argv[n++] = port;
+	argv[n++] = "-l";
+	argv[n++] = h->user;
+	argv[n++] = "--";
+	argv[n++] = h->host;
+	argv[n++] = op->remote;
+	argv[n] = NULL;
+
+	uv_pipe_init(d->loop, &op->pin, 0);
+	uv_pipe_init(d->loop, &op->pout, 0);
+	uv_pipe_init(d->loop, &op->perr, 0);
+	uv_timer_init(d->loop, &op->tmo);
+	op->pin.data = op->pout.data = op->perr.data = op->tmo.data = op->proc.data = op;
+	op->wr.data = op;
+	op->open = 5;
+	uv_stdio_container_t stdio[3];
+	if (op->input_fd >= 0) {
+		stdio[0].flags = UV_INHERIT_FD;
+		stdio[0].data.fd = op->input_fd;
+	} else {
+		stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+		stdio[0].data.stream = (uv_stream_t *)&op->pin;
+		op->pin_used = true;
+	}
+	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[1].data.stream = (uv_stream_t *)&op->pout;
+	stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+	stdio[2].data.stream = (uv_stream_t *)&op->perr;
+	uv_process_options_t po;
+	memset(&po, 0, sizeof po);
+	po.file = "ssh";
+	po.args = (char **)argv;
+	po.exit_cb = op_on_exit;
+	po.stdio_count = 3;
+	po.stdio = stdio;
+	int rc = uv_spawn(d->loop, &op->proc, &po);
+	free(ctl);
+	if (op->input_fd >= 0) {
+		close(op->input_fd);
+		op->input_fd = -1;
+	}
+	if (rc != 0) {
+		op->exited = op->out_eof = op->err_eof = true;
+		op->status = 255;
+		append(&op->err, &op->n_err, "cannot run ssh: ", 16);
+		append(&op->err, &op->n_err, uv_strerror(rc), strlen(uv_strerror(rc)));
+		op_maybe_done(op);
+		return;
+	}
+	op->spawned = true;
+	op->rnext = d->running;
+	d->running = op;
+	uv_read_start((uv_stream_t *)&op->pout, on_alloc, on_read);
+	uv_read_start((uv_stream_t *)&op->perr, on_alloc, on_read);
+	if (op->pin_used && op->n_input > 0) {
+		uv_buf_t b = uv_buf_init(op->input, (unsigned)op->n_input);
+		if (uv_write(&op->wr, (uv_stream_t *)&op->pin, &b, 1, on_written) != 0)
+			uv_close((uv_handle_t *)&op->pin, op_handle_closed);
+	} else if (op->pin_used) {
+		uv_close((uv_handle_t *)&op->pin, op_handle_closed);
+	}
+	uv_timer_start(&op->tmo, on_tmo, (uint64_t)op->timeout_ms, 0);
+}
+
+/* ---- what a session's result means ---- */
+
+static void issue_stop(struct ssh_drv *d, struct ssh_host *h, struct ssh_inst *in, const char *name, int signo,
+		       int64_t grace_ms)
+{
+	struct sbuf b = {0};
+	sb_add(&b, SSH_PRELUDE "exec \"$R/bin/rollout\" host stop --name");
+	sb_word(&b, name);
+	char num[32];
+	snprintf(num, sizeof num, "%d", signo);
+	sb_add(&b, " --signal");
+	sb_word(&b, num);
+	snprintf(num, sizeof num, "%" PRId64, grace_ms);
+	sb_add(&b, " --grace");
+	sb_word(&b, num);
+	struct ssh_op *op = op_new(h, OP_STOP, in, b.p);
+	op->timeout_ms = SSH_TIMEOUT_MS + grace_ms;
+	if (in != NULL)
+		in->stopping = true;
+	(void)d;
+	host_enqueue(h, op);
+}
+
+static void on_copy_done(struct ssh_op *op, bool ok)
+{
+	struct ssh_host *h = op->h;
+	if (!ok) {
+		char *why = first_line(op->err, op->n_err, "cannot install rollout on the host");
+		char *msg = xasprintf("cannot install rollout: %s", why);
+		host_lost(h, msg);
+		free(msg);
+		free(why);
+		return;
+	}
+	h->state = H_READY;
+}
+
+/* A check: the binary is ours (ready), or it is copied first. */
+static void on_check_done(struct ssh_op *op)
+{
+	struct ssh_host *h = op->h;
+	struct ssh_drv *d = h->d;
+	if (op->out != NULL && strcmp(op->out, d->want) == 0) {
+		h->state = H_READY;
+		return;
+	}
+	int fd = open(d->self_exe, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		char *msg = xasprintf("cannot read %s to install it: %s", d->self_exe, strerror(errno));
+		host_lost(h, msg);
+		free(msg);
+		return;
+	}
+	char *remote = xasprintf(SSH_PRELUDE "mkdir -p \"$R/bin\" && cat >\"$R/bin/.rollout.$$\" && chmod 755 "
+					     "\"$R/bin/.rollout.$$\" && mv -f \"$R/bin/.rollout.$$\" \"$R/bin/rollout\"");
+	struct ssh_op *c = op_new(h, OP_COPY, NULL, remote);
+	c->input_fd = fd;
+	c->timeout_ms = SSH_COPY_TIMEOUT_MS;
+	op_spawn(c);
+}
+
+static void on_start_done(struct ssh_op *op)
+{
+	struct ssh_drv *d = op->h->d;
+	struct ssh_inst *in = op->in;
+	in->starting = false;
+	if (in->dead)
+		return;
+	int pid = 0;
+	uint64_t start = 0;
+	if (op->status != 0 || op->out == NULL || sscanf(op->out, "%d %" SCNu64, &pid, &start) != 2 || pid <= 0) {
+		char *why = first_line(op->err, op->n_err, "rollout host start failed");
+		inst_dead(d, in, why);
+		free(why);
+		return;
+	}
+	in->pid = pid;
+	in->proc_start = start;
+	in->started = true;
+	report(d, true, in->service, in->id, pid, NULL);
+	if (in->stop_pending) {
+		char *name = inst_name(in->service, in->id);
+		issue_stop(d, op->h, in, name, in->stop_signo, in->stop_grace_ms);
+		free(name);
+	}
+}
+
+static void on_stop_done(struct ssh_op *op)
+{
+	struct ssh_drv *d = op->h->d;
+	if (op->in == NULL || op->in->dead)
+		return;
+	char *why = op->status == 0 ? first_line(op->out, op->n_out, "stopped")
+				    : first_line(op->err, op->n_err, "rollout host stop failed");
+	inst_dead(d, op->in, why);
+	free(why);
+}
+
+static bool service_known(struct ssh_drv *d, const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	if (dot == NULL)
+		return false;
+	for (size_t i = 0; i < d->n_services; i++)
+		if (strlen(d->services[i]) == (size_t)(dot - name) && strncmp(d->services[i], name, (size_t)(dot - name)) == 0)
+			return true;
+	return false;
+}
+
+/* A poll: "NAME PID START running|exited" per line. Instances of ours that do not run any more
+ * are reported gone; running instances of our services that we do not know (left from before the
+ * host was lost) are stopped, so a host that comes back never holds a duplicate. */
+static void on_poll_done(struct ssh_op *op)
+{
+	struct ssh_host *h = op->h;
+	struct ssh_drv *d = h->d;
+	h->polling = false;
+	const char *text = op->out ? op->out : "";
+	for (struct ssh_inst *in = d->insts, *n; in != NULL; in = n) {
+		n = in->next;
+		if (in->h != h || in->dead || in->starting || in->stopping || (!in->started && !in->adopting))
+			continue;
+		char *name = inst_name(in->service, in->id);
+		char *want = xasprintf("%s %d %" PRIu64 " running\n", name, in->pid, in->proc_start);
+		bool alive = false;
+		for (const char *p = text; *p;) {
+			const char *e = strchr(p, '\n');
+			size_t l = e ? (size_t)(e - p + 1) : strlen(p);
+			if (l == strlen(want) && strncmp(p, want, l) == 0)
+				alive = true;
+			p += l;
+		}
+		if (alive && in->adopting) {
+			in->adopting = false;
+			in->started = true;
+			report(d, true, in->service, in->id, in->pid, NULL);
+		} else if (!alive) {
+			char *cause = in->adopting ? xstrdup("gone while the daemon was down")
+						   : xasprintf("exited (status unknown; rollout host logs --name %s)", name);
+			inst_dead(d, in, cause);
+			free(cause);
+		}
+		free(want);
+		free(name);
+	}
+	for (const char *p = text; *p;) {
+		const char *e = strchr(p, '\n');
+		size_t l = e ? (size_t)(e - p + 1) : strlen(p);
+		char name[256], state[16];
+		int pid;
+		uint64_t start;
+		char *line = xstrndup(p, l);
+		if (sscanf(line, "%255s %d %" SCNu64 " %15s", name, &pid, &start, state) == 4 &&
+		    strcmp(state, "running") == 0 && service_known(d, name)) {
+			bool ours = false;
+			for (struct ssh_inst *in = d->insts; in != NULL && !ours; in = in->next) {
+				char *nm = inst_name(in->service, in->id);
+				ours = in->h == h && strcmp(nm, name) == 0;
+				free(nm);
+			}
+			if (!ours)
+				issue_stop(d, h, NULL, name, SIGTERM, 10000);
+		}
+		free(line);
+		p += l;
+	}
+}
+
+static void op_result(struct ssh_op *op)
+{
+	struct ssh_host *h = op->h;
+	bool conn_fail = op->timed_out || op->status == 255;
+	if (op->kind == OP_POLL)
+		h->polling = conn_fail ? false : h->polling;
+	if (conn_fail) {
+		char *why = op->timed_out ? xstrdup("ssh timed out") : first_line(op->err, op->n_err, "ssh failed");
+		if (op->kind == OP_START && op->in != NULL)
+			op->in->starting = false;
+		host_lost(h, why);
+		if (op->in != NULL && !op->in->dead) {
+			char *cause = xasprintf("host unreachable: %s@%s:%d: %s", h->user, h->host, h->port, why);
+			inst_dead(h->d, op->in, cause);
+			free(cause);
+		}
+		free(why);
+		return;
+	}
+	switch (op->kind) {
+	case OP_CHECK:
+		on_check_done(op);
+		break;
+	case OP_COPY:
+		on_copy_done(op, op->status == 0);
+		break;
+	case OP_START:
+		on_start_done(op);
+		break;
+	case OP_STOP:
+		on_stop_done(op);
+		break;
+	case OP_POLL:
+		on_poll_done(op);
+		break;
+	}
+}
+
+/* ---- the poll timer ---- */
+
+static void on_poll_tick(uv_timer_t *t)
+{
+	struct ssh_drv *d = t->data;
+	for (struct ssh_host *h = d->hosts; h != NULL; h = h->next) {
+		bool has = false;
+		for (struct ssh_inst *in = d->insts; in != NULL && !has; in = in->next)
+			has = in->h == h;
+		if (h->state == H_LOST) {
+			host_check(h); /* back? then the next poll converges it */
+			continue;
+		}
+		if ((has || h->state == H_READY) && !h->polling && h->state != H_PREP) {
+			h->polling = true;
+			host_enqueue(h, op_new(h, OP_POLL, NULL,
+					       xstrdup(SSH_PRELUDE "exec \"$R/bin/rollout\" host status")));
+		}
+	}
+}
+
+/* ---- the table ---- */
+
+static int ssh_start(struct drv *base, const struct drv_start *req)
+{
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	if (req->service == NULL || req->tmpl == NULL || req->tmpl->n_command == 0 || req->target == NULL)
+		return -EINVAL;
+	if (inst_find(d, req->service, req->id) != NULL)
+		return -EEXIST;
+	struct ssh_host *h = host_get(d, req->target, req->ssh_accept_new, true);
+	struct ssh_inst *in = inst_new(d, h, req->service, req->id);
+	const struct spec_template *t = req->tmpl;
+	char *name = inst_name(req->service, req->id);
+	char port[16];
+	snprintf(port, sizeof port, "%d", req->port);
+	struct sbuf b = {0};
+	sb_add(&b, SSH_PRELUDE "exec \"$R/bin/rollout\" host start --name");
+	sb_word(&b, name);
+	sb_add(&b, " --port");
+	sb_word(&b, port);
+	if (t->workdir != NULL) {
+		sb_add(&b, " --workdir");
+		sb_word(&b, t->workdir);
+	}
+	sb_add(&b, " --env-stdin --");
+	for (size_t i = 0; i < t->n_command; i++)
+		sb_word(&b, t->command[i]);
+	free(name);
+	struct ssh_op *op = op_new(h, OP_START, in, b.p);
+	/* The environment goes over stdin, never on a command line: values may be secrets. */
+	struct sbuf env = {0};
+	for (size_t i = 0; i < t->n_env; i++) {
+		sb_add(&env, t->env[i].name);
+		sb_add(&env, "=");
+		sb_add(&env, t->env[i].value ? t->env[i].value : "");
+		env.n++; /* keep the NUL as the separator */
+	}
+	if (env.n > 0) {
+		op->input = env.p;
+		op->n_input = env.n;
+	} else {
+		free(env.p);
+	}
+	in->starting = true;
+	host_enqueue(h, op);
+	return 0;
+}
+
+static int ssh_stop(struct drv *base, const char *service, uint64_t id, int signo, int64_t grace_ms)
+{
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	struct ssh_inst *in = inst_find(d, service, id);
+	if (in == NULL) {
+		report(d, false, service, id, 0, "not running");
+		return 0;
+	}
+	if (in->stopping || in->stop_pending)
+		return 0;
+	if (in->starting) {
+		in->stop_pending = true;
+		in->stop_signo = signo;
+		in->stop_grace_ms = grace_ms;
+		return 0;
+	}
+	char *name = inst_name(service, id);
+	issue_stop(d, in->h, in, name, signo, grace_ms);
+	free(name);
+	return 0;
+}
+
+static int ssh_adopt(struct drv *base, const char *service, uint64_t id, int pid, uint64_t proc_start)
+{
+	(void)base, (void)service, (void)id, (void)pid, (void)proc_start;
+	return -ESRCH; /* the host is needed: drv_ssh_adopt_on */
+}
+
+int drv_ssh_adopt_on(struct drv *base, const struct spec_target *t, const char *service, uint64_t id, int pid,
+		     uint64_t proc_start)
+{
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	if (t == NULL || pid <= 0)
+		return -ESRCH;
+	if (inst_find(d, service, id) != NULL)
+		return -EEXIST;
+	struct ssh_host *h = host_get(d, t, false, true);
+	struct ssh_inst *in = inst_new(d, h, service, id);
+	in->pid = pid;
+	in->proc_start = proc_start;
+	in->adopting = true;
+	if (!h->polling) {
+		h->polling = true;
+		host_enqueue(h, op_new(h, OP_POLL, NULL, xstrdup(SSH_PRELUDE "exec \"$R/bin/rollout\" host status")));
+	}
+	return 0;
+}
+
+static int ssh_proc_info(struct drv *base, const char *service, uint64_t id, int *pid, uint64_t *proc_start)
+{
+	struct ssh_inst *in = inst_find((struct ssh_drv *)base, service, id);
+	if (in == NULL || in->dead || !in->started)
+		return -ENOENT;
+	if (pid != NULL)
+		*pid = in->pid;
+	if (proc_start != NULL)
+		*proc_start = in->proc_start;
+	return 0;
+}
+
+static void drv_handle_closed(uv_handle_t *hd)
+{
+	struct ssh_drv *d = hd->data;
+	d->open--;
+	drv_maybe_free(d);
+}
+
+/* Stops watching (remote instances keep running); running sessions are killed. */
+static void ssh_close(struct drv *base)
+{
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	if (d->closing)
+		return;
+	d->closing = true;
+	for (struct report *r = d->reports, *n; r != NULL; r = n) {
+		n = r->next;
+		free(r->service);
+		free(r->cause);
+		free(r);
+	}
+	d->reports = d->reports_tail = NULL;
+	for (struct ssh_host *h = d->hosts; h != NULL; h = h->next) {
+		struct ssh_op *q = h->queue;
+		h->queue = h->queue_tail = NULL;
+		while (q != NULL) {
+			struct ssh_op *n = q->next;
+			op_free_now(q);
+			q = n;
+		}
+	}
+	while (d->insts != NULL) {
+		struct ssh_inst *in = d->insts;
+		d->insts = in->next;
+		in->dead = true;
+		inst_unref(in);
+	}
+	/* Running sessions: ssh is killed; their handles close as they complete. */
+	for (struct ssh_op *op = d->running; op != NULL; op = op->rnext)
+		uv_process_kill(&op->proc, SIGKILL);
+	uv_close((uv_handle_t *)&d->defer, drv_handle_closed);
+	uv_close((uv_handle_t *)&d->poll, drv_handle_closed);
+}
+
+static const struct drv_ops ssh_ops = {
+	.name = "ssh",
+	.start = ssh_start,
+	.stop = ssh_stop,
+	.adopt = ssh_adopt,
+	.proc_info = ssh_proc_info,
+	.close = ssh_close,
+};
+
+bool drv_ssh_host_lost(struct drv *base, const struct spec_target *t)
+{
+	if (base == NULL || base->ops != &ssh_ops || t == NULL)
+		return false;
+	struct ssh_host *h = host_get((struct ssh_drv *)base, t, false, false);
+	return h != NULL && h->state == H_LOST;
+}
+
+void drv_ssh_set_poll_ms(struct drv *base, int64_t ms)
+{
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	if (base->ops == &ssh_ops && ms > 0) {
+		d->poll_ms = ms;
+		uv_timer_start(&d->poll, on_poll_tick, (uint64_t)ms, (uint64_t)ms);
+	}
+}
+
+/* What the host check prints for this very binary: its version line and its cksum. */
+static char *local_want(const char *exe)
+{
+	char *q = drv_ssh_quote(exe);
+	char *cmd = xasprintf("%s version 2>/dev/null; cksum <%s 2>/dev/null; true", q, q);
+	free(q);
+	FILE *p = popen(cmd, "r");
+	free(cmd);
+	if (p == NULL)
+		return NULL;
+	char *out = NULL;
+	size_t n = 0;
+	char buf[512];
+	size_t r;
+	while ((r = fread(buf, 1, sizeof buf, p)) > 0)
+		append(&out, &n, buf, r);
+	pclose(p);
+	return out;
+}
+
+int drv_ssh_new(uv_loop_t *loop, const char *data_dir, const char *self_exe, const struct drv_callbacks *cb,
+		struct drv **out)
+{
+	if (loop == NULL || data_dir == NULL || self_exe == NULL || cb == NULL || out == NULL)
+		return -EINVAL;
+	char *want = local_want(self_exe);
+	if (want == NULL || strchr(want, '\n') == NULL) {
+		free(want);
+		return -ENOEXEC;
+	}
+	struct ssh_drv *d = xcalloc(1, sizeof *d);
+	d->base.ops = &ssh_ops;
+	d->base.cb = *cb;
+	d->loop = loop;
+	d->ctl_dir = xasprintf("%s/ssh", data_dir);
+	mkdir(d->ctl_dir, 0700);
+	d->self_exe = xstrdup(self_exe);
+	const char *cfg = getenv("ROLLOUT_SSH_CONFIG");
+	d->config = cfg != NULL && cfg[0] != '\0' ? xstrdup(cfg) : NULL;
+	d->want = want;
+	d->poll_ms = SSH_POLL_MS_DEFAULT;
+	uv_timer_init(loop, &d->defer);
+	uv_timer_init(loop, &d->poll);
+	d->defer.data = d->poll.data = d;
+	d->open = 2;
+	uv_timer_start(&d->poll, on_poll_tick, (uint64_t)d->poll_ms, (uint64_t)d->poll_ms);
+	*out = &d->base;
+	return 0;
+}
