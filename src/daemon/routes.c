@@ -68,11 +68,6 @@ static void daemon_checks(struct daemon *d, const struct spec *sp, const char *f
 	const char *f = file ? file : "spec";
 	if (sp->lb == SPEC_LB_HAPROXY)
 		haproxy_checks(d, sp, f, errors);
-	if (!sp->targets_local)
-		json_array_append_new(errors,
-				      json_sprintf("%s: targets: ssh hosts are not supported by this build yet; use "
-						   "targets: local",
-						   f));
 	for (size_t i = 0; sp->listen != NULL && i < d->n_svcs; i++) {
 		const struct svc *o = d->svcs[i];
 		if (strcmp(o->name, sp->service) != 0 && o->spec.listen != NULL && strcmp(o->spec.listen, sp->listen) == 0)

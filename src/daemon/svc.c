@@ -75,6 +75,51 @@ static void rt_drop(struct svc *s, uint64_t id)
 	*r = s->rt[--s->n_rt];
 }
 
+/* The driver of the service's instances: local, or ssh for ssh targets (NULL when it cannot be had). */
+static struct drv *drv_of(struct svc *s)
+{
+	return s->spec.targets_local ? s->d->drv : daemon_drv_ssh(s->d);
+}
+
+static void target_key(const struct spec_target *t, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s@%s:%d", t->user, t->host, t->port);
+}
+
+/* The ssh target a new instance of revision rev starts on (spread): among the hosts not known to
+ * be lost (all of them when every one is), the one with the fewest live instances of rev, then of
+ * the service, then the first listed. NULL without targets. */
+static const struct spec_target *pick_target(struct svc *s, int rev)
+{
+	struct drv *dv = drv_of(s);
+	const struct spec_target *best = NULL;
+	int best_rev = 0, best_all = 0;
+	bool best_lost = true;
+	for (size_t i = 0; i < s->spec.n_targets; i++) {
+		const struct spec_target *t = &s->spec.targets[i];
+		char key[300];
+		target_key(t, key, sizeof key);
+		int n_rev = 0, n_all = 0;
+		for (size_t k = 0; k < s->n_rt; k++) {
+			const struct engine_inst *in = inst_of(s, s->rt[k].id);
+			if (in == NULL || in->state == INST_GONE || in->state == INST_FAILED || strcmp(s->rt[k].host, key) != 0)
+				continue;
+			n_all++;
+			n_rev += in->revision == rev;
+		}
+		bool lost = drv_ssh_host_lost(dv, t);
+		bool better = best == NULL || (best_lost && !lost) ||
+			      (lost == best_lost && (n_rev < best_rev || (n_rev == best_rev && n_all < best_all)));
+		if (better) {
+			best = t;
+			best_rev = n_rev;
+			best_all = n_all;
+			best_lost = lost;
+		}
+	}
+	return best;
+}
+
 /* The parsed spec of revision rev (from the store, cached). NULL if it cannot be had. */
 static const struct spec *rev_spec(struct svc *s, int rev)
 {
@@ -170,7 +215,7 @@ static void commit(struct svc *s)
 	for (size_t i = 0; r == 0 && i < s->n_rt; i++) {
 		struct svc_rt *rt = &s->rt[i];
 		if (rt->proc_dirty && inst_of(s, rt->id) != NULL)
-			r = store_set_proc(st, s->name, rt->id, rt->pid, rt->proc_start, NULL);
+			r = store_set_proc(st, s->name, rt->id, rt->pid, rt->proc_start, rt->host[0] ? rt->host : NULL);
 		rt->proc_dirty = false;
 	}
 	if (r == 0)
@@ -240,8 +285,22 @@ static void start_now(struct svc *s, uint64_t id)
 		.port = in->port,
 		.log_dir = s->d->log_dir,
 	};
-	rt_of(s, id, true);
-	int r = drv_start(s->d->drv, &req);
+	struct svc_rt *rt = rt_of(s, id, true);
+	struct drv *dv = drv_of(s);
+	if (!s->spec.targets_local) {
+		const struct spec_target *t = pick_target(s, in->revision);
+		if (dv == NULL || t == NULL) {
+			engine_observe(&s->st, id, OBS_START_FAILED, daemon_now(), "no ssh driver or no target");
+			daemon_dirty(s);
+			return;
+		}
+		req.target = t;
+		req.ssh_accept_new = s->spec.ssh_accept_new;
+		target_key(t, rt->host, sizeof rt->host);
+		snprintf(rt->addr, sizeof rt->addr, "%s", t->host);
+		rt->proc_dirty = true; /* the host goes with the next commit */
+	}
+	int r = drv_start(dv, &req);
 	if (r < 0 && r != -EEXIST) {
 		char cause[96];
 		snprintf(cause, sizeof cause, "start: %s", strerror(-r));
@@ -300,7 +359,9 @@ static void do_stop(struct svc *s, uint64_t id)
 	const struct spec *rs = in ? rev_spec(s, in->revision) : NULL;
 	int signo = rs ? rs->stop_signal : s->spec.stop_signal;
 	int64_t grace = rs ? rs->stop_grace_ms : s->spec.stop_grace_ms;
-	drv_stop(s->d->drv, s->name, id, signo, grace);
+	struct drv *dv = drv_of(s);
+	if (dv != NULL)
+		drv_stop(dv, s->name, id, signo, grace);
 }
 
 /* Gives every START a port and records it, so a restart knows every port in use. */
@@ -346,7 +407,9 @@ static void push_backends(struct svc *s)
 		v[n].id = in->id;
 		v[n].revision = in->revision;
 		v[n].state = bs;
-		snprintf(v[n].addr, sizeof v[n].addr, "127.0.0.1:%d", in->port);
+		const struct svc_rt *rt = rt_of(s, in->id, false);
+		snprintf(v[n].addr, sizeof v[n].addr, "%.56s:%d", rt != NULL && rt->addr[0] ? rt->addr : "127.0.0.1",
+			 in->port);
 		n++;
 	}
 	if (s->pushed_valid && n == s->n_pushed && memcmp(v, s->pushed, n * sizeof *v) == 0) {
@@ -565,7 +628,7 @@ void svc_on_started(struct svc *s, uint64_t id, int pid)
 	r->started = true;
 	int dpid = 0;
 	uint64_t pstart = 0;
-	if (drv_proc_info(s->d->drv, s->name, id, &dpid, &pstart) == 0) {
+	if (drv_of(s) != NULL && drv_proc_info(drv_of(s), s->name, id, &dpid, &pstart) == 0) {
 		r->pid = dpid;
 		r->proc_start = pstart;
 		r->proc_dirty = true;
@@ -578,7 +641,8 @@ void svc_on_started(struct svc *s, uint64_t id, int pid)
 	if (live && rs != NULL && r->hc == NULL) {
 		if (rs->health.kind == SPEC_CHECK_NONE) {
 			engine_observe(&s->st, id, OBS_HEALTHY, daemon_now(), NULL);
-		} else if (health_start(s->d->health, &rs->health, "127.0.0.1", in->port, id, on_health, s, &r->hc) <
+		} else if (health_start(s->d->health, &rs->health, r->addr[0] ? r->addr : "127.0.0.1", in->port, id,
+						on_health, s, &r->hc) <
 			   0) {
 			log_warn("health", "service=%s instance=%llu msg=\"cannot start health check\"", s->name,
 				 (unsigned long long)id);
@@ -636,6 +700,28 @@ void svc_on_drained(struct svc *s, uint64_t id)
 
 /* ---- loading after a restart ------------------------------------------------------------------ */
 
+/* Re-adopts an instance on an ssh target: the host recorded with it must still be a target. */
+static int adopt_remote(struct svc *s, struct svc_rt *rt, uint64_t id, int pid, uint64_t pstart)
+{
+	char *host = NULL;
+	struct drv *dv = drv_of(s);
+	if (dv == NULL || store_get_proc_host(s->d->store, s->name, id, &host) < 0 || host == NULL)
+		return -ESRCH;
+	int r = -ESRCH;
+	for (size_t i = 0; i < s->spec.n_targets; i++) {
+		char key[300];
+		target_key(&s->spec.targets[i], key, sizeof key);
+		if (strcmp(key, host) == 0) {
+			snprintf(rt->host, sizeof rt->host, "%s", key);
+			snprintf(rt->addr, sizeof rt->addr, "%s", s->spec.targets[i].host);
+			r = drv_ssh_adopt_on(dv, &s->spec.targets[i], s->name, id, pid, pstart);
+			break;
+		}
+	}
+	free(host);
+	return r;
+}
+
 int svc_load(struct daemon *d, const char *name, struct svc **out)
 {
 	char *yaml = NULL;
@@ -663,8 +749,9 @@ int svc_load(struct daemon *d, const char *name, struct svc **out)
 		uint64_t pstart = 0;
 		if (store_get_proc(d->store, name, in->id, &pid, &pstart) < 0)
 			pid = 0;
-		rt_of(s, in->id, true);
-		int a = drv_adopt(d->drv, name, in->id, pid, pstart);
+		struct svc_rt *rt = rt_of(s, in->id, true);
+		int a = s->spec.targets_local ? drv_adopt(d->drv, name, in->id, pid, pstart)
+					      : adopt_remote(s, rt, in->id, pid, pstart);
 		if (a == 0 || a == -EEXIST) {
 			if (in->state == INST_PENDING)
 				engine_observe(&s->st, in->id, OBS_STARTED, now, NULL);
