@@ -859,6 +859,8 @@ json_t *svc_status_json(struct svc *s)
 				       in->revision, "state", engine_inst_state_name(in->state), "available", av, "port",
 				       in->port, "pid", r ? r->pid : 0, "since", (json_int_t)in->changed_at, "cause",
 				       in->cause);
+		if (r != NULL && r->host[0])
+			json_object_set_new(ij, "host", json_string(r->host));
 		json_array_append_new(insts, ij);
 	}
 	json_object_set_new(j, "counts", json_pack("{s:i,s:i,s:o}", "total", total, "available", avail,
