@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/curluv.h"
 #include "util/xmalloc.h"
 
 extern char **environ;
@@ -26,14 +27,11 @@ struct probe_ops {
 
 struct health_ctx {
 	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t curl_timer;
+	struct curluv *curl;         /* http probes' transfers */
 	struct health_check *checks; /* running checks */
-	struct curl_sock *socks;     /* sockets curl asked us to watch */
 	uint64_t rng;
-	bool cleaning; /* inside curl_multi_cleanup */
 	bool freeing;
-	int refs; /* curl timer handle, curl sockets, probes and checks not yet freed */
+	int refs; /* probes and checks not yet freed */
 };
 
 enum health_state { H_UNKNOWN, H_HEALTHY, H_UNHEALTHY };
@@ -87,10 +85,8 @@ struct probe {
 
 static void hc_unref(struct health_ctx *hc)
 {
-	if (--hc->refs == 0 && hc->freeing) {
+	if (--hc->refs == 0 && hc->freeing)
 		free(hc);
-		curl_global_cleanup();
-	}
 }
 
 static uint64_t hc_rand(struct health_ctx *hc)
@@ -201,144 +197,30 @@ static void probe_timer_init(struct probe *p)
 	p->open++;
 }
 
-/* ---- http: libcurl multi driven by the loop ---- */
+/* ---- http: libcurl transfers on the loop (util/curluv) ---- */
 
-static void curl_sock_closed(uv_handle_t *h);
-
-struct curl_sock {
-	uv_poll_t poll;
-	curl_socket_t fd;
-	struct health_ctx *hc;
-	struct curl_sock *prev, *next;
-};
-
-/* Stops watching a socket: unlinked now, freed when libuv has closed the poll handle. */
-static void curl_sock_close(struct curl_sock *s)
+/* A transfer's end (curluv_done_cb): the probe's result, then the probe is freed. */
+static void http_done(CURL *easy, CURLcode res, void *arg)
 {
-	struct health_ctx *hc = s->hc;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		hc->socks = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	uv_close((uv_handle_t *)&s->poll, curl_sock_closed);
-}
-
-static void curl_sock_closed(uv_handle_t *h)
-{
-	struct curl_sock *s = h->data;
-	struct health_ctx *hc = s->hc;
-	free(s);
-	hc_unref(hc);
-}
-
-/* Delivers the results of finished transfers. */
-static void curl_check_done(struct health_ctx *hc)
-{
-	CURLMsg *msg;
-	int left;
-	while (!hc->freeing && (msg = curl_multi_info_read(hc->multi, &left)) != NULL) {
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		CURL *easy = msg->easy_handle;
-		CURLcode res = msg->data.result;
-		struct probe *p = NULL;
-		long code = 0;
-		char *url = NULL;
-		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&p);
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
-		curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
-		char detail[CURL_ERROR_SIZE + 300];
-		bool ok = false;
-		if (res != CURLE_OK)
-			snprintf(detail, sizeof detail, "GET %s: %s", url ? url : "?",
-				 p->errbuf[0] ? p->errbuf : curl_easy_strerror(res));
-		else if (p->chk != NULL && code == p->chk->expect) {
-			ok = true;
-			snprintf(detail, sizeof detail, "HTTP %ld", code);
-		} else
-			snprintf(detail, sizeof detail, "HTTP %ld (want %d)", code, p->chk ? p->chk->expect : 0);
-		curl_multi_remove_handle(hc->multi, easy);
-		curl_easy_cleanup(easy);
-		p->easy = NULL;
-		probe_finish(p, ok, detail);
-		probe_free(p);
-	}
-}
-
-static void on_curl_poll(uv_poll_t *h, int status, int events)
-{
-	struct curl_sock *s = h->data;
-	struct health_ctx *hc = s->hc;
-	int flags = 0, running;
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(hc->multi, s->fd, flags, &running);
-	curl_check_done(hc);
-}
-
-static void on_curl_timer(uv_timer_t *t)
-{
-	struct health_ctx *hc = t->data;
-	int running;
-	curl_multi_socket_action(hc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	curl_check_done(hc);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: watch (or stop watching) one of curl's sockets with a uv_poll. */
-static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	(void)easy;
-	struct health_ctx *hc = userp;
-	struct curl_sock *s = socketp;
-	if (what == CURL_POLL_REMOVE) {
-		if (s != NULL) {
-			if (!hc->cleaning)
-				curl_multi_assign(hc->multi, fd, NULL);
-			curl_sock_close(s);
-		}
-		return 0;
-	}
-	if (s == NULL) {
-		s = xcalloc(1, sizeof *s);
-		s->fd = fd;
-		s->hc = hc;
-		if (uv_poll_init_socket(hc->loop, &s->poll, fd) != 0) {
-			free(s);
-			return -1;
-		}
-		s->poll.data = s;
-		hc->refs++;
-		s->next = hc->socks;
-		if (hc->socks != NULL)
-			hc->socks->prev = s;
-		hc->socks = s;
-		curl_multi_assign(hc->multi, fd, s);
-	}
-	int events = 0;
-	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-		events |= UV_READABLE;
-	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-		events |= UV_WRITABLE;
-	uv_poll_start(&s->poll, events, on_curl_poll);
-	return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION: curl wants socket_action(TIMEOUT) after timeout_ms (-1: never). */
-static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	(void)multi;
-	struct health_ctx *hc = userp;
-	if (timeout_ms < 0)
-		uv_timer_stop(&hc->curl_timer);
-	else
-		uv_timer_start(&hc->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
-	return 0;
+	struct probe *p = arg;
+	long code = 0;
+	char *url = NULL;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
+	char detail[CURL_ERROR_SIZE + 300];
+	bool ok = false;
+	if (res != CURLE_OK)
+		snprintf(detail, sizeof detail, "GET %s: %s", url ? url : "?",
+			 p->errbuf[0] ? p->errbuf : curl_easy_strerror(res));
+	else if (p->chk != NULL && code == p->chk->expect) {
+		ok = true;
+		snprintf(detail, sizeof detail, "HTTP %ld", code);
+	} else
+		snprintf(detail, sizeof detail, "HTTP %ld (want %d)", code, p->chk ? p->chk->expect : 0);
+	curl_easy_cleanup(easy);
+	p->easy = NULL;
+	probe_finish(p, ok, detail);
+	probe_free(p);
 }
 
 static size_t curl_discard(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -373,7 +255,6 @@ static void http_start(struct probe *p)
 	}
 	long t = (long)p->timeout_ms;
 	curl_easy_setopt(e, CURLOPT_URL, p->chk->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, p);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, p->errbuf);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t);
@@ -385,18 +266,20 @@ static void http_start(struct probe *p)
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "rollout-health");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, curl_discard);
 	p->easy = e;
-	CURLMcode mc = curl_multi_add_handle(p->hc->multi, e);
-	if (mc != CURLM_OK) {
+	int rc = curluv_add(p->hc->curl, e, http_done, p);
+	if (rc != 0) {
 		curl_easy_cleanup(e);
 		p->easy = NULL;
-		probe_fail_later(p, curl_multi_strerror(mc));
+		char why[300];
+		snprintf(why, sizeof why, "curl_multi_add_handle: %s", strerror(-rc));
+		probe_fail_later(p, why);
 	}
 }
 
 static void http_cancel(struct probe *p)
 {
 	if (p->easy != NULL) {
-		curl_multi_remove_handle(p->hc->multi, p->easy);
+		curluv_cancel(p->hc->curl, p->easy);
 		curl_easy_cleanup(p->easy);
 		p->easy = NULL;
 		probe_free(p);
@@ -703,33 +586,18 @@ int health_ctx_new(uv_loop_t *loop, struct health_ctx **out)
 {
 	if (loop == NULL || out == NULL)
 		return -EINVAL;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return -EIO;
 	struct health_ctx *hc = xcalloc(1, sizeof *hc);
-	hc->multi = curl_multi_init();
-	if (hc->multi == NULL) {
+	int rc = curluv_new(loop, &hc->curl);
+	if (rc != 0) {
 		free(hc);
-		curl_global_cleanup();
-		return -EIO;
+		return rc;
 	}
 	hc->loop = loop;
 	hc->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)hc;
 	if (hc->rng == 0)
 		hc->rng = 1;
-	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
-	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, hc);
-	curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
-	curl_multi_setopt(hc->multi, CURLMOPT_TIMERDATA, hc);
-	uv_timer_init(loop, &hc->curl_timer);
-	hc->curl_timer.data = hc;
-	hc->refs = 1; /* the curl timer */
 	*out = hc;
 	return 0;
-}
-
-static void curl_timer_closed(uv_handle_t *h)
-{
-	hc_unref(h->data);
 }
 
 void health_ctx_free(struct health_ctx *hc)
@@ -738,13 +606,12 @@ void health_ctx_free(struct health_ctx *hc)
 		return;
 	while (hc->checks != NULL)
 		health_stop(hc->checks);
-	/* Every transfer was removed by the stops: the cleanup only closes curl's sockets (and tells
-	 * us through the socket callback). */
-	hc->cleaning = true;
-	curl_multi_cleanup(hc->multi);
-	hc->multi = NULL;
-	while (hc->socks != NULL)
-		curl_sock_close(hc->socks);
+	/* Every transfer was cancelled by the stops; curluv frees itself in close callbacks. */
+	curluv_free(hc->curl);
+	hc->curl = NULL;
 	hc->freeing = true;
-	uv_close((uv_handle_t *)&hc->curl_timer, curl_timer_closed);
+	/* Probes and checks still closing hold references (one is on the stack when this runs
+	 * from a callback); with none, nothing can touch hc any more. */
+	if (hc->refs == 0)
+		free(hc);
 }

@@ -1,6 +1,6 @@
 /* Webhook notifications: each delivery is a request (a JSON POST) that succeeds on a 2xx answer
- * or is tried again after 1 s, 2 s, 4 s, 8 s; libcurl multi runs on the daemon's libuv loop the
- * way the health checker drives it (sockets as uv_poll handles, curl's timer as a uv_timer).
+ * or is tried again after 1 s, 2 s, 4 s, 8 s; libcurl multi runs on the daemon's libuv loop
+ * through util/curluv, as the health checker's does.
  * Webhook URLs may hold secrets (Slack's do): logs name the host only. */
 #include "daemon/notify.h"
 
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/curluv.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -95,30 +96,19 @@ struct delivery {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-struct nsock {
-	uv_poll_t poll;
-	curl_socket_t fd;
-	struct notify *n;
-	struct nsock *prev, *next;
-};
-
 struct notify {
 	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t curl_timer;
+	struct curluv *curl;
 	struct delivery *pending;
 	size_t n_pending;
-	struct nsock *socks;
-	int refs; /* curl timer, sockets and deliveries not yet freed */
-	int freeing, cleaning;
+	int refs; /* deliveries not yet freed */
+	int freeing;
 };
 
 static void n_unref(struct notify *n)
 {
-	if (--n->refs == 0 && n->freeing) {
+	if (--n->refs == 0 && n->freeing)
 		free(n);
-		curl_global_cleanup();
-	}
 }
 
 static void delivery_closed(uv_handle_t *h)
@@ -136,7 +126,7 @@ static void delivery_end(struct delivery *d)
 {
 	struct notify *n = d->n;
 	if (d->easy != NULL) {
-		curl_multi_remove_handle(n->multi, d->easy);
+		curluv_cancel(n->curl, d->easy);
 		curl_easy_cleanup(d->easy);
 		d->easy = NULL;
 	}
@@ -182,6 +172,8 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return size * nmemb;
 }
 
+static void attempt_done(CURL *easy, CURLcode res, void *arg);
+
 static void attempt(struct delivery *d)
 {
 	struct notify *n = d->n;
@@ -192,7 +184,6 @@ static void attempt(struct delivery *d)
 	}
 	d->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 	curl_easy_setopt(e, CURLOPT_URL, d->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, d);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, d->errbuf);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)NOTIFY_TIMEOUT_MS);
@@ -205,143 +196,41 @@ static void attempt(struct delivery *d)
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	d->errbuf[0] = '\0';
 	d->easy = e;
-	CURLMcode mc = curl_multi_add_handle(n->multi, e);
-	if (mc != CURLM_OK) {
+	int rc = curluv_add(n->curl, e, attempt_done, d);
+	if (rc != 0) {
 		curl_easy_cleanup(e);
 		d->easy = NULL;
 		curl_slist_free_all(d->hdrs);
 		d->hdrs = NULL;
 		/* Never fail inside the caller's stack: the backoff timer brings the retry. */
-		attempt_failed(d, curl_multi_strerror(mc));
-	}
-}
-
-/* Results of finished transfers. */
-static void check_done(struct notify *n)
-{
-	CURLMsg *msg;
-	int left;
-	while (!n->freeing && (msg = curl_multi_info_read(n->multi, &left)) != NULL) {
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		CURL *easy = msg->easy_handle;
-		CURLcode res = msg->data.result;
-		struct delivery *d = NULL;
-		long code = 0;
-		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&d);
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
-		curl_multi_remove_handle(n->multi, easy);
-		curl_easy_cleanup(easy);
-		d->easy = NULL;
-		curl_slist_free_all(d->hdrs);
-		d->hdrs = NULL;
-		if (res == CURLE_OK && code >= 200 && code < 300) {
-			log_info("notify", "service=%s event=%s host=%s msg=\"delivered\" attempts=%d",
-				 d->service, d->event, d->host, d->failed + 1);
-			delivery_end(d);
-			continue;
-		}
-		char why[CURL_ERROR_SIZE + 32];
-		if (res != CURLE_OK)
-			snprintf(why, sizeof why, "%s", d->errbuf[0] ? d->errbuf : curl_easy_strerror(res));
-		else
-			snprintf(why, sizeof why, "HTTP %ld", code);
+		char why[128];
+		snprintf(why, sizeof why, "curl_multi_add_handle: %s", strerror(-rc));
 		attempt_failed(d, why);
 	}
 }
 
-static void sock_closed(uv_handle_t *h)
+/* An attempt's end (curluv_done_cb): delivered on a 2xx answer, else failed. */
+static void attempt_done(CURL *easy, CURLcode res, void *arg)
 {
-	struct nsock *s = h->data;
-	struct notify *n = s->n;
-	free(s);
-	n_unref(n);
-}
-
-static void sock_close(struct nsock *s)
-{
-	struct notify *n = s->n;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		n->socks = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	uv_close((uv_handle_t *)&s->poll, sock_closed);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-	struct nsock *s = h->data;
-	struct notify *n = s->n;
-	int flags = 0, running;
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(n->multi, s->fd, flags, &running);
-	check_done(n);
-}
-
-static void on_curl_timer(uv_timer_t *t)
-{
-	struct notify *n = t->data;
-	int running;
-	curl_multi_socket_action(n->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(n);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: watch or stop watching one of curl's sockets. */
-static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	(void)easy;
-	struct notify *n = userp;
-	struct nsock *s = socketp;
-	if (what == CURL_POLL_REMOVE) {
-		if (s != NULL) {
-			if (!n->cleaning)
-				curl_multi_assign(n->multi, fd, NULL);
-			sock_close(s);
-		}
-		return 0;
+	struct delivery *d = arg;
+	long code = 0;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(easy);
+	d->easy = NULL;
+	curl_slist_free_all(d->hdrs);
+	d->hdrs = NULL;
+	if (res == CURLE_OK && code >= 200 && code < 300) {
+		log_info("notify", "service=%s event=%s host=%s msg=\"delivered\" attempts=%d", d->service,
+			 d->event, d->host, d->failed + 1);
+		delivery_end(d);
+		return;
 	}
-	if (s == NULL) {
-		s = xcalloc(1, sizeof *s);
-		s->fd = fd;
-		s->n = n;
-		if (uv_poll_init_socket(n->loop, &s->poll, fd) != 0) {
-			free(s);
-			return -1;
-		}
-		s->poll.data = s;
-		n->refs++;
-		s->next = n->socks;
-		if (n->socks != NULL)
-			n->socks->prev = s;
-		n->socks = s;
-		curl_multi_assign(n->multi, fd, s);
-	}
-	int events = 0;
-	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-		events |= UV_READABLE;
-	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-		events |= UV_WRITABLE;
-	uv_poll_start(&s->poll, events, on_poll);
-	return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION. */
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	(void)multi;
-	struct notify *n = userp;
-	if (timeout_ms < 0)
-		uv_timer_stop(&n->curl_timer);
+	char why[CURL_ERROR_SIZE + 32];
+	if (res != CURLE_OK)
+		snprintf(why, sizeof why, "%s", d->errbuf[0] ? d->errbuf : curl_easy_strerror(res));
 	else
-		uv_timer_start(&n->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
-	return 0;
+		snprintf(why, sizeof why, "HTTP %ld", code);
+	attempt_failed(d, why);
 }
 
 /* "https://user:pw@host:port/path?q" -> "host:port": what a log may say of a URL. */
@@ -360,28 +249,16 @@ static void url_host(const char *url, char *out, size_t len)
 
 int notify_new(uv_loop_t *loop, struct notify **out)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return -EIO;
 	struct notify *n = xcalloc(1, sizeof *n);
-	n->multi = curl_multi_init();
-	if (n->multi == NULL) {
+	int rc = curluv_new(loop, &n->curl);
+	if (rc != 0) {
 		free(n);
-		curl_global_cleanup();
-		return -EIO;
+		return rc;
 	}
 	n->loop = loop;
-	curl_multi_setopt(n->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n);
-	curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n);
-	uv_timer_init(loop, &n->curl_timer);
-	n->curl_timer.data = n;
-	n->refs = 1;
 	*out = n;
 	return 0;
 }
-
-static void curl_timer_closed(uv_handle_t *h) { n_unref(h->data); }
 
 void notify_free(struct notify *n)
 {
@@ -391,13 +268,12 @@ void notify_free(struct notify *n)
 		log_warn("notify", "msg=\"stopping with %zu notification(s) undelivered\"", n->n_pending);
 	while (n->pending != NULL)
 		delivery_end(n->pending);
-	n->cleaning = 1;
-	curl_multi_cleanup(n->multi);
-	n->multi = NULL;
-	while (n->socks != NULL)
-		sock_close(n->socks);
+	curluv_free(n->curl);
+	n->curl = NULL;
 	n->freeing = 1;
-	uv_close((uv_handle_t *)&n->curl_timer, curl_timer_closed);
+	/* Deliveries still closing hold references; with none, n goes now. */
+	if (n->refs == 0)
+		free(n);
 }
 
 void notify_send(struct notify *n, const struct spec *spec, const struct notify_msg *m)
