@@ -8,6 +8,7 @@
 #include "daemon/api.h"
 #include "daemon/daemon.h"
 #include "daemon/metrics.h"
+#include "driver/driver.h"
 #include "lb/hapi.h"
 #include "spec/spec_yaml.h"
 #include "store/store.h"
@@ -68,6 +69,12 @@ static void daemon_checks(struct daemon *d, const struct spec *sp, const char *f
 	const char *f = file ? file : "spec";
 	if (sp->lb == SPEC_LB_HAPROXY)
 		haproxy_checks(d, sp, f, errors);
+	for (size_t i = 0; i < sp->n_targets; i++)
+		if (drv_ssh_host_key_failed(d->drv_ssh, &sp->targets[i]))
+			json_array_append_new(errors, json_sprintf("%s: targets[%zu]: the host key of %s does not match "
+								   "known_hosts; nothing was changed (check the host, "
+								   "then fix known_hosts)",
+								   f, i, sp->targets[i].url));
 	for (size_t i = 0; sp->listen != NULL && i < d->n_svcs; i++) {
 		const struct svc *o = d->svcs[i];
 		if (strcmp(o->name, sp->service) != 0 && o->spec.listen != NULL && strcmp(o->spec.listen, sp->listen) == 0)

@@ -668,6 +668,14 @@ void svc_on_exited(struct svc *s, uint64_t id, const char *cause)
 	}
 	engine_observe(&s->st, id, OBS_EXITED, daemon_now(), cause);
 	daemon_dirty(s);
+	/* A host that is not the one we know is not a failure to retry around: the deployment stops. */
+	if (cause != NULL && strncmp(cause, "host key verification failed", 28) == 0 && s->st.ro.kind == RO_KIND_DEPLOY &&
+	    (s->st.ro.state == RO_PROGRESSING || s->st.ro.state == RO_PAUSED)) {
+		char msg[256] = "";
+		log_error("svc", "service=%s msg=\"aborting the rollout\" cause=\"%s\"", s->name, cause);
+		if (svc_command(s, "abort", 0, msg, sizeof msg) < 0)
+			log_error("svc", "service=%s msg=\"cannot abort\" err=\"%s\"", s->name, msg);
+	}
 }
 
 void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail)

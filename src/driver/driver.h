@@ -108,6 +108,10 @@ int drv_ssh_new(uv_loop_t *loop, const char *data_dir, const char *self_exe, con
 char *drv_ssh_quote(const char *s);
 /* Whether the host is known to be unreachable now (its last ssh connection failed). */
 bool drv_ssh_host_lost(struct drv *d, const struct spec_target *t);
+/* Whether the host is lost because its key is not the one known_hosts holds: never used until a
+ * connection passes the check again. Instances there are reported `exited` with a cause starting
+ * "host key verification failed". */
+bool drv_ssh_host_key_failed(struct drv *d, const struct spec_target *t);
 /* Like adopt, on a known host: after a daemon restart, watch instance service/id on t again
  * (its pid and start time as recorded). 0 then `started`, or `exited` if it is gone. */
 int drv_ssh_adopt_on(struct drv *d, const struct spec_target *t, const char *service, uint64_t id, int pid,

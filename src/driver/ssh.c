@@ -72,6 +72,7 @@ struct ssh_op {
 	char *out, *err;
 	size_t n_out, n_err;
 	bool spawned, exited, out_eof, err_eof, done, timed_out;
+	bool retry; /* a second try after a connection failure */
 	int64_t status;
 };
 
@@ -85,6 +86,8 @@ struct ssh_host {
 	struct ssh_op *queue, *queue_tail; /* sessions waiting for the host to be ready */
 	int running;
 	bool polling;
+	bool lost;       /* its last connection failed; cleared by the next check that passes */
+	bool key_failed; /* ... on the host key check */
 };
 
 struct report {
@@ -360,8 +363,10 @@ static void host_lost(struct ssh_host *h, const char *why)
 {
 	struct ssh_drv *d = h->d;
 	h->state = H_LOST;
+	h->lost = true;
 	h->polling = false;
-	char *cause = xasprintf("host unreachable: %s@%s:%d: %s", h->user, h->host, h->port, why);
+	char *cause = xasprintf("%s: %s@%s:%d: %s", h->key_failed ? "host key verification failed" : "host unreachable",
+				h->user, h->host, h->port, why);
 	struct ssh_op *q = h->queue;
 	h->queue = h->queue_tail = NULL;
 	while (q != NULL) {
@@ -644,6 +649,7 @@ static void on_copy_done(struct ssh_op *op, bool ok)
 		return;
 	}
 	h->state = H_READY;
+	h->lost = h->key_failed = false;
 }
 
 /* A check: the binary is ours (ready), or it is copied first. */
@@ -651,6 +657,7 @@ static void on_check_done(struct ssh_op *op)
 {
 	struct ssh_host *h = op->h;
 	struct ssh_drv *d = h->d;
+	h->lost = h->key_failed = false;
 	if (op->out != NULL && strcmp(op->out, d->want) == 0) {
 		h->state = H_READY;
 		return;
@@ -783,13 +790,39 @@ static void op_result(struct ssh_op *op)
 	bool conn_fail = op->timed_out || op->status == 255;
 	if (op->kind == OP_POLL)
 		h->polling = conn_fail ? false : h->polling;
+	if (conn_fail && !op->retry && h->state != H_LOST &&
+	    (op->kind == OP_START || op->kind == OP_STOP || op->kind == OP_POLL)) {
+		/* One failed session (a ControlMaster that went away) does not make a host lost: a fresh
+		 * connection decides, then the session runs again (start and stop are idempotent). */
+		struct ssh_op *again = op_new(h, op->kind, op->in, xstrdup(op->remote));
+		again->retry = true;
+		again->timeout_ms = op->timeout_ms;
+		if (op->input != NULL) {
+			again->input = xmalloc(op->n_input);
+			memcpy(again->input, op->input, op->n_input);
+			again->n_input = op->n_input;
+		}
+		again->next = h->queue;
+		h->queue = again;
+		if (h->queue_tail == NULL)
+			h->queue_tail = again;
+		if (h->state == H_READY)
+			host_check(h);
+		return;
+	}
 	if (conn_fail) {
-		char *why = op->timed_out ? xstrdup("ssh timed out") : first_line(op->err, op->n_err, "ssh failed");
+		bool key = op->err != NULL && (strstr(op->err, "Host key verification failed") != NULL ||
+						 strstr(op->err, "REMOTE HOST IDENTIFICATION HAS CHANGED") != NULL);
+		h->key_failed = key || (h->key_failed && op->kind == OP_CHECK && h->lost);
+		char *why = op->timed_out ? xstrdup("ssh timed out")
+			    : key	  ? xstrdup("the host's key is not the one in known_hosts")
+					  : first_line(op->err, op->n_err, "ssh failed");
 		if (op->kind == OP_START && op->in != NULL)
 			op->in->starting = false;
 		host_lost(h, why);
 		if (op->in != NULL && !op->in->dead) {
-			char *cause = xasprintf("host unreachable: %s@%s:%d: %s", h->user, h->host, h->port, why);
+			char *cause = xasprintf("%s: %s@%s:%d: %s", key ? "host key verification failed" : "host unreachable",
+						h->user, h->host, h->port, why);
 			inst_dead(h->d, op->in, cause);
 			free(cause);
 		}
@@ -1007,7 +1040,15 @@ bool drv_ssh_host_lost(struct drv *base, const struct spec_target *t)
 	if (base == NULL || base->ops != &ssh_ops || t == NULL)
 		return false;
 	struct ssh_host *h = host_get((struct ssh_drv *)base, t, false, false);
-	return h != NULL && h->state == H_LOST;
+	return h != NULL && h->lost;
+}
+
+bool drv_ssh_host_key_failed(struct drv *base, const struct spec_target *t)
+{
+	if (base == NULL || base->ops != &ssh_ops || t == NULL)
+		return false;
+	struct ssh_host *h = host_get((struct ssh_drv *)base, t, false, false);
+	return h != NULL && h->lost && h->key_failed;
 }
 
 void drv_ssh_set_poll_ms(struct drv *base, int64_t ms)

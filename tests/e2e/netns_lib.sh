@@ -28,7 +28,20 @@ export ROLLOUT_SSH_CONFIG="$FSSH/config"
 
 fleet_teardown() {
 	local ns p
-	# Whatever runs in our namespaces (sshd, instances, sessions) is ours.
+	[ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null
+	# Whatever runs in our namespaces (sshd, instances, sessions) is ours. Sessions first get a
+	# moment to end by themselves: a shell killed in the middle of its rc files can leave stale
+	# locks behind in the (shared) home directory.
+	for ns in "${FHOSTS_NS[@]}" $FCTL; do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do
+			grep -qsa "ROLLOUT_INSTANCE=" "/proc/$p/environ" && kill -9 -- "-$p" "$p" 2>/dev/null
+		done
+	done
+	for p in "${FSSHD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for _ in $(seq 1 30); do
+		[ -z "$(for ns in "${FHOSTS_NS[@]}" $FCTL; do ip netns pids "$ns" 2>/dev/null; done)" ] && break
+		sleep 0.1
+	done
 	for ns in "${FHOSTS_NS[@]}" $FCTL; do
 		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 	done
