@@ -32,7 +32,8 @@ kill_one() {
 }
 
 log "kill an old instance mid-rollout"
-v2=$(echo "$strat" | spec w 2 4)
+# A slow rollout (min_ready 2s per wave, 4 waves) leaves a wide window to kill an old instance in.
+v2=$(echo "$strat" | sed 's/min_ready: 500ms/min_ready: 2s/' | spec w 2 4)
 "$RO" apply "$v2"
 wait_until 20 has_rev w 2 || fail "v2 never started"
 kill_one 1 || fail "no old instance to kill"
