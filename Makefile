@@ -19,7 +19,8 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LIBS    := $(PKG_LIBS) -lm -lpthread
 
 LIB_SRC   := $(filter-out src/cli/main.c,$(wildcard src/*/*.c))
-CORE_SRC  := $(wildcard src/core/*.c) $(wildcard src/util/*.c)
+# The simulator links the pure core and the allocator only: no libuv, no libcurl, no I/O.
+CORE_SRC  := $(wildcard src/core/*.c) src/util/xmalloc.c
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
 SIM_SRC   := $(wildcard tests/sim/*.c)
