@@ -62,6 +62,8 @@ void spec_clear(struct spec *s)
 	free_argv(s->tmpl.command, s->tmpl.n_command);
 	free_kv(s->tmpl.env, s->tmpl.n_env);
 	free(s->tmpl.workdir);
+	for (int k = 0; k < SPEC_HOOK__COUNT; k++)
+		free_argv(s->tmpl.hooks[k], s->tmpl.n_hooks[k]);
 	free(s->health.http_path);
 	free_argv(s->health.exec, s->health.n_exec);
 	free(s->strategy.batches);
@@ -170,5 +172,15 @@ uint64_t spec_template_hash(const struct spec_template *t)
 		h = fnv_str(h, t->env[i].name);
 		h = fnv_str(h, t->env[i].value);
 	}
-	return fnv_str(h, t->workdir);
+	h = fnv_str(h, t->workdir);
+	/* Hooks take part only when set, so templates without any keep the hash they always had. */
+	for (int k = 0; k < SPEC_HOOK__COUNT; k++) {
+		if (t->n_hooks[k] == 0)
+			continue;
+		h = fnv(h, &k, sizeof k);
+		h = fnv(h, &t->n_hooks[k], sizeof t->n_hooks[k]);
+		for (size_t i = 0; i < t->n_hooks[k]; i++)
+			h = fnv_str(h, t->hooks[k][i]);
+	}
+	return h;
 }

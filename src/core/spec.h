@@ -25,6 +25,10 @@ struct spec_kv {
 	bool secret;
 };
 
+/* Lifecycle hooks of ssh targets (docs/driver.md): argv lists run on the host, with {version}
+ * {port} {host} {service} replaced in each argument. */
+enum spec_hook { SPEC_HOOK_INSTALL, SPEC_HOOK_START, SPEC_HOOK_VALIDATE, SPEC_HOOK_STOP, SPEC_HOOK__COUNT };
+
 /* Everything that makes a revision: changing any of it makes a new revision. */
 struct spec_template {
 	char *version;
@@ -33,6 +37,8 @@ struct spec_template {
 	struct spec_kv *env;
 	size_t n_env;
 	char *workdir; /* may be NULL */
+	char **hooks[SPEC_HOOK__COUNT]; /* argv, NULL-terminated; NULL when not set */
+	size_t n_hooks[SPEC_HOOK__COUNT];
 };
 
 struct spec_health {

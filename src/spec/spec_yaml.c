@@ -863,11 +863,45 @@ static void f_env(struct pctx *c, const char *name, struct ynode *v)
 	qsort(t->env, t->n_env, sizeof *t->env, kv_cmp);
 }
 
+static void f_hook_install(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_argv(c, name, v, &c->s->tmpl.hooks[SPEC_HOOK_INSTALL], &c->s->tmpl.n_hooks[SPEC_HOOK_INSTALL]);
+}
+
+static void f_hook_start(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_argv(c, name, v, &c->s->tmpl.hooks[SPEC_HOOK_START], &c->s->tmpl.n_hooks[SPEC_HOOK_START]);
+}
+
+static void f_hook_validate(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_argv(c, name, v, &c->s->tmpl.hooks[SPEC_HOOK_VALIDATE], &c->s->tmpl.n_hooks[SPEC_HOOK_VALIDATE]);
+}
+
+static void f_hook_stop(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_argv(c, name, v, &c->s->tmpl.hooks[SPEC_HOOK_STOP], &c->s->tmpl.n_hooks[SPEC_HOOK_STOP]);
+}
+
+static const struct field hook_fields[] = {
+	{"install", f_hook_install},
+	{"start", f_hook_start},
+	{"validate", f_hook_validate},
+	{"stop", f_hook_stop},
+};
+
+static void f_hooks(struct pctx *c, const char *name, struct ynode *v)
+{
+	if (want_map(c, name, v))
+		WALK(c, name, v, hook_fields);
+}
+
 static const struct field template_fields[] = {
 	{"version", f_version},
 	{"command", f_command},
 	{"env", f_env},
 	{"workdir", f_workdir},
+	{"hooks", f_hooks},
 };
 
 static void f_template(struct pctx *c, const char *name, struct ynode *v)
@@ -1574,6 +1608,11 @@ static void check_spec(struct pctx *c)
 
 	if (!c->has_service)
 		ERR_AT(c, r, "missing required key 'service'");
+	for (int k = 0; k < SPEC_HOOK__COUNT; k++)
+		if (s->tmpl.n_hooks[k] > 0 && s->targets_local) {
+			ERR_AT(c, r, "template: hooks run on ssh targets only (targets: local has none)");
+			break;
+		}
 	if (!c->has_template)
 		ERR_AT(c, r, "missing required key 'template' (with version and command)");
 	if (s->lb == SPEC_LB_HAPROXY && s->haproxy_backend == NULL && s->service != NULL)
