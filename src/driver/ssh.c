@@ -25,7 +25,7 @@
 #define SSH_PRELUDE "R=\"${ROLLOUT_HOME:-$HOME/.rollout}\"; "
 
 enum host_state { H_NEW, H_PREP, H_READY, H_LOST };
-enum op_kind { OP_CHECK, OP_COPY, OP_START, OP_STOP, OP_POLL };
+enum op_kind { OP_CHECK, OP_COPY, OP_START, OP_STOP, OP_POLL, OP_HOOK };
 
 struct ssh_drv;
 struct ssh_host;
@@ -48,6 +48,12 @@ struct ssh_inst {
 	int stop_signo;
 	int64_t stop_grace_ms;
 	int refs;
+	char *hook[SPEC_HOOK__COUNT]; /* remote command lines of the template's hooks, or NULL */
+	char *start_cmd;              /* `rollout host start ...`, run once install and start hooks passed */
+	char *start_env;              /* its stdin: NUL-separated NAME=VALUE (wiped) */
+	size_t n_start_env;
+	char *cause;                  /* why it is being stopped, when not asked (validate hook) */
+	char *stop_cause;             /* how the process ended, while the stop hook runs */
 };
 
 /* One ssh session: a request that completes once. Freed when its last handle is closed. */
@@ -56,7 +62,8 @@ struct ssh_op {
 	struct ssh_op *rnext; /* in the driver's list of running sessions */
 	struct ssh_host *h;
 	enum op_kind kind;
-	struct ssh_inst *in; /* start, stop of a known instance */
+	struct ssh_inst *in; /* start, stop of a known instance, hook */
+	int hook;            /* OP_HOOK: enum spec_hook */
 	char *remote;        /* the command line for the remote shell */
 	char *input;         /* stdin bytes (may hold secrets: wiped) */
 	size_t n_input;
@@ -183,6 +190,44 @@ static void sb_word(struct sbuf *b, const char *w)
 	free(q);
 }
 
+/* arg with {version} {port} {host} {service} replaced. New string. */
+static char *hook_subst(const char *arg, const char *version, const char *port, const char *host, const char *service)
+{
+	const char *keys[] = {"{version}", "{port}", "{host}", "{service}"};
+	const char *vals[] = {version ? version : "", port, host, service};
+	struct sbuf b = {0};
+	sb_add(&b, "");
+	for (const char *p = arg; *p;) {
+		size_t k;
+		for (k = 0; k < 4; k++)
+			if (strncmp(p, keys[k], strlen(keys[k])) == 0)
+				break;
+		if (k < 4) {
+			sb_add(&b, vals[k]);
+			p += strlen(keys[k]);
+		} else {
+			char one[2] = {*p++, '\0'};
+			sb_add(&b, one);
+		}
+	}
+	return b.p;
+}
+
+/* The remote command line of a hook: run from the host's rollout directory, each argument one
+ * quoted word. New string. */
+static char *hook_cmd(char **argv, size_t n, const char *version, const char *port, const char *host,
+		      const char *service)
+{
+	struct sbuf b = {0};
+	sb_add(&b, SSH_PRELUDE "mkdir -p \"$R\" && cd \"$R\" && exec");
+	for (size_t i = 0; i < n; i++) {
+		char *a = hook_subst(argv[i], version, port, host, service);
+		sb_word(&b, a);
+		free(a);
+	}
+	return b.p;
+}
+
 static char *inst_name(const char *service, uint64_t id)
 {
 	return xasprintf("%s.%" PRIu64, service, id);
@@ -231,6 +276,15 @@ static void report(struct ssh_drv *d, bool started, const char *service, uint64_
 static void inst_unref(struct ssh_inst *in)
 {
 	if (in != NULL && --in->refs == 0) {
+		for (int k = 0; k < SPEC_HOOK__COUNT; k++)
+			free(in->hook[k]);
+		if (in->start_env != NULL) {
+			xwipe(in->start_env, in->n_start_env);
+			free(in->start_env);
+		}
+		free(in->start_cmd);
+		free(in->cause);
+		free(in->stop_cause);
 		free(in->service);
 		free(in);
 	}
@@ -677,6 +731,91 @@ static void on_check_done(struct ssh_op *op)
 	op_spawn(c);
 }
 
+/* Runs what comes next in an instance's start, from stage `from`: the install hook, the start
+ * hook, then the process. */
+static void start_from(struct ssh_host *h, struct ssh_inst *in, int from)
+{
+	for (int k = from; k <= SPEC_HOOK_START; k++) {
+		if (in->hook[k] != NULL) {
+			struct ssh_op *op = op_new(h, OP_HOOK, in, xstrdup(in->hook[k]));
+			op->hook = k;
+			host_enqueue(h, op);
+			return;
+		}
+	}
+	struct ssh_op *op = op_new(h, OP_START, in, in->start_cmd);
+	in->start_cmd = NULL;
+	op->input = in->start_env;
+	op->n_input = in->n_start_env;
+	in->start_env = NULL;
+	in->n_start_env = 0;
+	host_enqueue(h, op);
+}
+
+/* The process runs and validate passed (or there is none): the instance is started. */
+static void inst_started(struct ssh_drv *d, struct ssh_host *h, struct ssh_inst *in)
+{
+	in->starting = false;
+	in->started = true;
+	report(d, true, in->service, in->id, in->pid, NULL);
+	if (in->stop_pending) {
+		char *name = inst_name(in->service, in->id);
+		issue_stop(d, h, in, name, in->stop_signo, in->stop_grace_ms);
+		free(name);
+	}
+}
+
+static void on_hook_done(struct ssh_op *op)
+{
+	struct ssh_host *h = op->h;
+	struct ssh_drv *d = h->d;
+	struct ssh_inst *in = op->in;
+	static const char *const names[] = {"install", "start", "validate", "stop"};
+	if (in->dead)
+		return;
+	char *why = NULL;
+	if (op->status != 0) {
+		char *line = first_line(op->err, op->n_err, "");
+		why = xasprintf("%s hook failed (exit status %d)%s%s", names[op->hook], (int)op->status,
+				line[0] ? ": " : "", line);
+		free(line);
+	}
+	switch (op->hook) {
+	case SPEC_HOOK_INSTALL:
+	case SPEC_HOOK_START:
+		if (why != NULL) {
+			in->starting = false;
+			inst_dead(d, in, why);
+		} else if (in->stop_pending) {
+			in->starting = false;
+			inst_dead(d, in, "stopped before it started");
+		} else {
+			start_from(h, in, op->hook + 1);
+		}
+		break;
+	case SPEC_HOOK_VALIDATE:
+		if (why == NULL) {
+			inst_started(d, h, in);
+		} else {
+			/* Not a good instance: stopped, and its cause says why. */
+			in->starting = false;
+			in->cause = xstrdup(why);
+			char *name = inst_name(in->service, in->id);
+			issue_stop(d, h, in, name, SIGTERM, 10000);
+			free(name);
+		}
+		break;
+	case SPEC_HOOK_STOP: {
+		char *cause = why == NULL ? xstrdup(in->stop_cause ? in->stop_cause : "stopped")
+					  : xasprintf("%s; %s", in->stop_cause ? in->stop_cause : "stopped", why);
+		inst_dead(d, in, cause);
+		free(cause);
+		break;
+	}
+	}
+	free(why);
+}
+
 static void on_start_done(struct ssh_op *op)
 {
 	struct ssh_drv *d = op->h->d;
@@ -694,13 +833,14 @@ static void on_start_done(struct ssh_op *op)
 	}
 	in->pid = pid;
 	in->proc_start = start;
-	in->started = true;
-	report(d, true, in->service, in->id, pid, NULL);
-	if (in->stop_pending) {
-		char *name = inst_name(in->service, in->id);
-		issue_stop(d, op->h, in, name, in->stop_signo, in->stop_grace_ms);
-		free(name);
+	if (in->hook[SPEC_HOOK_VALIDATE] != NULL && !in->stop_pending) {
+		in->starting = true; /* until validate passed */
+		struct ssh_op *v = op_new(op->h, OP_HOOK, in, xstrdup(in->hook[SPEC_HOOK_VALIDATE]));
+		v->hook = SPEC_HOOK_VALIDATE;
+		host_enqueue(op->h, v);
+		return;
 	}
+	inst_started(d, op->h, in);
 }
 
 static void on_stop_done(struct ssh_op *op)
@@ -708,9 +848,21 @@ static void on_stop_done(struct ssh_op *op)
 	struct ssh_drv *d = op->h->d;
 	if (op->in == NULL || op->in->dead)
 		return;
+	struct ssh_inst *in = op->in;
 	char *why = op->status == 0 ? first_line(op->out, op->n_out, "stopped")
 				    : first_line(op->err, op->n_err, "rollout host stop failed");
-	inst_dead(d, op->in, why);
+	if (in->cause != NULL) { /* stopped by us (validate failed): that is the cause */
+		free(why);
+		why = xstrdup(in->cause);
+	}
+	if (in->hook[SPEC_HOOK_STOP] != NULL) {
+		in->stop_cause = why;
+		struct ssh_op *h = op_new(op->h, OP_HOOK, in, xstrdup(in->hook[SPEC_HOOK_STOP]));
+		h->hook = SPEC_HOOK_STOP;
+		host_enqueue(op->h, h);
+		return;
+	}
+	inst_dead(d, in, why);
 	free(why);
 }
 
@@ -791,12 +943,13 @@ static void op_result(struct ssh_op *op)
 	if (op->kind == OP_POLL)
 		h->polling = conn_fail ? false : h->polling;
 	if (conn_fail && !op->retry && h->state != H_LOST &&
-	    (op->kind == OP_START || op->kind == OP_STOP || op->kind == OP_POLL)) {
+	    (op->kind == OP_START || op->kind == OP_STOP || op->kind == OP_POLL || op->kind == OP_HOOK)) {
 		/* One failed session (a ControlMaster that went away) does not make a host lost: a fresh
 		 * connection decides, then the session runs again (start and stop are idempotent). */
 		struct ssh_op *again = op_new(h, op->kind, op->in, xstrdup(op->remote));
 		again->retry = true;
 		again->timeout_ms = op->timeout_ms;
+		again->hook = op->hook;
 		if (op->input != NULL) {
 			again->input = xmalloc(op->n_input);
 			memcpy(again->input, op->input, op->n_input);
@@ -817,7 +970,7 @@ static void op_result(struct ssh_op *op)
 		char *why = op->timed_out ? xstrdup("ssh timed out")
 			    : key	  ? xstrdup("the host's key is not the one in known_hosts")
 					  : first_line(op->err, op->n_err, "ssh failed");
-		if (op->kind == OP_START && op->in != NULL)
+		if ((op->kind == OP_START || op->kind == OP_HOOK) && op->in != NULL)
 			op->in->starting = false;
 		host_lost(h, why);
 		if (op->in != NULL && !op->in->dead) {
@@ -844,6 +997,9 @@ static void op_result(struct ssh_op *op)
 		break;
 	case OP_POLL:
 		on_poll_done(op);
+		break;
+	case OP_HOOK:
+		on_hook_done(op);
 		break;
 	}
 }
@@ -899,7 +1055,10 @@ static int ssh_start(struct drv *base, const struct drv_start *req)
 	for (size_t i = 0; i < t->n_command; i++)
 		sb_word(&b, t->command[i]);
 	free(name);
-	struct ssh_op *op = op_new(h, OP_START, in, b.p);
+	in->start_cmd = b.p;
+	for (int k = 0; k < SPEC_HOOK__COUNT; k++)
+		if (t->n_hooks[k] > 0)
+			in->hook[k] = hook_cmd(t->hooks[k], t->n_hooks[k], t->version, port, req->target->host, req->service);
 	/* The environment goes over stdin, never on a command line: values may be secrets. */
 	struct sbuf env = {0};
 	for (size_t i = 0; i < t->n_env; i++) {
@@ -909,13 +1068,13 @@ static int ssh_start(struct drv *base, const struct drv_start *req)
 		env.n++; /* keep the NUL as the separator */
 	}
 	if (env.n > 0) {
-		op->input = env.p;
-		op->n_input = env.n;
+		in->start_env = env.p;
+		in->n_start_env = env.n;
 	} else {
 		free(env.p);
 	}
 	in->starting = true;
-	host_enqueue(h, op);
+	start_from(h, in, SPEC_HOOK_INSTALL);
 	return 0;
 }
 
