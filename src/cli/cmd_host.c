@@ -21,8 +21,8 @@
 
 extern char **environ;
 
-#define HOST_ENV_MAX  (1024 * 1024) /* bytes of environment read from stdin */
-#define HOST_NAME_MAX_LEN 200
+#define HOST_ENV_MAX	      (1024 * 1024) /* bytes of environment read from stdin */
+#define HOST_NAME_MAX_LEN     200
 #define HOST_LOG_DEFAULT_TAIL 65536
 
 /* Options of every subcommand; argv after "--" is the command to start. */
@@ -35,18 +35,20 @@ struct host_opts {
 
 static void host_usage(struct cmd_ctx *ctx)
 {
-	fprintf(ctx->err, "usage: rollout host start --name NAME --port N [--workdir D] [--env-stdin] -- CMD [ARG...]\n"
-			  "       rollout host stop --name NAME [--signal N] [--grace MS]\n"
-			  "       rollout host status [--name NAME]\n"
-			  "       rollout host logs --name NAME [--tail BYTES]\n"
-			  "  files live in --dir DIR, else $ROLLOUT_HOME, else ~/.rollout\n");
+	fprintf(ctx->err,
+		"usage: rollout host start --name NAME --port N [--workdir D] [--env-stdin] -- CMD [ARG...]\n"
+		"       rollout host stop --name NAME [--signal N] [--grace MS]\n"
+		"       rollout host status [--name NAME]\n"
+		"       rollout host logs --name NAME [--tail BYTES]\n"
+		"  files live in --dir DIR, else $ROLLOUT_HOME, else ~/.rollout\n");
 }
 
 /* Parses argv[2..]; returns 0 or -EINVAL after printing why. */
 static int host_parse(struct cmd_ctx *ctx, int argc, char **argv, struct host_opts *o)
 {
 	memset(o, 0, sizeof *o);
-	static const char *const names[] = {"--dir", "--name", "--workdir", "--signal", "--grace", "--port", "--tail"};
+	static const char *const names[] = {"--dir",   "--name", "--workdir", "--signal",
+					    "--grace", "--port", "--tail"};
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--") == 0) {
@@ -58,7 +60,8 @@ static int host_parse(struct cmd_ctx *ctx, int argc, char **argv, struct host_op
 			o->env_stdin = true;
 			continue;
 		}
-		const char **slots[] = {&o->dir, &o->name, &o->workdir, &o->signal, &o->grace, &o->port, &o->tail};
+		const char **slots[] = {&o->dir,   &o->name, &o->workdir, &o->signal,
+					&o->grace, &o->port, &o->tail};
 		size_t k;
 		for (k = 0; k < sizeof names / sizeof names[0]; k++)
 			if (strcmp(a, names[k]) == 0)
@@ -207,7 +210,8 @@ static int read_env(char **buf, size_t *len)
 static int host_start(struct cmd_ctx *ctx, const struct host_opts *o, const char *dir)
 {
 	if (!name_ok(o->name) || o->port == NULL || o->n_cmd < 1) {
-		fprintf(ctx->err, "rollout host start: needs --name NAME ([A-Za-z0-9._-]), --port N and -- CMD\n");
+		fprintf(ctx->err,
+			"rollout host start: needs --name NAME ([A-Za-z0-9._-]), --port N and -- CMD\n");
 		return CMD_EXIT_USAGE;
 	}
 	char *run = xasprintf("%s/run", dir), *logs = xasprintf("%s/logs", dir);
@@ -291,8 +295,9 @@ static int host_start(struct cmd_ctx *ctx, const struct host_opts *o, const char
 		fprintf(ctx->err, "rollout host start: fork: %s\n", strerror(errno));
 	} else if (r == (ssize_t)sizeof cerr) {
 		waitpid(child, NULL, 0);
-		fprintf(ctx->err, "%s %s: %s\n", o->workdir != NULL && cerr == ENOENT ? "workdir or exec" : "exec",
-			argv[0], strerror(cerr));
+		fprintf(ctx->err, "%s %s: %s\n",
+			o->workdir != NULL && cerr == ENOENT ? "workdir or exec" : "exec", argv[0],
+			strerror(cerr));
 	} else {
 		drv_local_proc_start(child, &start);
 		char *tmp = xasprintf("%s.tmp", pidf);
@@ -388,7 +393,8 @@ static int host_status(struct cmd_ctx *ctx, const struct host_opts *o, const cha
 			int pid = 0;
 			uint64_t start = 0;
 			bool alive = pidfile_alive(pidf, &pid, &start);
-			fprintf(ctx->out, "%s %d %" PRIu64 " %s\n", name, pid, start, alive ? "running" : "exited");
+			fprintf(ctx->out, "%s %d %" PRIu64 " %s\n", name, pid, start,
+				alive ? "running" : "exited");
 			free(pidf);
 		}
 		free(name);

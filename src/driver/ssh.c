@@ -15,11 +15,11 @@
 
 #include "util/xmalloc.h"
 
-#define SSH_OUT_MAX (64 * 1024)       /* bytes of a session's stdout or stderr we keep */
-#define SSH_PER_HOST 8                /* sessions at once per host (sshd's MaxSessions is 10) */
-#define SSH_TIMEOUT_MS 30000          /* one session, but a copy or a stop */
+#define SSH_OUT_MAX	    (64 * 1024) /* bytes of a session's stdout or stderr we keep */
+#define SSH_PER_HOST	    8		/* sessions at once per host (sshd's MaxSessions is 10) */
+#define SSH_TIMEOUT_MS	    30000	/* one session, but a copy or a stop */
 #define SSH_COPY_TIMEOUT_MS 120000
-#define SSH_ERR_GRACE_MS 500          /* after ssh exited, wait this long for the rest of stderr */
+#define SSH_ERR_GRACE_MS    500 /* after ssh exited, wait this long for the rest of stderr */
 #define SSH_POLL_MS_DEFAULT 1000
 /* The host's rollout directory; every remote command starts with it. A constant: no data in it. */
 #define SSH_PRELUDE "R=\"${ROLLOUT_HOME:-$HOME/.rollout}\"; "
@@ -39,21 +39,21 @@ struct ssh_inst {
 	uint64_t id;
 	int pid;
 	uint64_t proc_start;
-	bool started;       /* `started` reported */
-	bool adopting;      /* after a restart: the next poll confirms it or reports it gone */
-	bool dead;          /* `exited` reported or on its way */
-	bool starting;      /* its start session runs */
-	bool stopping;      /* its stop session runs or will */
-	bool stop_pending;  /* stop asked while the start ran */
+	bool started;	   /* `started` reported */
+	bool adopting;	   /* after a restart: the next poll confirms it or reports it gone */
+	bool dead;	   /* `exited` reported or on its way */
+	bool starting;	   /* its start session runs */
+	bool stopping;	   /* its stop session runs or will */
+	bool stop_pending; /* stop asked while the start ran */
 	int stop_signo;
 	int64_t stop_grace_ms;
 	int refs;
 	char *hook[SPEC_HOOK__COUNT]; /* remote command lines of the template's hooks, or NULL */
-	char *start_cmd;              /* `rollout host start ...`, run once install and start hooks passed */
-	char *start_env;              /* its stdin: NUL-separated NAME=VALUE (wiped) */
+	char *start_cmd;	      /* `rollout host start ...`, run once install and start hooks passed */
+	char *start_env;	      /* its stdin: NUL-separated NAME=VALUE (wiped) */
 	size_t n_start_env;
-	char *cause;                  /* why it is being stopped, when not asked (validate hook) */
-	char *stop_cause;             /* how the process ended, while the stop hook runs */
+	char *cause;	  /* why it is being stopped, when not asked (validate hook) */
+	char *stop_cause; /* how the process ended, while the stop hook runs */
 };
 
 /* One ssh session: a request that completes once. Freed when its last handle is closed. */
@@ -63,11 +63,11 @@ struct ssh_op {
 	struct ssh_host *h;
 	enum op_kind kind;
 	struct ssh_inst *in; /* start, stop of a known instance, hook */
-	int hook;            /* OP_HOOK: enum spec_hook */
-	char *remote;        /* the command line for the remote shell */
-	char *input;         /* stdin bytes (may hold secrets: wiped) */
+	int hook;	     /* OP_HOOK: enum spec_hook */
+	char *remote;	     /* the command line for the remote shell */
+	char *input;	     /* stdin bytes (may hold secrets: wiped) */
 	size_t n_input;
-	int input_fd;        /* or stdin from this file (copy), -1 */
+	int input_fd; /* or stdin from this file (copy), -1 */
 	int64_t timeout_ms;
 	uv_process_t proc;
 	uv_pipe_t pin, pout, perr;
@@ -93,7 +93,7 @@ struct ssh_host {
 	struct ssh_op *queue, *queue_tail; /* sessions waiting for the host to be ready */
 	int running;
 	bool polling;
-	bool lost;       /* its last connection failed; cleared by the next check that passes */
+	bool lost;	 /* its last connection failed; cleared by the next check that passes */
 	bool key_failed; /* ... on the host key check */
 };
 
@@ -109,10 +109,10 @@ struct report {
 struct ssh_drv {
 	struct drv base;
 	uv_loop_t *loop;
-	char *ctl_dir;  /* DATA/ssh */
+	char *ctl_dir; /* DATA/ssh */
 	char *self_exe;
-	char *config;   /* ssh -F, or NULL */
-	char *want;     /* what the check prints on a host whose binary is ours */
+	char *config;	 /* ssh -F, or NULL */
+	char *want;	 /* what the check prints on a host whose binary is ours */
 	char **services; /* services we ever ran: a running instance of one we do not know is an orphan */
 	size_t n_services, cap_services;
 	struct ssh_host *hosts;
@@ -191,7 +191,8 @@ static void sb_word(struct sbuf *b, const char *w)
 }
 
 /* arg with {version} {port} {host} {service} replaced. New string. */
-static char *hook_subst(const char *arg, const char *version, const char *port, const char *host, const char *service)
+static char *hook_subst(const char *arg, const char *version, const char *port, const char *host,
+			const char *service)
 {
 	const char *keys[] = {"{version}", "{port}", "{host}", "{service}"};
 	const char *vals[] = {version ? version : "", port, host, service};
@@ -228,10 +229,7 @@ static char *hook_cmd(char **argv, size_t n, const char *version, const char *po
 	return b.p;
 }
 
-static char *inst_name(const char *service, uint64_t id)
-{
-	return xasprintf("%s.%" PRIu64, service, id);
-}
+static char *inst_name(const char *service, uint64_t id) { return xasprintf("%s.%" PRIu64, service, id); }
 
 /* ---- reports, always from the loop ---- */
 
@@ -255,7 +253,8 @@ static void on_defer(uv_timer_t *t)
 	}
 }
 
-static void report(struct ssh_drv *d, bool started, const char *service, uint64_t id, int pid, const char *cause)
+static void report(struct ssh_drv *d, bool started, const char *service, uint64_t id, int pid,
+		   const char *cause)
 {
 	struct report *r = xcalloc(1, sizeof *r);
 	r->started = started;
@@ -393,8 +392,9 @@ static void host_pump(struct ssh_host *h)
 static void host_check(struct ssh_host *h)
 {
 	h->state = H_PREP;
-	char *remote = xasprintf(SSH_PRELUDE "\"$R/bin/rollout\" version 2>/dev/null; cksum <\"$R/bin/rollout\" "
-					     "2>/dev/null; true");
+	char *remote =
+	    xasprintf(SSH_PRELUDE "\"$R/bin/rollout\" version 2>/dev/null; cksum <\"$R/bin/rollout\" "
+				  "2>/dev/null; true");
 	op_spawn(op_new(h, OP_CHECK, NULL, remote));
 }
 
@@ -419,8 +419,9 @@ static void host_lost(struct ssh_host *h, const char *why)
 	h->state = H_LOST;
 	h->lost = true;
 	h->polling = false;
-	char *cause = xasprintf("%s: %s@%s:%d: %s", h->key_failed ? "host key verification failed" : "host unreachable",
-				h->user, h->host, h->port, why);
+	char *cause =
+	    xasprintf("%s: %s@%s:%d: %s", h->key_failed ? "host key verification failed" : "host unreachable",
+		      h->user, h->host, h->port, why);
 	struct ssh_op *q = h->queue;
 	h->queue = h->queue_tail = NULL;
 	while (q != NULL) {
@@ -596,9 +597,15 @@ static void op_spawn(struct ssh_op *op)
 		argv[n++] = "-F";
 		argv[n++] = d->config;
 	}
-	const char *opts[] = {"BatchMode=yes", h->accept_new ? "StrictHostKeyChecking=accept-new" : "StrictHostKeyChecking=yes",
-			      "ControlMaster=auto", ctl, "ControlPersist=60", "ConnectTimeout=5", "ServerAliveInterval=2",
-			      "ServerAliveCountMax=3"};
+	const char *opts[] = {
+	    "BatchMode=yes",
+	    h->accept_new ? "StrictHostKeyChecking=accept-new" : "StrictHostKeyChecking=yes",
+	    "ControlMaster=auto",
+	    ctl,
+	    "ControlPersist=60",
+	    "ConnectTimeout=5",
+	    "ServerAliveInterval=2",
+	    "ServerAliveCountMax=3"};
 	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
 		argv[n++] = "-o";
 		argv[n++] = opts[i];
@@ -670,8 +677,8 @@ static void op_spawn(struct ssh_op *op)
 
 /* ---- what a session's result means ---- */
 
-static void issue_stop(struct ssh_drv *d, struct ssh_host *h, struct ssh_inst *in, const char *name, int signo,
-		       int64_t grace_ms)
+static void issue_stop(struct ssh_drv *d, struct ssh_host *h, struct ssh_inst *in, const char *name,
+		       int signo, int64_t grace_ms)
 {
 	struct sbuf b = {0};
 	sb_add(&b, SSH_PRELUDE "exec \"$R/bin/rollout\" host stop --name");
@@ -723,8 +730,9 @@ static void on_check_done(struct ssh_op *op)
 		free(msg);
 		return;
 	}
-	char *remote = xasprintf(SSH_PRELUDE "mkdir -p \"$R/bin\" && cat >\"$R/bin/.rollout.$$\" && chmod 755 "
-					     "\"$R/bin/.rollout.$$\" && mv -f \"$R/bin/.rollout.$$\" \"$R/bin/rollout\"");
+	char *remote = xasprintf(SSH_PRELUDE
+				 "mkdir -p \"$R/bin\" && cat >\"$R/bin/.rollout.$$\" && chmod 755 "
+				 "\"$R/bin/.rollout.$$\" && mv -f \"$R/bin/.rollout.$$\" \"$R/bin/rollout\"");
 	struct ssh_op *c = op_new(h, OP_COPY, NULL, remote);
 	c->input_fd = fd;
 	c->timeout_ms = SSH_COPY_TIMEOUT_MS;
@@ -806,8 +814,9 @@ static void on_hook_done(struct ssh_op *op)
 		}
 		break;
 	case SPEC_HOOK_STOP: {
-		char *cause = why == NULL ? xstrdup(in->stop_cause ? in->stop_cause : "stopped")
-					  : xasprintf("%s; %s", in->stop_cause ? in->stop_cause : "stopped", why);
+		char *cause = why == NULL
+				  ? xstrdup(in->stop_cause ? in->stop_cause : "stopped")
+				  : xasprintf("%s; %s", in->stop_cause ? in->stop_cause : "stopped", why);
 		inst_dead(d, in, cause);
 		free(cause);
 		break;
@@ -825,7 +834,8 @@ static void on_start_done(struct ssh_op *op)
 		return;
 	int pid = 0;
 	uint64_t start = 0;
-	if (op->status != 0 || op->out == NULL || sscanf(op->out, "%d %" SCNu64, &pid, &start) != 2 || pid <= 0) {
+	if (op->status != 0 || op->out == NULL || sscanf(op->out, "%d %" SCNu64, &pid, &start) != 2 ||
+	    pid <= 0) {
 		char *why = first_line(op->err, op->n_err, "rollout host start failed");
 		inst_dead(d, in, why);
 		free(why);
@@ -872,7 +882,8 @@ static bool service_known(struct ssh_drv *d, const char *name)
 	if (dot == NULL)
 		return false;
 	for (size_t i = 0; i < d->n_services; i++)
-		if (strlen(d->services[i]) == (size_t)(dot - name) && strncmp(d->services[i], name, (size_t)(dot - name)) == 0)
+		if (strlen(d->services[i]) == (size_t)(dot - name) &&
+		    strncmp(d->services[i], name, (size_t)(dot - name)) == 0)
 			return true;
 	return false;
 }
@@ -905,8 +916,10 @@ static void on_poll_done(struct ssh_op *op)
 			in->started = true;
 			report(d, true, in->service, in->id, in->pid, NULL);
 		} else if (!alive) {
-			char *cause = in->adopting ? xstrdup("gone while the daemon was down")
-						   : xasprintf("exited (status unknown; rollout host logs --name %s)", name);
+			char *cause =
+			    in->adopting
+				? xstrdup("gone while the daemon was down")
+				: xasprintf("exited (status unknown; rollout host logs --name %s)", name);
 			inst_dead(d, in, cause);
 			free(cause);
 		}
@@ -964,8 +977,9 @@ static void op_result(struct ssh_op *op)
 		return;
 	}
 	if (conn_fail) {
-		bool key = op->err != NULL && (strstr(op->err, "Host key verification failed") != NULL ||
-						 strstr(op->err, "REMOTE HOST IDENTIFICATION HAS CHANGED") != NULL);
+		bool key =
+		    op->err != NULL && (strstr(op->err, "Host key verification failed") != NULL ||
+					strstr(op->err, "REMOTE HOST IDENTIFICATION HAS CHANGED") != NULL);
 		h->key_failed = key || (h->key_failed && op->kind == OP_CHECK && h->lost);
 		char *why = op->timed_out ? xstrdup("ssh timed out")
 			    : key	  ? xstrdup("the host's key is not the one in known_hosts")
@@ -974,7 +988,8 @@ static void op_result(struct ssh_op *op)
 			op->in->starting = false;
 		host_lost(h, why);
 		if (op->in != NULL && !op->in->dead) {
-			char *cause = xasprintf("%s: %s@%s:%d: %s", key ? "host key verification failed" : "host unreachable",
+			char *cause = xasprintf("%s: %s@%s:%d: %s",
+						key ? "host key verification failed" : "host unreachable",
 						h->user, h->host, h->port, why);
 			inst_dead(h->d, op->in, cause);
 			free(cause);
@@ -1058,7 +1073,8 @@ static int ssh_start(struct drv *base, const struct drv_start *req)
 	in->start_cmd = b.p;
 	for (int k = 0; k < SPEC_HOOK__COUNT; k++)
 		if (t->n_hooks[k] > 0)
-			in->hook[k] = hook_cmd(t->hooks[k], t->n_hooks[k], t->version, port, req->target->host, req->service);
+			in->hook[k] = hook_cmd(t->hooks[k], t->n_hooks[k], t->version, port,
+					       req->target->host, req->service);
 	/* The environment goes over stdin, never on a command line: values may be secrets. */
 	struct sbuf env = {0};
 	for (size_t i = 0; i < t->n_env; i++) {
@@ -1125,7 +1141,8 @@ int drv_ssh_adopt_on(struct drv *base, const struct spec_target *t, const char *
 	in->adopting = true;
 	if (!h->polling) {
 		h->polling = true;
-		host_enqueue(h, op_new(h, OP_POLL, NULL, xstrdup(SSH_PRELUDE "exec \"$R/bin/rollout\" host status")));
+		host_enqueue(
+		    h, op_new(h, OP_POLL, NULL, xstrdup(SSH_PRELUDE "exec \"$R/bin/rollout\" host status")));
 	}
 	return 0;
 }
@@ -1186,12 +1203,12 @@ static void ssh_close(struct drv *base)
 }
 
 static const struct drv_ops ssh_ops = {
-	.name = "ssh",
-	.start = ssh_start,
-	.stop = ssh_stop,
-	.adopt = ssh_adopt,
-	.proc_info = ssh_proc_info,
-	.close = ssh_close,
+    .name = "ssh",
+    .start = ssh_start,
+    .stop = ssh_stop,
+    .adopt = ssh_adopt,
+    .proc_info = ssh_proc_info,
+    .close = ssh_close,
 };
 
 bool drv_ssh_host_lost(struct drv *base, const struct spec_target *t)

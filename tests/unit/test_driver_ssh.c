@@ -20,12 +20,12 @@ static void test_quote_shapes(void **state)
 	struct {
 		const char *in, *want;
 	} cases[] = {
-		{"", "''"},
-		{"abc", "'abc'"},
-		{"it's", "'it'\\''s'"},
-		{"'", "''\\'''"},
-		{"$(x) `y` \"z\"", "'$(x) `y` \"z\"'"},
-		{"a\nb", "'a\nb'"},
+	    {"", "''"},
+	    {"abc", "'abc'"},
+	    {"it's", "'it'\\''s'"},
+	    {"'", "''\\'''"},
+	    {"$(x) `y` \"z\"", "'$(x) `y` \"z\"'"},
+	    {"a\nb", "'a\nb'"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char *q = drv_ssh_quote(cases[i].in);
@@ -59,10 +59,26 @@ static void test_quote_round_trip(void **state)
 {
 	(void)state;
 	const char *corpus[] = {
-		"; touch /tmp/rollout-canary-unit", "$(touch /tmp/rollout-canary-unit)", "`touch /tmp/rollout-canary-unit`",
-		"' ; touch /tmp/rollout-canary-unit ; '", "\" ; touch /tmp/rollout-canary-unit ; \"",
-		"a\ntouch /tmp/rollout-canary-unit\n", "-rf", "--help", "\\'$(id)\\'", "'\"'\"'", " ", "$PATH ${HOME} $1 $$",
-		"x|y&z>w<v", "*", "~", "#comment", "%s%n", "''''", "\\", "\t\r",
+	    "; touch /tmp/rollout-canary-unit",
+	    "$(touch /tmp/rollout-canary-unit)",
+	    "`touch /tmp/rollout-canary-unit`",
+	    "' ; touch /tmp/rollout-canary-unit ; '",
+	    "\" ; touch /tmp/rollout-canary-unit ; \"",
+	    "a\ntouch /tmp/rollout-canary-unit\n",
+	    "-rf",
+	    "--help",
+	    "\\'$(id)\\'",
+	    "'\"'\"'",
+	    " ",
+	    "$PATH ${HOME} $1 $$",
+	    "x|y&z>w<v",
+	    "*",
+	    "~",
+	    "#comment",
+	    "%s%n",
+	    "''''",
+	    "\\",
+	    "\t\r",
 	};
 	unlink("/tmp/rollout-canary-unit");
 	for (size_t i = 0; i < sizeof corpus / sizeof corpus[0]; i++) {
@@ -86,9 +102,9 @@ static void test_host_lost_without_driver(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_quote_shapes),
-		cmocka_unit_test(test_quote_round_trip),
-		cmocka_unit_test(test_host_lost_without_driver),
+	    cmocka_unit_test(test_quote_shapes),
+	    cmocka_unit_test(test_quote_round_trip),
+	    cmocka_unit_test(test_host_lost_without_driver),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
