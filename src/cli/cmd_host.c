@@ -374,7 +374,7 @@ static int host_stop(struct cmd_ctx *ctx, const struct host_opts *o, const char 
 }
 
 /* One line per instance: NAME PID START running|exited. */
-static int host_status(struct cmd_ctx *ctx, const struct host_opts *o, const char *dir)
+static int host_status_to(FILE *out, const struct host_opts *o, const char *dir)
 {
 	char *run = xasprintf("%s/run", dir);
 	DIR *d = opendir(run);
@@ -393,7 +393,7 @@ static int host_status(struct cmd_ctx *ctx, const struct host_opts *o, const cha
 			int pid = 0;
 			uint64_t start = 0;
 			bool alive = pidfile_alive(pidf, &pid, &start);
-			fprintf(ctx->out, "%s %d %" PRIu64 " %s\n", name, pid, start,
+			fprintf(out, "%s %d %" PRIu64 " %s\n", name, pid, start,
 				alive ? "running" : "exited");
 			free(pidf);
 		}
@@ -401,6 +401,47 @@ static int host_status(struct cmd_ctx *ctx, const struct host_opts *o, const cha
 	}
 	closedir(d);
 	free(run);
+	return CMD_EXIT_OK;
+}
+
+static int host_status(struct cmd_ctx *ctx, const struct host_opts *o, const char *dir)
+{
+	return host_status_to(ctx->out, o, dir);
+}
+
+/* `status` as a stream, for the ssh driver's one long session per host: a snapshot (status lines,
+ * then "end") when anything changed, looked at every 100 ms, and at least every second. Ends when
+ * its output is gone (the session closed). */
+static int host_watch(struct cmd_ctx *ctx, const struct host_opts *o, const char *dir)
+{
+	signal(SIGPIPE, SIG_DFL);
+	char *prev = NULL;
+	struct timespec last = {0, 0};
+	for (;;) {
+		char *snap = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&snap, &len);
+		if (m == NULL)
+			return CMD_EXIT_FAILED;
+		host_status_to(m, o, dir);
+		fclose(m);
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long since = (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
+		if (prev == NULL || strcmp(prev, snap) != 0 || since >= 1000) {
+			fputs(snap, ctx->out);
+			fputs("end\n", ctx->out);
+			if (fflush(ctx->out) != 0 || ferror(ctx->out)) {
+				free(snap);
+				break;
+			}
+			last = now;
+		}
+		free(prev);
+		prev = snap;
+		usleep(100000);
+	}
+	free(prev);
 	return CMD_EXIT_OK;
 }
 
@@ -445,6 +486,8 @@ static int host_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		rc = host_stop(ctx, &o, dir);
 	else if (strcmp(argv[1], "status") == 0)
 		rc = host_status(ctx, &o, dir);
+	else if (strcmp(argv[1], "watch") == 0)
+		rc = host_watch(ctx, &o, dir);
 	else if (strcmp(argv[1], "logs") == 0)
 		rc = host_logs(ctx, &o, dir);
 	else {
@@ -457,7 +500,7 @@ static int host_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_host_entry = {
     .name = "host",
-    .usage = "start|stop|status|logs [--name NAME] ...",
+    .usage = "start|stop|status|watch|logs [--name NAME] ...",
     .summary = "on a remote host: manage one plain process (used by the ssh driver)",
     .exec = host_exec,
 };

@@ -15,17 +15,19 @@
 
 #include "util/xmalloc.h"
 
-#define SSH_OUT_MAX	    (64 * 1024) /* bytes of a session's stdout or stderr we keep */
-#define SSH_PER_HOST	    8		/* sessions at once per host (sshd's MaxSessions is 10) */
-#define SSH_TIMEOUT_MS	    30000	/* one session, but a copy or a stop */
-#define SSH_COPY_TIMEOUT_MS 120000
-#define SSH_ERR_GRACE_MS    500 /* after ssh exited, wait this long for the rest of stderr */
-#define SSH_POLL_MS_DEFAULT 1000
+#define SSH_OUT_MAX	     (64 * 1024) /* bytes of a session's stdout or stderr we keep */
+#define SSH_PER_HOST	     8		 /* sessions at once per host (sshd's MaxSessions is 10) */
+#define SSH_TIMEOUT_MS	     30000	 /* one session, but a copy or a stop */
+#define SSH_COPY_TIMEOUT_MS  120000
+#define SSH_ERR_GRACE_MS     500 /* after ssh exited, wait this long for the rest of stderr */
+#define SSH_POLL_MS_DEFAULT  1000
+#define SSH_WATCH_SILENCE_MS 10000 /* a watch session that says nothing this long is dead */
+#define SSH_SETTLE_MS	     1000  /* a snapshot may predate an instance started this recently */
 /* The host's rollout directory; every remote command starts with it. A constant: no data in it. */
 #define SSH_PRELUDE "R=\"${ROLLOUT_HOME:-$HOME/.rollout}\"; "
 
 enum host_state { H_NEW, H_PREP, H_READY, H_LOST };
-enum op_kind { OP_CHECK, OP_COPY, OP_START, OP_STOP, OP_POLL, OP_HOOK };
+enum op_kind { OP_CHECK, OP_COPY, OP_START, OP_STOP, OP_POLL, OP_HOOK, OP_WATCH };
 
 struct ssh_drv;
 struct ssh_host;
@@ -39,12 +41,13 @@ struct ssh_inst {
 	uint64_t id;
 	int pid;
 	uint64_t proc_start;
-	bool started;	   /* `started` reported */
-	bool adopting;	   /* after a restart: the next poll confirms it or reports it gone */
-	bool dead;	   /* `exited` reported or on its way */
-	bool starting;	   /* its start session runs */
-	bool stopping;	   /* its stop session runs or will */
-	bool stop_pending; /* stop asked while the start ran */
+	bool started;	     /* `started` reported */
+	uint64_t started_ms; /* when (loop time) */
+	bool adopting;	     /* after a restart: the next poll confirms it or reports it gone */
+	bool dead;	     /* `exited` reported or on its way */
+	bool starting;	     /* its start session runs */
+	bool stopping;	     /* its stop session runs or will */
+	bool stop_pending;   /* stop asked while the start ran */
 	int stop_signo;
 	int64_t stop_grace_ms;
 	int refs;
@@ -93,6 +96,7 @@ struct ssh_host {
 	struct ssh_op *queue, *queue_tail; /* sessions waiting for the host to be ready */
 	int running;
 	bool polling;
+	bool watching;	 /* its `rollout host watch` session runs */
 	bool lost;	 /* its last connection failed; cleared by the next check that passes */
 	bool key_failed; /* ... on the host key check */
 };
@@ -419,6 +423,7 @@ static void host_lost(struct ssh_host *h, const char *why)
 	h->state = H_LOST;
 	h->lost = true;
 	h->polling = false;
+	h->watching = false;
 	char *cause =
 	    xasprintf("%s: %s@%s:%d: %s", h->key_failed ? "host key verification failed" : "host unreachable",
 		      h->user, h->host, h->port, why);
@@ -535,6 +540,8 @@ static void op_on_exit(uv_process_t *p, int64_t status, int sig)
 	op_maybe_done(op);
 }
 
+static void watch_data(struct ssh_op *op);
+
 static void on_alloc(uv_handle_t *hd, size_t sz, uv_buf_t *buf)
 {
 	(void)sz;
@@ -561,6 +568,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			append(&op->out, &op->n_out, buf->base, (size_t)nread);
 		else
 			append(&op->err, &op->n_err, buf->base, (size_t)nread);
+		if (is_out && op->kind == OP_WATCH && !op->exited) {
+			uv_timer_start(&op->tmo, on_tmo, (uint64_t)op->timeout_ms, 0); /* it is alive */
+			watch_data(op);
+		}
 		return;
 	}
 	if (nread == 0)
@@ -765,6 +776,7 @@ static void inst_started(struct ssh_drv *d, struct ssh_host *h, struct ssh_inst 
 {
 	in->starting = false;
 	in->started = true;
+	in->started_ms = uv_now(d->loop);
 	report(d, true, in->service, in->id, in->pid, NULL);
 	if (in->stop_pending) {
 		char *name = inst_name(in->service, in->id);
@@ -891,15 +903,14 @@ static bool service_known(struct ssh_drv *d, const char *name)
 /* A poll: "NAME PID START running|exited" per line. Instances of ours that do not run any more
  * are reported gone; running instances of our services that we do not know (left from before the
  * host was lost) are stopped, so a host that comes back never holds a duplicate. */
-static void on_poll_done(struct ssh_op *op)
+static void poll_text(struct ssh_host *h, const char *text)
 {
-	struct ssh_host *h = op->h;
 	struct ssh_drv *d = h->d;
-	h->polling = false;
-	const char *text = op->out ? op->out : "";
 	for (struct ssh_inst *in = d->insts, *n; in != NULL; in = n) {
 		n = in->next;
 		if (in->h != h || in->dead || in->starting || in->stopping || (!in->started && !in->adopting))
+			continue;
+		if (in->started && uv_now(d->loop) - in->started_ms < SSH_SETTLE_MS)
 			continue;
 		char *name = inst_name(in->service, in->id);
 		char *want = xasprintf("%s %d %" PRIu64 " running\n", name, in->pid, in->proc_start);
@@ -949,20 +960,54 @@ static void on_poll_done(struct ssh_op *op)
 	}
 }
 
+static void on_poll_done(struct ssh_op *op)
+{
+	op->h->polling = false;
+	poll_text(op->h, op->out ? op->out : "");
+}
+
+/* A watch session's output so far: each complete snapshot (lines, then "end") is a poll. */
+static void watch_data(struct ssh_op *op)
+{
+	for (;;) {
+		char *end = op->out == NULL ? NULL : strstr(op->out, "end\n");
+		while (end != NULL && end != op->out && end[-1] != '\n')
+			end = strstr(end + 1, "end\n");
+		if (end == NULL)
+			return;
+		size_t n = (size_t)(end - op->out);
+		char *block = xstrndup(op->out, n);
+		n += 4;
+		memmove(op->out, op->out + n, op->n_out - n + 1);
+		op->n_out -= n;
+		if (!op->h->d->closing)
+			poll_text(op->h, block);
+		free(block);
+	}
+}
+
 static void op_result(struct ssh_op *op)
 {
 	struct ssh_host *h = op->h;
 	bool conn_fail = op->timed_out || op->status == 255;
 	if (op->kind == OP_POLL)
 		h->polling = conn_fail ? false : h->polling;
+	if (op->kind == OP_WATCH) {
+		h->watching = false;
+		if (!conn_fail)
+			return; /* ended (a new binary?): the next tick starts another */
+	}
 	if (conn_fail && !op->retry && h->state != H_LOST &&
-	    (op->kind == OP_START || op->kind == OP_STOP || op->kind == OP_POLL || op->kind == OP_HOOK)) {
+	    (op->kind == OP_START || op->kind == OP_STOP || op->kind == OP_POLL || op->kind == OP_HOOK ||
+	     op->kind == OP_WATCH)) {
 		/* One failed session (a ControlMaster that went away) does not make a host lost: a fresh
 		 * connection decides, then the session runs again (start and stop are idempotent). */
 		struct ssh_op *again = op_new(h, op->kind, op->in, xstrdup(op->remote));
 		again->retry = true;
 		again->timeout_ms = op->timeout_ms;
 		again->hook = op->hook;
+		if (op->kind == OP_WATCH)
+			h->watching = true;
 		if (op->input != NULL) {
 			again->input = xmalloc(op->n_input);
 			memcpy(again->input, op->input, op->n_input);
@@ -1016,6 +1061,8 @@ static void op_result(struct ssh_op *op)
 	case OP_HOOK:
 		on_hook_done(op);
 		break;
+	case OP_WATCH:
+		break;
 	}
 }
 
@@ -1032,11 +1079,15 @@ static void on_poll_tick(uv_timer_t *t)
 			host_check(h); /* back? then the next poll converges it */
 			continue;
 		}
-		if ((has || h->state == H_READY) && !h->polling && h->state != H_PREP) {
-			h->polling = true;
-			host_enqueue(h, op_new(h, OP_POLL, NULL,
-					       xstrdup(SSH_PRELUDE "exec \"$R/bin/rollout\" host status")));
+		/* One long session per host streams its state (rollout host watch). */
+		if (h->state == H_READY && !h->watching) {
+			h->watching = true;
+			struct ssh_op *w = op_new(h, OP_WATCH, NULL,
+						  xstrdup(SSH_PRELUDE "exec \"$R/bin/rollout\" host watch"));
+			w->timeout_ms = SSH_WATCH_SILENCE_MS;
+			host_enqueue(h, w);
 		}
+		(void)has;
 	}
 }
 
