@@ -17,8 +17,12 @@ done
 D=$(mktemp -d /tmp/rollout-bench.XXXXXX)
 PIDS=()
 cleanup() {
+	# nginx's master stops its workers on TERM; a KILL would leave them running. So TERM first.
+	if [ -f "$D/nginx.pid" ]; then
+		kill -TERM "$(cat "$D/nginx.pid")" 2>/dev/null
+		sleep 1
+	fi
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-	[ -f "$D/nginx.pid" ] && kill -9 "$(cat "$D/nginx.pid")" 2>/dev/null
 	pkill -9 -P "$$" 2>/dev/null
 	wait 2>/dev/null
 	rm -rf "$D"
@@ -29,6 +33,7 @@ ulimit -n "$(ulimit -Hn)"
 IDLE=${IDLE:-8000}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# hello VERSION VAR: starts a backend in this shell (so cleanup knows its pid) and sets VAR to its port.
 hello() {
 	local out="$D/hello.$1"
 	: >"$out"
@@ -36,12 +41,12 @@ hello() {
 	PIDS+=($!)
 	for _ in $(seq 100); do
 		local p; p=$(sed -n 's/^hello .* listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-		[ -n "$p" ] && { echo "$p"; return; }
+		[ -n "$p" ] && { printf -v "$2" '%s' "$p"; return; }
 		sleep 0.05
 	done
 	echo "bench: hello did not start" >&2; exit 1
 }
-B1=$(hello a); B2=$(hello b)
+hello a B1; hello b B2
 PR=$(free_port); PH=$(free_port); PN=$(free_port)
 fill() { sed -e "s|@DIR@|$D|g" -e "s|@PORT@|$2|g" -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" "$1" >"$3"; }
 
