@@ -415,3 +415,13 @@ int cmd_service_action(struct cmd_ctx *ctx, int argc, char **argv, const char *a
 	free(path);
 	return rc;
 }
+
+int cmd_wait_timeout(struct cmd_ctx *ctx, bool wait, const char *timeout, int64_t *timeout_ms)
+{
+	*timeout_ms = 30 * 60 * 1000;
+	if (timeout != NULL && (cmd_parse_duration(timeout, timeout_ms) != 0 || *timeout_ms <= 0))
+		return cmd_usage_error(ctx, "--timeout: '%s' is not a duration (like 90s, 30m)", timeout);
+	if (timeout != NULL && !wait)
+		return cmd_usage_error(ctx, "--timeout needs --wait");
+	return -1;
+}

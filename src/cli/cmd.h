@@ -93,6 +93,11 @@ void cmd_print_usage(FILE *f, const struct cmd_entry *const *table, size_t n);
 /* Prints "rollout: <msg>" and the verb's usage line to ctx->err; returns CMD_EXIT_USAGE. */
 int cmd_usage_error(struct cmd_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The --wait/--timeout pair of apply and undo: *timeout_ms is the given duration (default 30m).
+ * Returns -1 to go on, or the exit status after a usage error (a bad duration, --timeout without
+ * --wait). */
+int cmd_wait_timeout(struct cmd_ctx *ctx, bool wait, const char *timeout, int64_t *timeout_ms);
+
 /* Parses a --timeout/--for style duration ("30m", "90s"). Returns 0 or -EINVAL. */
 int cmd_parse_duration(const char *s, int64_t *ms);
 

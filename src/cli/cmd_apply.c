@@ -66,12 +66,9 @@ static int apply_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	int rc = cmd_parse(ctx, opts, argc, argv, &a, 1, 1);
 	if (rc >= 0)
 		return rc;
-	int64_t timeout = 30 * 60 * 1000;
-	if (a.set[OPT_TIMEOUT] && (cmd_parse_duration(a.val[OPT_TIMEOUT], &timeout) != 0 || timeout <= 0))
-		return cmd_usage_error(ctx, "--timeout: '%s' is not a duration (like 90s, 30m)",
-				       a.val[OPT_TIMEOUT]);
-	if (a.set[OPT_TIMEOUT] && !a.set[OPT_WAIT])
-		return cmd_usage_error(ctx, "--timeout needs --wait");
+	int64_t timeout;
+	if ((rc = cmd_wait_timeout(ctx, a.set[OPT_WAIT], a.set[OPT_TIMEOUT] ? a.val[OPT_TIMEOUT] : NULL, &timeout)) >= 0)
+		return rc;
 
 	const char *file = a.pos[0];
 	char *text = NULL;
