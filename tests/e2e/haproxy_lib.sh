@@ -1,7 +1,9 @@
 # Helpers for the haproxy scenarios (t_haproxy_*.sh): lib.sh, plus one HAProxy started from a config
 # file in $T (Runtime API on $HSOCK, frontend on $HLP, backend "hello" of server-template slots),
-# stopped on exit whatever happens. Source it after `set -u`.
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# stopped on exit whatever happens. Source it after `set -u`; after netns_lib.sh for the fleet bench
+# (lib.sh is then already there, the fleet's cleanup runs after ours, and HEXEC="ip netns exec NS"
+# runs HAProxy in a namespace).
+declare -F cleanup >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v haproxy >/dev/null || { echo "skip: haproxy is not installed (scripts/deps.sh)"; exit 77; }
 
 HSOCK="$T/haproxy.sock"
@@ -10,6 +12,7 @@ HCFG="$T/haproxy.cfg"
 HLP=$(free_port || true)
 [ -n "$HLP" ] || { echo "no free port for HAProxy's frontend near $PORT_BASE"; exit 1; }
 HPID=
+HEXEC=
 HURL="http://127.0.0.1:$HLP/"
 
 # write_haproxy_cfg [SLOTS]: the config a user would write (docs/haproxy.md).
@@ -54,7 +57,7 @@ PY
 }
 
 start_haproxy() {
-	haproxy -f "$HCFG" -db >>"$T/haproxy.log" 2>&1 &
+	$HEXEC haproxy -f "$HCFG" -db >>"$T/haproxy.log" 2>&1 &
 	HPID=$!
 	for _ in $(seq 1 100); do
 		hcmd "show info" 2>/dev/null | grep -q '^Pid:' && return 0
@@ -89,5 +92,7 @@ haproxy_spec() {
 	echo "$f"
 }
 
-trap 'rc=$?; stop_haproxy; (exit $rc); cleanup' EXIT INT TERM
+HNEXT=cleanup
+declare -F fleet_cleanup >/dev/null && HNEXT=fleet_cleanup
+trap 'rc=$?; stop_haproxy; (exit $rc); $HNEXT' EXIT INT TERM
 write_haproxy_cfg
