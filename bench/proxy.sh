@@ -27,7 +27,8 @@ cleanup() {
 	wait 2>/dev/null
 	rm -rf "$D"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
 ulimit -n "$(ulimit -Hn)"
 # idle connections opened for the RSS figure (scaled to 10k): below the fd limits of the configs
 IDLE=${IDLE:-8000}

@@ -23,8 +23,9 @@ cleanup() {
 	done
 	rm -rf "$T"
 }
-trap cleanup EXIT INT TERM
-[ -n "${KEEP_LOG:-}" ] && trap 'cp "$T/daemon.log" "$KEEP_LOG"; cleanup' EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
+[ -n "${KEEP_LOG:-}" ] && trap 'cp "$T/daemon.log" "$KEEP_LOG"; cleanup' EXIT
 [ -x "$RO" ] || make -s BUILD="$BUILD" >/dev/null
 
 now_ms() { date +%s%3N; }

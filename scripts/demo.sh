@@ -28,7 +28,8 @@ cleanup() {
 	sleep 0.5
 	rm -rf "$DEMO"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
 
 # The example specs name build/hello; a BUILD other than build gets its own copies.
 for v in hello hello-v2 hello-v3-broken hello-v4-errors; do sed "s#\"build/hello\"#\"$BUILD/hello\"#" "examples/$v.yaml" >"$DEMO/$v.yaml"; done

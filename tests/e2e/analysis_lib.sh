@@ -55,4 +55,5 @@ cleanup_a() {
 	(exit $rc)
 	cleanup
 }
-trap cleanup_a EXIT INT TERM
+trap cleanup_a EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up

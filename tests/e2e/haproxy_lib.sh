@@ -94,5 +94,6 @@ haproxy_spec() {
 
 HNEXT=cleanup
 declare -F fleet_cleanup >/dev/null && HNEXT=fleet_cleanup
-trap 'rc=$?; stop_haproxy; (exit $rc); $HNEXT' EXIT INT TERM
+trap 'rc=$?; stop_haproxy; (exit $rc); $HNEXT' EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
 write_haproxy_cfg

@@ -23,6 +23,8 @@ cleanup() {
 	local rc=$?
 	set +e
 	exec 2>/dev/null # bash's "Killed" notices for what we stop here are noise
+	# The test's own background helpers (samplers, traffic loops), whatever state it stopped in.
+	for j in $(jobs -p); do kill "$j"; done
 	[ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null
 	for p in $(instance_pids); do kill -9 -- "-$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
 	[ -f "$DATA/proxy.pid" ] && kill -9 "$(cat "$DATA/proxy.pid")" 2>/dev/null
@@ -31,7 +33,8 @@ cleanup() {
 	rm -rf "$T"
 	exit $rc
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
 
 # Each test takes its own block of 200 ports below the ephemeral range (32768-), so scenarios can
 # run side by side: instances get PORT_BASE..+149, listeners the test makes get free_port (+150..).

@@ -61,7 +61,8 @@ fleet_cleanup() {
 	(exit $rc)
 	cleanup
 }
-trap fleet_cleanup EXIT INT TERM
+trap fleet_cleanup EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
 
 # fleet_up N: N hosts with sshd answering, known_hosts filled, ssh config written.
 fleet_up() {

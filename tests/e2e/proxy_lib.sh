@@ -24,7 +24,8 @@ proxy_cleanup() {
 	rm -rf "$T"
 	exit $rc
 }
-trap proxy_cleanup EXIT INT TERM
+trap proxy_cleanup EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
 
 [ -x "$RO" ] || fail "$RO is not built"
 [ -x "$HELLO" ] || fail "$HELLO is not built"

@@ -6,7 +6,8 @@
 set -euo pipefail
 . "$(dirname "$0")/haproxy_lib.sh"
 TP=
-trap 'rc=$?; [ -n "$TP" ] && kill "$TP" 2>/dev/null; stop_haproxy; (exit $rc); cleanup' EXIT INT TERM
+trap 'rc=$?; [ -n "$TP" ] && kill "$TP" 2>/dev/null; stop_haproxy; (exit $rc); cleanup' EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM # a signal fails the run; EXIT cleans up
 
 start_haproxy
 start_daemon
