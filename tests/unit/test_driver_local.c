@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "uvtest.h"
+
 #include "driver/driver.h"
 
 #define MAX_PIDS 64
@@ -38,11 +40,6 @@ static int pids[MAX_PIDS];
 static bool no_pidfd; /* the second run: without pidfds */
 static int n_pids;
 
-static uint64_t now_ms(void)
-{
-	return uv_hrtime() / 1000000;
-}
-
 static void on_started(void *ctx, const char *service, uint64_t id, int pid)
 {
 	struct fixture *f = ctx;
@@ -61,31 +58,10 @@ static void on_exited(void *ctx, const char *service, uint64_t id, const char *c
 	snprintf(f->service, sizeof f->service, "%s", service);
 	f->id = id;
 	snprintf(f->cause, sizeof f->cause, "%s", cause);
-	f->t_exited = now_ms();
+	f->t_exited = uvt_now_ms();
 	if (f->close_on_exit) {
 		drv_close(f->d);
 		f->d = NULL;
-	}
-}
-
-/* Runs the loop until *counter reaches want or timeout_ms passes; returns whether it did. */
-static bool run_until(struct fixture *f, const int *counter, int want, int timeout_ms)
-{
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
-	while (*counter < want && now_ms() < end) {
-		uv_run(&f->loop, UV_RUN_NOWAIT);
-		if (*counter < want)
-			usleep(2000);
-	}
-	return *counter >= want;
-}
-
-static void spin(struct fixture *f, int ms)
-{
-	uint64_t end = now_ms() + (uint64_t)ms;
-	while (now_ms() < end) {
-		uv_run(&f->loop, UV_RUN_NOWAIT);
-		usleep(2000);
 	}
 }
 
@@ -190,11 +166,11 @@ static int read_log(struct fixture *f, const char *service, uint64_t id, char *b
 /* Waits until the log holds `needle`. */
 static bool wait_log(struct fixture *f, const char *service, uint64_t id, const char *needle, char *buf, size_t len)
 {
-	uint64_t end = now_ms() + 3000;
-	while (now_ms() < end) {
+	uint64_t end = uvt_now_ms() + 3000;
+	while (uvt_now_ms() < end) {
 		if (read_log(f, service, id, buf, len) >= 0 && strstr(buf, needle) != NULL)
 			return true;
-		spin(f, 10);
+		uvt_spin(&f->loop, 10);
 	}
 	return false;
 }
@@ -221,7 +197,7 @@ static void test_start_env_argv_stop(void **state)
 	struct spec_kv env[] = {{.name = "GREETING", .value = "hi"}, {.name = "PORT", .value = "1"}};
 	assert_int_equal(start_cmd(f, f->d, "web", 7, argv, env, 2, NULL, 41234), 0);
 	assert_int_equal(f->started, 0); /* never from inside the call */
-	assert_true(run_until(f, &f->started, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->started, 1, 3000));
 	assert_int_equal(f->exited, 0);
 	assert_string_equal(f->service, "web");
 	assert_int_equal(f->id, 7);
@@ -244,10 +220,10 @@ static void test_start_env_argv_stop(void **state)
 	assert_int_equal(drv_proc_info(f->d, "web", 8, &pid, &st), -ENOENT);
 	assert_int_equal(start_cmd(f, f->d, "web", 7, argv, NULL, 0, NULL, 1), -EEXIST);
 
-	uint64_t t0 = now_ms();
+	uint64_t t0 = uvt_now_ms();
 	assert_int_equal(drv_stop(f->d, "web", 7, SIGTERM, 5000), 0);
-	assert_true(run_until(f, &f->exited, 1, 3000));
-	assert_true(now_ms() - t0 < 2000);
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
+	assert_true(uvt_now_ms() - t0 < 2000);
 	assert_string_equal(f->cause, "killed by SIGTERM");
 	assert_int_equal(f->started, 1);
 	assert_int_equal(kill(pid, 0), -1); /* reaped: no zombie left */
@@ -259,14 +235,14 @@ static void test_term_ignored_is_killed(void **state)
 	struct fixture *f = *state;
 	char *argv[] = {"sh", "-c", "trap '' TERM; echo ready; sleep 30", NULL};
 	assert_int_equal(start_cmd(f, f->d, "stubborn", 1, argv, NULL, 0, NULL, 5000), 0);
-	assert_true(run_until(f, &f->started, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->started, 1, 3000));
 	char buf[1024];
 	assert_true(wait_log(f, "stubborn", 1, "ready", buf, sizeof buf));
-	uint64_t t0 = now_ms();
+	uint64_t t0 = uvt_now_ms();
 	assert_int_equal(drv_stop(f->d, "stubborn", 1, SIGTERM, 300), 0);
-	spin(f, 150);
+	uvt_spin(&f->loop, 150);
 	assert_int_equal(f->exited, 0); /* TERM is ignored */
-	assert_true(run_until(f, &f->exited, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
 	assert_true(f->t_exited - t0 >= 290);
 	assert_string_equal(f->cause, "killed by SIGKILL");
 	/* The whole group went: the sleep child too. */
@@ -279,20 +255,20 @@ static void test_exit_status_and_log_cap(void **state)
 	drv_local_set_log_max(f->d, 10);
 	char *argv1[] = {"sh", "-c", "echo first-run-output-longer-than-ten; exit 3", NULL};
 	assert_int_equal(start_cmd(f, f->d, "job", 1, argv1, NULL, 0, NULL, 1), 0);
-	assert_true(run_until(f, &f->exited, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
 	assert_string_equal(f->cause, "exited with status 3");
 	char buf[1024];
 	assert_true(read_log(f, "job", 1, buf, sizeof buf) > 10);
 	/* Over the cap: truncated before the next start. */
 	char *argv2[] = {"sh", "-c", "echo second", NULL};
 	assert_int_equal(start_cmd(f, f->d, "job", 1, argv2, NULL, 0, NULL, 1), 0);
-	assert_true(run_until(f, &f->exited, 2, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 2, 3000));
 	assert_string_equal(f->cause, "exited with status 0");
 	read_log(f, "job", 1, buf, sizeof buf);
 	assert_string_equal(buf, "second\n");
 	/* Under the cap: appended. */
 	assert_int_equal(start_cmd(f, f->d, "job", 1, argv2, NULL, 0, NULL, 1), 0);
-	assert_true(run_until(f, &f->exited, 3, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 3, 3000));
 	read_log(f, "job", 1, buf, sizeof buf);
 	assert_string_equal(buf, "second\nsecond\n");
 }
@@ -303,13 +279,13 @@ static void test_start_failures(void **state)
 	char *argv[] = {"./no-such-program-xyz", "--port", "${PORT}", NULL};
 	assert_int_equal(start_cmd(f, f->d, "bad", 1, argv, NULL, 0, NULL, 1), 0);
 	assert_int_equal(f->exited, 0);
-	assert_true(run_until(f, &f->exited, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
 	assert_int_equal(f->started, 0);
 	assert_string_equal(f->cause, "exec ./no-such-program-xyz: no such file or directory");
 
 	char *argv2[] = {"sleep", "30", NULL};
 	assert_int_equal(start_cmd(f, f->d, "bad", 2, argv2, NULL, 0, "/nonexistent-dir-xyz", 1), 0);
-	assert_true(run_until(f, &f->exited, 2, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 2, 3000));
 	assert_int_equal(f->started, 0);
 	assert_string_equal(f->cause, "workdir /nonexistent-dir-xyz: No such file or directory");
 
@@ -322,7 +298,7 @@ static void test_stop_unknown(void **state)
 	struct fixture *f = *state;
 	assert_int_equal(drv_stop(f->d, "ghost", 9, SIGTERM, 1000), 0);
 	assert_int_equal(f->exited, 0);
-	assert_true(run_until(f, &f->exited, 1, 500));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 500));
 	assert_string_equal(f->service, "ghost");
 	assert_int_equal(f->id, 9);
 	assert_string_equal(f->cause, "not running");
@@ -350,12 +326,12 @@ static int start_then_abandon(struct fixture *f, uint64_t *start)
 {
 	char *argv[] = {"sh", "-c", "sleep 30; true", NULL}; /* a child with the same env */
 	assert_int_equal(start_cmd(f, f->d, "api", 3, argv, NULL, 0, NULL, 1), 0);
-	assert_true(run_until(f, &f->started, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->started, 1, 3000));
 	int pid = 0;
 	assert_int_equal(drv_proc_info(f->d, "api", 3, &pid, start), 0);
 	drv_close(f->d);
 	f->d = NULL;
-	spin(f, 50);
+	uvt_spin(&f->loop, 50);
 	assert_int_equal(f->exited, 0);
 	assert_int_equal(kill(pid, 0), 0); /* outlives its driver */
 	struct drv_callbacks cb = callbacks(f);
@@ -372,7 +348,7 @@ static void test_adopt_by_pid(void **state)
 	int pid = start_then_abandon(f, &start);
 
 	struct scan_hit h = {0};
-	spin(f, 100); /* let sh fork its sleep: the child carries the marker but is no instance */
+	uvt_spin(&f->loop, 100); /* let sh fork its sleep: the child carries the marker but is no instance */
 	assert_int_equal(drv_local_scan(f->dir, scan_cb, &h), 1);
 	assert_int_equal(h.n, 1);
 	assert_string_equal(h.service, "api");
@@ -385,7 +361,7 @@ static void test_adopt_by_pid(void **state)
 	assert_int_equal(drv_adopt(f->d2, "api", 3, 999999999, start), -ESRCH);
 	assert_int_equal(drv_adopt(f->d2, "api", 3, pid, start), 0);
 	assert_int_equal(drv_adopt(f->d2, "api", 3, pid, start), -EEXIST);
-	assert_true(run_until(f, &f->started, 2, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->started, 2, 3000));
 	assert_int_equal(f->pid, pid);
 	int p2 = 0;
 	uint64_t s2 = 0;
@@ -393,7 +369,7 @@ static void test_adopt_by_pid(void **state)
 	assert_true(p2 == pid && s2 == start);
 
 	assert_int_equal(drv_stop(f->d2, "api", 3, SIGTERM, 2000), 0);
-	assert_true(run_until(f, &f->exited, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
 	assert_string_equal(f->cause, "killed by SIGTERM");
 	assert_true(group_dies(pid));
 }
@@ -406,11 +382,11 @@ static void test_adopt_by_marker(void **state)
 	assert_int_equal(drv_adopt(f->d2, "api", 4, 0, 0), -ESRCH);
 	assert_int_equal(drv_adopt(f->d2, "other", 3, 0, 0), -ESRCH);
 	assert_int_equal(drv_adopt(f->d2, "api", 3, 0, 0), 0);
-	assert_true(run_until(f, &f->started, 2, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->started, 2, 3000));
 	assert_int_equal(f->pid, pid);
 	/* It dies by itself: reported too. */
 	kill(-pid, SIGKILL);
-	assert_true(run_until(f, &f->exited, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
 	assert_string_equal(f->cause, "killed by SIGKILL");
 }
 
@@ -480,7 +456,7 @@ static void test_fake(void **state)
 	/* With a loop: reports come from the loop. */
 	assert_int_equal(drv_fake_new(&f->loop, &cb, &d), 0);
 	assert_int_equal(drv_stop(d, "s", 9, SIGTERM, 10), 0);
-	assert_true(run_until(f, &f->exited, 3, 1000));
+	assert_true(uvt_run_until(&f->loop, &f->exited, 3, 1000));
 	assert_string_equal(f->cause, "not running");
 	drv_close(d);
 }

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "uvtest.h"
+
 #include "daemon/health.h"
 
 struct server {
@@ -51,11 +53,6 @@ struct fixture {
 	struct health_check *chk;
 	char dir[64];
 };
-
-static uint64_t now_ms(void)
-{
-	return uv_hrtime() / 1000000;
-}
 
 /* ---- the server ---- */
 
@@ -102,7 +99,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	c->answered = true;
 	struct server *srv = c->srv;
 	if (srv->requests++ == 0)
-		srv->first_request_ms = now_ms();
+		srv->first_request_ms = uvt_now_ms();
 	size_t line = strcspn(c->buf, "\r");
 	snprintf(srv->last_line, sizeof srv->last_line, "%.*s", (int)line, c->buf);
 	if (srv->hang)
@@ -148,7 +145,7 @@ static void on_health(void *ctx, uint64_t id, bool healthy, const char *detail)
 	f->last = healthy;
 	snprintf(f->detail, sizeof f->detail, "%s", detail);
 	f->requests_at_report = f->srv.requests;
-	f->t_report = now_ms();
+	f->t_report = uvt_now_ms();
 	if (f->stop_in_cb) {
 		health_stop(f->chk);
 		f->chk = NULL;
@@ -157,26 +154,6 @@ static void on_health(void *ctx, uint64_t id, bool healthy, const char *detail)
 		health_ctx_free(f->hc);
 		f->hc = NULL;
 		f->chk = NULL;
-	}
-}
-
-static bool run_until(struct fixture *f, const int *counter, int want, int timeout_ms)
-{
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
-	while (*counter < want && now_ms() < end) {
-		uv_run(&f->loop, UV_RUN_NOWAIT);
-		if (*counter < want)
-			usleep(1000);
-	}
-	return *counter >= want;
-}
-
-static void spin(struct fixture *f, int ms)
-{
-	uint64_t end = now_ms() + (uint64_t)ms;
-	while (now_ms() < end) {
-		uv_run(&f->loop, UV_RUN_NOWAIT);
-		usleep(1000);
 	}
 }
 
@@ -247,23 +224,23 @@ static void test_http_healthy_then_unhealthy(void **state)
 	h.http_path = "healthz";
 	assert_int_equal(start(f, &h, f->srv.port), 0);
 	assert_int_equal(f->reports, 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_true(f->last);
 	assert_string_equal(f->detail, "HTTP 200");
 	assert_int_equal(f->requests_at_report, 2); /* the threshold, not one probe earlier */
 	assert_string_equal(f->srv.last_line, "GET /healthz HTTP/1.1");
 
-	spin(f, 100);
+	uvt_spin(&f->loop, 100);
 	assert_int_equal(f->reports, 1); /* transitions only */
 	int before = f->srv.requests;
 	f->srv.status = 503;
-	assert_true(run_until(f, &f->reports, 2, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
 	assert_false(f->last);
 	assert_string_equal(f->detail, "HTTP 503 (want 200)");
 	assert_int_equal(f->requests_at_report - before, 2);
 
 	f->srv.status = 200;
-	assert_true(run_until(f, &f->reports, 3, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 3, 2000));
 	assert_true(f->last);
 }
 
@@ -273,10 +250,10 @@ static void test_http_never_healthy(void **state)
 	f->srv.status = 503;
 	struct spec_health h = spec(SPEC_CHECK_HTTP, 20, 1000, 1, 3);
 	assert_int_equal(start(f, &h, f->srv.port), 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_false(f->last);
 	assert_int_equal(f->requests_at_report, 3);
-	spin(f, 150);
+	uvt_spin(&f->loop, 150);
 	assert_true(f->srv.requests > 4);
 	assert_int_equal(f->reports, 1);
 	assert_int_equal(f->healthy, 0);
@@ -288,9 +265,9 @@ static void test_http_expected_status_and_jitter(void **state)
 	f->srv.status = 503;
 	struct spec_health h = spec(SPEC_CHECK_HTTP, 2000, 1000, 1, 1);
 	h.http_status = 503; /* whatever the spec says is the healthy answer */
-	uint64_t t0 = now_ms();
+	uint64_t t0 = uvt_now_ms();
 	assert_int_equal(start(f, &h, f->srv.port), 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_true(f->last);
 	assert_string_equal(f->detail, "HTTP 503");
 	/* The first probe comes within interval/4 (500ms), not after a whole interval. */
@@ -302,12 +279,12 @@ static void test_http_refused_and_timeout(void **state)
 	struct fixture *f = *state;
 	f->srv.hang = true;
 	struct spec_health h = spec(SPEC_CHECK_HTTP, 50, 150, 1, 1);
-	uint64_t t0 = now_ms();
+	uint64_t t0 = uvt_now_ms();
 	assert_int_equal(start(f, &h, f->srv.port), 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_false(f->last);
 	assert_non_null(strstr(f->detail, "timed out"));
-	assert_true(now_ms() - t0 >= 150 && now_ms() - t0 < 1000);
+	assert_true(uvt_now_ms() - t0 >= 150 && uvt_now_ms() - t0 < 1000);
 
 	/* A closed port. */
 	health_stop(f->chk);
@@ -321,7 +298,7 @@ static void test_http_refused_and_timeout(void **state)
 	uv_close((uv_handle_t *)&tmp, NULL);
 	uv_run(&f->loop, UV_RUN_NOWAIT);
 	assert_int_equal(start(f, &h, ntohs(sa.sin_port)), 0);
-	assert_true(run_until(f, &f->reports, 2, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
 	assert_false(f->last);
 	assert_non_null(strstr(f->detail, "GET http://127.0.0.1:"));
 }
@@ -332,10 +309,10 @@ static void test_http_stop_in_flight(void **state)
 	f->srv.hang = true;
 	struct spec_health h = spec(SPEC_CHECK_HTTP, 10, 5000, 1, 1);
 	assert_int_equal(start(f, &h, f->srv.port), 0);
-	assert_true(run_until(f, &f->srv.requests, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->srv.requests, 1, 2000));
 	health_stop(f->chk);
 	f->chk = NULL;
-	spin(f, 50);
+	uvt_spin(&f->loop, 50);
 	assert_int_equal(f->reports, 0);
 	assert_int_equal(f->srv.requests, 1);
 }
@@ -360,13 +337,13 @@ static void test_http_many_checks(void **state)
 	for (int i = 0; i < 20; i++)
 		assert_int_equal(health_start(f->hc, &h, "127.0.0.1", f->srv.port, 100 + (uint64_t)i,
 					      on_many, f, &c[i]), 0);
-	assert_true(run_until(f, &many_healthy, 20, 3000));
-	spin(f, 50);
+	assert_true(uvt_run_until(&f->loop, &many_healthy, 20, 3000));
+	uvt_spin(&f->loop, 50);
 	assert_int_equal(many_healthy, 20);
 	assert_true(f->srv.requests >= 60);
 	for (int i = 0; i < 20; i += 2)
 		health_stop(c[i]); /* the rest are stopped by the context free in teardown */
-	spin(f, 30);
+	uvt_spin(&f->loop, 30);
 }
 
 /* ---- tcp ---- */
@@ -376,7 +353,7 @@ static void test_tcp(void **state)
 	struct fixture *f = *state;
 	struct spec_health h = spec(SPEC_CHECK_TCP, 20, 500, 1, 1);
 	assert_int_equal(start(f, &h, f->srv.port), 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_true(f->last);
 	assert_string_equal(f->detail, "connected");
 	health_stop(f->chk);
@@ -392,13 +369,13 @@ static void test_tcp(void **state)
 	uv_close((uv_handle_t *)&tmp, NULL);
 	uv_run(&f->loop, UV_RUN_NOWAIT);
 	assert_int_equal(start(f, &h, ntohs(sa.sin_port)), 0);
-	assert_true(run_until(f, &f->reports, 2, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
 	assert_false(f->last);
 	assert_non_null(strstr(f->detail, "connection refused"));
 
 	health_stop(f->chk);
 	assert_int_equal(health_start(f->hc, &h, "localhost.invalid", 80, 42, on_health, f, &f->chk), 0);
-	assert_true(run_until(f, &f->reports, 3, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 3, 2000));
 	assert_false(f->last);
 	assert_string_equal(f->detail, "tcp: localhost.invalid is not a numeric address");
 	health_stop(f->chk);
@@ -415,14 +392,14 @@ static void test_exec_true_false(void **state)
 	h.exec = yes;
 	h.n_exec = 1;
 	assert_int_equal(start(f, &h, 1), 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_true(f->last);
 	assert_string_equal(f->detail, "exit status 0");
 	health_stop(f->chk);
 
 	h.exec = no;
 	assert_int_equal(start(f, &h, 1), 0);
-	assert_true(run_until(f, &f->reports, 2, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
 	assert_false(f->last);
 	assert_string_equal(f->detail, "exit status 1");
 	health_stop(f->chk);
@@ -431,7 +408,7 @@ static void test_exec_true_false(void **state)
 	h.exec = missing;
 	f->last = true;
 	assert_int_equal(start(f, &h, 1), 0);
-	assert_true(run_until(f, &f->reports, 3, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 3, 2000));
 	assert_false(f->last);
 	assert_string_equal(f->detail, "exec ./no-such-check-xyz: no such file or directory");
 }
@@ -444,11 +421,11 @@ static void test_exec_env(void **state)
 	h.exec = argv;
 	h.n_exec = 3;
 	assert_int_equal(start(f, &h, 4321), 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_true(f->last);
 	health_stop(f->chk);
 	assert_int_equal(start(f, &h, 4322), 0);
-	assert_true(run_until(f, &f->reports, 2, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
 	assert_false(f->last);
 }
 
@@ -486,7 +463,7 @@ static bool gone(struct fixture *f, int pid)
 	for (int i = 0; i < 200; i++) {
 		if (dead(pid))
 			return true;
-		spin(f, 5);
+		uvt_spin(&f->loop, 5);
 	}
 	return false;
 }
@@ -503,9 +480,9 @@ static void test_exec_timeout_kills(void **state)
 	struct spec_health h = spec(SPEC_CHECK_EXEC, 5000, 200, 1, 1);
 	h.exec = argv;
 	h.n_exec = 3;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = uvt_now_ms();
 	assert_int_equal(start(f, &h, 1), 0);
-	assert_true(run_until(f, &f->reports, 1, 3000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 3000));
 	assert_false(f->last);
 	assert_string_equal(f->detail, "timed out after 200ms");
 	assert_true(f->t_report - t0 >= 200 && f->t_report - t0 < 1500);
@@ -527,7 +504,7 @@ static void test_exec_stop_in_flight(void **state)
 	assert_int_equal(start(f, &h, 1), 0);
 	int pid = 0;
 	for (int i = 0; i < 1000 && pid == 0; i++) {
-		spin(f, 2);
+		uvt_spin(&f->loop, 2);
 		pid = read_pid(pidfile);
 	}
 	assert_true(pid > 0);
@@ -545,9 +522,9 @@ static void test_none(void **state)
 	struct spec_health h = spec(SPEC_CHECK_NONE, 10000, 1000, 3, 3);
 	assert_int_equal(start(f, &h, 0), 0);
 	assert_int_equal(f->reports, 0); /* from the loop, not from inside health_start */
-	assert_true(run_until(f, &f->reports, 1, 200));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 200));
 	assert_true(f->last);
-	spin(f, 50);
+	uvt_spin(&f->loop, 50);
 	assert_int_equal(f->reports, 1);
 }
 
@@ -557,9 +534,9 @@ static void test_stop_and_free_in_callback(void **state)
 	struct spec_health h = spec(SPEC_CHECK_HTTP, 10, 1000, 1, 1);
 	f->stop_in_cb = true;
 	assert_int_equal(start(f, &h, f->srv.port), 0);
-	assert_true(run_until(f, &f->reports, 1, 2000));
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	int req = f->srv.requests;
-	spin(f, 80);
+	uvt_spin(&f->loop, 80);
 	assert_int_equal(f->srv.requests, req); /* no probe after the stop */
 	assert_int_equal(f->reports, 1);
 
@@ -568,8 +545,8 @@ static void test_stop_and_free_in_callback(void **state)
 	struct health_check *other;
 	assert_int_equal(start(f, &h, f->srv.port), 0);
 	assert_int_equal(health_start(f->hc, &h, "127.0.0.1", f->srv.port, 42, on_health, f, &other), 0);
-	assert_true(run_until(f, &f->reports, 2, 2000));
-	spin(f, 80);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
+	uvt_spin(&f->loop, 80);
 	assert_int_equal(f->reports, 2); /* the other check was stopped by the free */
 	assert_null(f->hc);
 }
