@@ -1608,8 +1608,6 @@ static void check_spec(struct pctx *c)
 
 	if (!c->has_service)
 		ERR_AT(c, r, "missing required key 'service'");
-	if (!s->targets_local && s->health.kind == SPEC_CHECK_EXEC)
-		ERR_AT(c, r, "health: exec checks run on the daemon's machine, not on ssh targets; use http or tcp");
 	for (int k = 0; k < SPEC_HOOK__COUNT; k++)
 		if (s->tmpl.n_hooks[k] > 0 && s->targets_local) {
 			ERR_AT(c, r, "template: hooks run on ssh targets only (targets: local has none)");
