@@ -402,20 +402,105 @@ static void leave_pause(struct engine_state *st, int64_t now)
 	ro->reason[0] = '\0';
 }
 
+/* Zones (strategy.zones): instances are counted per zone, zone index nz standing for instances in
+ * no zone of the spec (placed before zones were set, or in a zone no target has any more). Without
+ * zone rules there is one pseudo-zone holding every instance, so the same code serves both. */
+struct zones {
+	int nz;                 /* zones of the spec; 0 without zone rules */
+	int share[SPEC_ZONES_MAX + 1];
+	const char *name[SPEC_ZONES_MAX + 1];
+};
+
+static void zones_init(const struct spec *spec, int replicas, struct zones *z)
+{
+	z->nz = (int)spec_zone_count(spec);
+	z->name[0] = "";
+	if (z->nz == 0) {
+		z->share[0] = replicas;
+		return;
+	}
+	spec_zone_shares(spec, replicas, z->share);
+	for (int k = 0; k < z->nz; k++)
+		z->name[k] = spec_zone_name(spec, (size_t)k);
+	z->share[z->nz] = 0;
+	z->name[z->nz] = "";
+}
+
+/* The zone index of an instance: 0 without zone rules, nz when its zone is not the spec's. */
+static int zone_of(const struct zones *z, const struct engine_inst *in)
+{
+	int k = 0;
+	while (k < z->nz && strcmp(z->name[k], in->zone) != 0)
+		k++;
+	return k;
+}
+
+/* Shares n new instances among zones into want[]: zone after zone in order (one_per_batch), else
+ * each to the zone with the most of its share left, the first on ties. */
+static void zones_split(const struct spec *spec, const struct zones *z, int n, int *want)
+{
+	int nb = z->nz == 0 ? 1 : z->nz;
+	for (int k = 0; k <= nb; k++)
+		want[k] = 0;
+	if (z->nz == 0 || spec->strategy.zones.one_per_batch) {
+		for (int k = 0; k < nb && n > 0; k++) {
+			want[k] = n < z->share[k] ? n : z->share[k];
+			n -= want[k];
+		}
+		return;
+	}
+	for (; n > 0; n--) {
+		int best = -1;
+		for (int k = 0; k < nb; k++)
+			if (want[k] < z->share[k] && (best < 0 || z->share[k] - want[k] > z->share[best] - want[best]))
+				best = k;
+		if (best < 0)
+			return;
+		want[best]++;
+	}
+}
+
+/* Zones one_per_batch: how many new instances the zones up to the current step hold; a batch goal
+ * above it is cut there (so a batch changes one zone). replicas when the rule is off. */
+static int zone_cap(const struct spec *spec, const struct engine_state *st)
+{
+	struct zones z;
+	zones_init(spec, st->replicas, &z);
+	if (z.nz == 0 || !spec->strategy.zones.one_per_batch)
+		return st->replicas;
+	int cap = 0;
+	for (int k = 0; k < z.nz && k <= st->ro.zone_step; k++)
+		cap += z.share[k];
+	return cap;
+}
+
 static int batch_goal(const struct spec *spec, const struct engine_state *st)
 {
 	if (st->ro.fast || st->ro.kind == RO_KIND_SCALE || engine_ro_done(st->ro.state))
 		return st->replicas;
-	return spec_batch_goal(&spec->strategy, st->replicas, st->ro.batch);
+	int g = spec_batch_goal(&spec->strategy, st->replicas, st->ro.batch);
+	int cap = zone_cap(spec, st);
+	return g < cap ? g : cap;
+}
+
+/* Zones one_per_batch: once `goal` new instances are in place, the zone step moves past every
+ * zone they fill (zones with no share are skipped). */
+static void advance_zone(const struct spec *spec, struct engine_state *st, int goal)
+{
+	int nz = (int)spec_zone_count(spec);
+	while (spec->strategy.zones.one_per_batch && st->ro.zone_step < nz - 1 && zone_cap(spec, st) <= goal)
+		st->ro.zone_step++;
 }
 
 static void start_batch(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
 	struct engine_rollout *ro = &st->ro;
 	ro->progress_at = now;
-	emit_event(out, INTENT_EVENT, EV_BATCH_STARTED, 0, "batch %d/%d started: %d of %d instances on revision %d",
+	bool zoned = spec->strategy.zones.one_per_batch && spec_zone_count(spec) > 0;
+	const char *zname = zoned ? spec_zone_name(spec, (size_t)ro->zone_step) : "";
+	emit_event(out, INTENT_EVENT, EV_BATCH_STARTED, 0, "batch %d/%d started: %d of %d instances on revision %d%s%s",
 		   ro->batch + 1, spec_batch_count(&spec->strategy, st->replicas), batch_goal(spec, st), st->replicas,
-		   st->target_rev);
+		   st->target_rev, zoned ? " in zone " : "", zname);
 }
 
 /* The target-revision instance that failed last (its cause explains a failed rollout), or NULL. */
@@ -507,15 +592,23 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 		bool done = t.new_avail >= goal && t.old_live <= st->replicas - goal;
 		if (done && goal < st->replicas) {
 			const struct spec_pause *p = spec_pause_after(sg, ro->batch + 1);
+			/* Cut short at a zone's end: the batch goes on in the next zone, after the gate. */
+			bool zone_cut = goal < spec_batch_goal(sg, st->replicas, ro->batch);
 			if (analysis && (st->verdict == VERDICT_NONE || st->verdict_since < batch_ready_at(spec, st))) {
 				/* Wait for a verdict over traffic this batch served. */
 			} else if (analysis && st->verdict == VERDICT_INCONCLUSIVE) {
-				set_reason(ro, "analysis inconclusive after batch %d: %s; promote to continue or abort",
-					   ro->batch + 1, st->verdict_reason);
-				enter_pause(st, PAUSE_ANALYSIS, 0, now);
+				set_reason(ro, "analysis inconclusive after batch %d%s: %s; promote to continue or abort",
+					   ro->batch + 1, zone_cut ? " in its zone" : "", st->verdict_reason);
+				if (zone_cut)
+					advance_zone(spec, st, goal);
+				enter_pause(st, zone_cut ? PAUSE_ANALYSIS_ZONE : PAUSE_ANALYSIS, 0, now);
 				emit_event(out, INTENT_ROLLOUT, EV_PAUSED, 0, "rollout %llu paused: %s",
 					   (unsigned long long)ro->id, ro->reason);
+			} else if (zone_cut) {
+				advance_zone(spec, st, goal);
+				start_batch(spec, st, now, out);
 			} else if (p != NULL) {
+				advance_zone(spec, st, goal);
 				if (p->duration_ms > 0)
 					set_reason(ro, "paused after batch %d for %s", ro->batch + 1,
 						   amount_format_duration(p->duration_ms, d, sizeof d));
@@ -525,6 +618,7 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 				emit_event(out, INTENT_ROLLOUT, EV_PAUSED, 0, "rollout %llu %s", (unsigned long long)ro->id,
 					   ro->reason);
 			} else {
+				advance_zone(spec, st, goal);
 				ro->batch++;
 				start_batch(spec, st, now, out);
 			}
@@ -552,7 +646,27 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 	}
 }
 
-/* Reconciles instance counts toward what the rollout wants now, within the floor and the ceiling. */
+/* A new PENDING instance of rev in zone (may be ""), its event (why: "" or a reason) and START. */
+static void new_inst(struct engine_state *st, int rev, const char *zone, const char *why, int64_t now,
+		     struct engine_out *out)
+{
+	struct engine_inst *in = &st->inst[st->n++];
+	assert(st->n <= st->cap);
+	memset(in, 0, sizeof *in);
+	in->id = st->next_inst_id++;
+	in->revision = rev;
+	in->state = INST_PENDING;
+	in->created_at = in->changed_at = now;
+	snprintf(in->zone, sizeof in->zone, "%s", zone);
+	emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id, "instance %llu (revision %d) starting%s%s%s",
+		   (unsigned long long)in->id, in->revision, why, *zone ? " in zone " : "", zone);
+	struct engine_intent *it = emit(out, INTENT_START);
+	it->inst_id = in->id;
+	it->revision = in->revision;
+}
+
+/* Reconciles instance counts toward what the rollout wants now, within the floor and the ceiling
+ * (and, with zones, toward each zone's share within its own floor). */
 static void reconcile(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
 	struct engine_rollout *ro = &st->ro;
@@ -585,66 +699,73 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 	}
 	if (want_new > r)
 		want_new = r;
-	int want_old = st->target_rev == 0 ? 0 : r - want_new;
 	/* Old capacity that crashed is replaced with the last stable revision, when there is one. */
 	int old_rev = st->stable_rev != 0 && st->stable_rev != st->target_rev ? st->stable_rev : 0;
 	int floor = st->target_rev == 0 ? 0 : r - unav;
 
-	int room = r + surge - t.total;
-	if (may_start_new && st->target_rev != 0) {
-		for (; room > 0 && t.new_live < want_new; room--, t.new_live++, t.total++) {
-			struct engine_inst *in = &st->inst[st->n++];
-			assert(st->n <= st->cap);
-			memset(in, 0, sizeof *in);
-			in->id = st->next_inst_id++;
-			in->revision = st->target_rev;
-			in->state = INST_PENDING;
-			in->created_at = in->changed_at = now;
-			emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id, "instance %llu (revision %d) starting",
-				   (unsigned long long)in->id, in->revision);
-			struct engine_intent *it = emit(out, INTENT_START);
-			it->inst_id = in->id;
-			it->revision = in->revision;
-		}
+	/* Per zone: what is wanted, what lives, what serves. */
+	struct zones z;
+	zones_init(spec, r, &z);
+	int nb = z.nz == 0 ? 1 : z.nz + 1;
+	int want_n[SPEC_ZONES_MAX + 1], want_o[SPEC_ZONES_MAX + 1];
+	int new_l[SPEC_ZONES_MAX + 1] = {0}, old_l[SPEC_ZONES_MAX + 1] = {0}, av[SPEC_ZONES_MAX + 1] = {0};
+	zones_split(spec, &z, want_new, want_n);
+	for (int k = 0; k < nb; k++)
+		want_o[k] = st->target_rev == 0 ? 0 : z.share[k] - want_n[k];
+	for (size_t i = 0; i < st->n; i++) {
+		const struct engine_inst *in = &st->inst[i];
+		if (in->state == INST_GONE)
+			continue;
+		int k = zone_of(&z, in);
+		bool isnew = st->target_rev != 0 && in->revision == st->target_rev;
+		if (is_live(in))
+			(isnew ? new_l : old_l)[k]++;
+		av[k] += engine_inst_available(spec, in, now);
 	}
-	if (old_rev != 0) {
-		for (; room > 0 && t.old_live < want_old; room--, t.old_live++, t.total++) {
-			struct engine_inst *in = &st->inst[st->n++];
-			assert(st->n <= st->cap);
-			memset(in, 0, sizeof *in);
-			in->id = st->next_inst_id++;
-			in->revision = old_rev;
-			in->state = INST_PENDING;
-			in->created_at = in->changed_at = now;
-			emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id,
-				   "instance %llu (revision %d) starting to restore capacity", (unsigned long long)in->id,
-				   in->revision);
-			struct engine_intent *it = emit(out, INTENT_START);
-			it->inst_id = in->id;
-			it->revision = in->revision;
-		}
+
+	int room = r + surge - t.total;
+	for (int k = 0; k < nb; k++) {
+		const char *zname = z.name[k];
+		for (; may_start_new && st->target_rev != 0 && room > 0 && new_l[k] < want_n[k]; room--, new_l[k]++)
+			new_inst(st, st->target_rev, zname, "", now, out);
+	}
+	for (int k = 0; k < nb && old_rev != 0; k++) {
+		const char *zname = z.name[k];
+		for (; room > 0 && old_l[k] < want_o[k]; room--, old_l[k]++)
+			new_inst(st, old_rev, zname, " to restore capacity", now, out);
 	}
 
 	if (!may_remove)
 		return;
 	int budget = t.avail - floor;
-	int excess_old = t.old_live - want_old;
-	int excess_new = t.new_live - want_new;
+	int excess_old[SPEC_ZONES_MAX + 1], excess_new[SPEC_ZONES_MAX + 1], zbudget[SPEC_ZONES_MAX + 1];
+	for (int k = 0; k < nb; k++) {
+		excess_old[k] = old_l[k] - want_o[k];
+		excess_new[k] = new_l[k] - want_n[k];
+		int zfloor = z.nz == 0 || k == z.nz || st->target_rev == 0
+				 ? 0
+				 : amount_ceil(spec->strategy.zones.min_available, z.share[k]);
+		zbudget[k] = av[k] - zfloor;
+	}
 	/* Two passes: first what serves nothing (free to remove: unhealthy, starting), then available
-	 * instances within the budget; in each pass the oldest instance goes first. */
+	 * instances within the budgets; in each pass the oldest instance goes first. */
 	for (int pass = 0; pass < 2; pass++) {
-		for (size_t i = 0; i < st->n && (excess_old > 0 || excess_new > 0); i++) {
+		for (size_t i = 0; i < st->n; i++) {
 			struct engine_inst *in = &st->inst[i];
 			if (!is_live(in) || (int)engine_inst_available(spec, in, now) != pass)
 				continue;
+			int k = zone_of(&z, in);
 			bool isnew = st->target_rev != 0 && in->revision == st->target_rev;
-			int *excess = isnew ? &excess_new : &excess_old;
+			int *excess = isnew ? &excess_new[k] : &excess_old[k];
 			if (*excess <= 0)
 				continue;
 			if (pass == 1) {
 				if (budget <= 0)
 					return;
+				if (zbudget[k] <= 0)
+					continue;
 				budget--;
+				zbudget[k]--;
 			}
 			(*excess)--;
 			set_state(in, INST_DRAINING, now);
@@ -765,11 +886,13 @@ int engine_promote(struct engine_state *st, int64_t now, struct engine_out *out)
 	if (st->ro.state != RO_PAUSED)
 		return ENGINE_EBADSTATE;
 	bool gate = st->ro.pause != PAUSE_USER;
+	bool zone = st->ro.pause == PAUSE_ANALYSIS_ZONE; /* the batch goes on in its next zone */
 	leave_pause(st, now);
 	emit_event(out, INTENT_ROLLOUT, EV_RESUMED, 0, "rollout %llu promoted", (unsigned long long)st->ro.id);
 	if (gate) {
-		st->ro.batch++;
-		emit_event(out, INTENT_EVENT, EV_BATCH_STARTED, 0, "batch %d started", st->ro.batch + 1);
+		st->ro.batch += !zone;
+		emit_event(out, INTENT_EVENT, EV_BATCH_STARTED, 0, "batch %d %s", st->ro.batch + 1,
+			   zone ? "goes on in its next zone" : "started");
 	}
 	return 0;
 }

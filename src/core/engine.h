@@ -43,6 +43,7 @@ struct engine_inst {
 	int port;             /* set by the driver; the engine does not read it */
 	bool announced;       /* the engine has reported it available (reset when it turns unhealthy) */
 	char cause[96];       /* why it failed, for events */
+	char zone[SPEC_ZONE_MAX + 1]; /* strategy.zones: the zone the engine placed it in, else "" */
 };
 
 enum engine_ro_state {
@@ -71,6 +72,7 @@ enum engine_pause_reason {
 	PAUSE_CANARY,      /* pause_after without duration; rollout promote continues */
 	PAUSE_TIMED,       /* pause_after with duration; continues at pause_until (or promote) */
 	PAUSE_ANALYSIS,    /* analysis inconclusive; promote continues, abort goes back */
+	PAUSE_ANALYSIS_ZONE, /* the same at a zone's end inside a batch (zones one_per_batch) */
 };
 
 /* What the data plane's analysis says of the target revision (computed by the shell). */
@@ -96,6 +98,7 @@ struct engine_rollout {
 	int64_t ended_at;     /* 0 while the rollout is live */
 	int64_t watch_until;  /* complete with strategy.watch: analysis continues until here */
 	char reason[160];     /* why it paused, failed, rolled back, was aborted */
+	int zone_step;        /* zones one_per_batch: index of the zone the current batch changes */
 };
 
 /* All the engine knows of one service. The shell persists it whole after every step. */

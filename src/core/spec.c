@@ -68,11 +68,13 @@ void spec_clear(struct spec *s)
 	free_argv(s->health.exec, s->health.n_exec);
 	free(s->strategy.batches);
 	free(s->strategy.pause_after);
+	free(s->strategy.zones.label);
 	for (size_t i = 0; i < s->n_targets; i++) {
 		free(s->targets[i].url);
 		free(s->targets[i].user);
 		free(s->targets[i].host);
 		free_kv(s->targets[i].labels, s->targets[i].n_labels);
+		free(s->targets[i].ports);
 	}
 	free(s->targets);
 	free(s->haproxy_socket);
@@ -140,6 +142,73 @@ const struct spec_pause *spec_pause_after(const struct spec_strategy *st, int ba
 int spec_max_failures(const struct spec_strategy *st, int replicas)
 {
 	return amount_floor(st->max_failures, replicas);
+}
+
+const char *spec_target_zone(const struct spec *s, const struct spec_target *t)
+{
+	if (s->strategy.zones.label == NULL)
+		return "";
+	for (size_t i = 0; i < t->n_labels; i++)
+		if (strcmp(t->labels[i].name, s->strategy.zones.label) == 0)
+			return t->labels[i].value;
+	return "";
+}
+
+/* Whether target i is the first with its zone (so zones are counted once, in target order). */
+static bool first_of_zone(const struct spec *s, size_t i)
+{
+	const char *z = spec_target_zone(s, &s->targets[i]);
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(spec_target_zone(s, &s->targets[j]), z) == 0)
+			return false;
+	return true;
+}
+
+size_t spec_zone_count(const struct spec *s)
+{
+	if (s->strategy.zones.label == NULL || s->targets_local)
+		return 0;
+	size_t n = 0;
+	for (size_t i = 0; i < s->n_targets; i++)
+		n += first_of_zone(s, i);
+	return n;
+}
+
+const char *spec_zone_name(const struct spec *s, size_t z)
+{
+	for (size_t i = 0, k = 0; i < s->n_targets; i++)
+		if (first_of_zone(s, i) && k++ == z)
+			return spec_target_zone(s, &s->targets[i]);
+	return "";
+}
+
+int spec_zone_index(const struct spec *s, const char *name)
+{
+	if (s->strategy.zones.label == NULL || s->targets_local)
+		return -1;
+	int z = 0;
+	for (size_t i = 0; i < s->n_targets; i++) {
+		if (!first_of_zone(s, i))
+			continue;
+		if (strcmp(spec_target_zone(s, &s->targets[i]), name) == 0)
+			return z;
+		z++;
+	}
+	return -1;
+}
+
+void spec_zone_shares(const struct spec *s, int replicas, int *share)
+{
+	size_t nz = spec_zone_count(s), h = s->n_targets;
+	for (size_t z = 0; z < nz; z++)
+		share[z] = 0;
+	if (nz == 0)
+		return;
+	for (size_t i = 0; i < h; i++) {
+		int z = spec_zone_index(s, spec_target_zone(s, &s->targets[i]));
+		if (z >= 0)
+			share[z] += replicas / (int)h + ((int)i < replicas % (int)h);
+	}
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)

@@ -76,6 +76,20 @@ struct spec_analysis {
 	int min_requests;
 };
 
+/* strategy.zones: rules over the zones of the targets (a zone is the value of one label). The
+ * replicas are shared among zones as they are among hosts: evenly, earlier hosts first. */
+struct spec_zones {
+	char *label;                 /* NULL: no zone rules */
+	bool one_per_batch;          /* a batch changes one zone at a time, zones in order */
+	struct amount min_available; /* per zone, of the zone's share (percent rounded up); default 0 */
+	struct spec_pos pos;
+};
+
+/* Zone names are label values of at most this many bytes (they are kept with each instance). */
+#define SPEC_ZONE_MAX 31
+/* At most this many zones (the engine counts per zone on the stack). */
+#define SPEC_ZONES_MAX 16
+
 struct spec_strategy {
 	struct amount max_surge;       /* default 25% */
 	struct amount max_unavailable; /* default 0 */
@@ -92,9 +106,11 @@ struct spec_strategy {
 	bool auto_rollback;           /* default true */
 	struct spec_analysis analysis;
 	int64_t watch_ms; /* default 0 */
+	struct spec_zones zones;
 };
 
-/* One remote host: ssh://user@host[:port] with labels (zone=...). */
+/* One remote host: ssh://user@host[:port] with labels (zone=...) and, optionally, the ports its
+ * instances may listen on (one instance per port; none: the daemon's port range). */
 struct spec_target {
 	char *url;
 	char *user;
@@ -102,7 +118,10 @@ struct spec_target {
 	int port;
 	struct spec_kv *labels;
 	size_t n_labels;
+	int *ports;
+	size_t n_ports;
 };
+
 
 struct spec_notify {
 	char *url;
@@ -162,6 +181,18 @@ int spec_batch_count(const struct spec_strategy *st, int replicas);
 const struct spec_pause *spec_pause_after(const struct spec_strategy *st, int batch);
 /* max_failures as a count of replicas (percent floored). */
 int spec_max_failures(const struct spec_strategy *st, int replicas);
+
+/* Zones (strategy.zones with ssh targets): the distinct values of the zone label in the order of
+ * targets. spec_zone_count is 0 without zone rules. */
+size_t spec_zone_count(const struct spec *s);
+const char *spec_zone_name(const struct spec *s, size_t z);
+/* The zone index of a zone name, or -1 when no target has it. */
+int spec_zone_index(const struct spec *s, const char *name);
+/* The zone name of target t ("" without zone rules or label). */
+const char *spec_target_zone(const struct spec *s, const struct spec_target *t);
+/* Each zone's share of `replicas` into share[spec_zone_count(s)]: replicas spread over the hosts
+ * evenly (the first replicas % hosts get one more), a zone getting what its hosts get. */
+void spec_zone_shares(const struct spec *s, int replicas, int *share);
 
 /* A stable hash of the template (FNV-1a 64 over a canonical encoding), to tell whether an apply
  * changed the template and so makes a new revision. Secret values take part. */

@@ -1214,6 +1214,41 @@ static void f_analysis(struct pctx *c, const char *name, struct ynode *v)
 		ERR_AT(c, v, "analysis: set max_error_rate or max_p99 (or leave analysis out)");
 }
 
+static void f_zone_label(struct pctx *c, const char *name, struct ynode *v)
+{
+	struct spec_zones *z = &c->s->strategy.zones;
+	free(z->label);
+	z->label = get_nonempty(c, name, v);
+}
+
+static void f_zone_one_per_batch(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_bool(c, name, v, &c->s->strategy.zones.one_per_batch);
+}
+
+static void f_zone_min_available(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_amount(c, name, v, 100, 0, &c->s->strategy.zones.min_available);
+}
+
+static const struct field zones_fields[] = {
+	{"label", f_zone_label},
+	{"one_per_batch", f_zone_one_per_batch},
+	{"min_available", f_zone_min_available},
+};
+
+/* zones: {label: zone, one_per_batch: true, min_available: 50%} (label required). */
+static void f_zones(struct pctx *c, const char *name, struct ynode *v)
+{
+	if (!want_map(c, name, v))
+		return;
+	size_t errs = c->n_errs;
+	WALK(c, name, v, zones_fields);
+	c->s->strategy.zones.pos = (struct spec_pos){v->line, v->col};
+	if (c->n_errs == errs && map_get(v, "label") == NULL)
+		ERR_AT(c, v, "%s: missing required key 'label' (the target label that names a host's zone)", name);
+}
+
 static const struct field strategy_fields[] = {
 	{"max_surge", f_max_surge},
 	{"max_unavailable", f_max_unavailable},
@@ -1226,6 +1261,7 @@ static const struct field strategy_fields[] = {
 	{"auto_rollback", f_auto_rollback},
 	{"analysis", f_analysis},
 	{"watch", f_watch},
+	{"zones", f_zones},
 };
 
 static void f_strategy(struct pctx *c, const char *name, struct ynode *v)
@@ -1379,9 +1415,39 @@ static void f_target_labels(struct pctx *c, const char *name, struct ynode *v)
 	}
 }
 
+/* ports: [8080, 8081]: the ports instances on this host listen on, one instance per port. */
+static void f_target_ports(struct pctx *c, const char *name, struct ynode *v)
+{
+	struct spec_target *t = c->cur_target;
+	if (v->kind != Y_SEQ) {
+		type_error(c, name, v, "a list of ports");
+		return;
+	}
+	if (v->n == 0) {
+		ERR_AT(c, v, "%s: must not be empty (leave it out to use the daemon's port range)", name);
+		return;
+	}
+	t->ports = xcalloc(v->n, sizeof *t->ports);
+	for (size_t i = 0; i < v->n; i++) {
+		char item[64];
+		snprintf(item, sizeof item, "%s[%zu]", name, i);
+		int p;
+		if (!get_int(c, item, v->kids[i], 1, 65535, &p))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < t->n_ports; j++)
+			dup |= t->ports[j] == p;
+		if (dup)
+			ERR_AT(c, v->kids[i], "%s: port %d is listed twice", item, p);
+		else
+			t->ports[t->n_ports++] = p;
+	}
+}
+
 static const struct field target_fields[] = {
 	{"host", target_url},
 	{"labels", f_target_labels},
+	{"ports", f_target_ports},
 };
 
 static void free_target(struct spec_target *t)
@@ -1394,6 +1460,7 @@ static void free_target(struct spec_target *t)
 		free(t->labels[i].value);
 	}
 	free(t->labels);
+	free(t->ports);
 	memset(t, 0, sizeof *t);
 }
 
@@ -1597,6 +1664,34 @@ static const struct field top_fields[] = {
 	{"ssh", f_ssh},
 };
 
+/* strategy.zones needs ssh targets, each with the label, and names short enough to keep. */
+static void check_zones(struct pctx *c)
+{
+	struct spec *s = c->s;
+	const struct spec_zones *z = &s->strategy.zones;
+	if (z->label == NULL)
+		return;
+	if (s->targets_local) {
+		perr_add(c, z->pos.line, z->pos.col, "strategy.zones: zones are labels of ssh targets (targets: local has none)");
+		return;
+	}
+	if (z->min_available.value > 0 && s->strategy.max_surge.value == 0)
+		perr_add(c, z->pos.line, z->pos.col,
+			 "strategy.zones: min_available needs max_surge above 0 (with no room to start a new instance "
+			 "first, a zone at its floor could never be replaced)");
+	if (spec_zone_count(s) > SPEC_ZONES_MAX)
+		perr_add(c, z->pos.line, z->pos.col, "strategy.zones: at most %d zones", SPEC_ZONES_MAX);
+	for (size_t i = 0; i < s->n_targets; i++) {
+		const char *v = spec_target_zone(s, &s->targets[i]);
+		if (*v == '\0')
+			perr_add(c, z->pos.line, z->pos.col, "strategy.zones: target %s has no label '%.40s'", s->targets[i].url,
+			       z->label);
+		else if (strlen(v) > SPEC_ZONE_MAX)
+			perr_add(c, z->pos.line, z->pos.col, "strategy.zones: target %s: a zone name is at most %d bytes", s->targets[i].url,
+				 SPEC_ZONE_MAX);
+	}
+}
+
 /* The checks that span fields, once everything is read. Only values that parsed take part, so a
  * bad field is reported once, not again as a contradiction. */
 static void check_spec(struct pctx *c)
@@ -1608,6 +1703,7 @@ static void check_spec(struct pctx *c)
 
 	if (!c->has_service)
 		ERR_AT(c, r, "missing required key 'service'");
+	check_zones(c);
 	for (int k = 0; k < SPEC_HOOK__COUNT; k++)
 		if (s->tmpl.n_hooks[k] > 0 && s->targets_local) {
 			ERR_AT(c, r, "template: hooks run on ssh targets only (targets: local has none)");

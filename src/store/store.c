@@ -67,7 +67,12 @@ static const char MIG_1[] =
     "CREATE INDEX events_by_service ON events(service, id);\n"
     "PRAGMA user_version = 1;\n";
 
-static const char *const MIGRATIONS[] = {MIG_1};
+/* Version 2: zones (strategy.zones): each instance's zone, the rollout's zone step. */
+static const char MIG_2[] = "ALTER TABLE instances ADD COLUMN zone TEXT NOT NULL DEFAULT '';\n"
+			    "ALTER TABLE rollouts ADD COLUMN zone_step INTEGER NOT NULL DEFAULT 0;\n"
+			    "PRAGMA user_version = 2;\n";
+
+static const char *const MIGRATIONS[] = {MIG_1, MIG_2};
 _Static_assert(sizeof MIGRATIONS / sizeof MIGRATIONS[0] == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
 
@@ -107,7 +112,7 @@ enum sid {
 
 #define RO_COLS                                                                                              \
 	"id, kind, state, from_rev, to_rev, rollback_rev, batch, fast, failures, hold, pause, "              \
-	"pause_until, paused_at, progress_at, started_at, ended_at, watch_until, reason"
+	"pause_until, paused_at, progress_at, started_at, ended_at, watch_until, reason, zone_step"
 
 static const char *const SQL[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -136,27 +141,28 @@ static const char *const SQL[S__COUNT] = {
     [S_SERVICE_LIST] = "SELECT name FROM services ORDER BY name",
     [S_ROLLOUT_SAVE] =
 	"INSERT INTO rollouts(service, " RO_COLS ")"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
 	" ON CONFLICT(service, id) DO UPDATE SET kind = excluded.kind, state = excluded.state,"
 	" from_rev = excluded.from_rev, to_rev = excluded.to_rev, rollback_rev = excluded.rollback_rev,"
 	" batch = excluded.batch, fast = excluded.fast, failures = excluded.failures,"
 	" hold = excluded.hold, pause = excluded.pause, pause_until = excluded.pause_until,"
 	" paused_at = excluded.paused_at, progress_at = excluded.progress_at,"
 	" started_at = excluded.started_at, ended_at = excluded.ended_at,"
-	" watch_until = excluded.watch_until, reason = excluded.reason",
+	" watch_until = excluded.watch_until, reason = excluded.reason, zone_step = excluded.zone_step",
     [S_ROLLOUT_LOAD] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 AND id = ?2",
     [S_ROLLOUT_LIST] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 ORDER BY id DESC",
     [S_INST_SAVE] =
 	"INSERT INTO instances(service, id, slot, revision, state, created_at, healthy_at,"
-	" unhealthy_at, changed_at, port, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+	" unhealthy_at, changed_at, port, cause, zone)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
 	" ON CONFLICT(service, id) DO UPDATE SET slot = excluded.slot, revision = excluded.revision,"
 	" state = excluded.state, created_at = excluded.created_at, healthy_at = excluded.healthy_at,"
 	" unhealthy_at = excluded.unhealthy_at, changed_at = excluded.changed_at,"
-	" port = excluded.port, cause = excluded.cause",
+	" port = excluded.port, cause = excluded.cause, zone = excluded.zone",
     [S_INST_IDS] = "SELECT id FROM instances WHERE service = ?1",
     [S_INST_DELETE] = "DELETE FROM instances WHERE service = ?1 AND id = ?2",
     [S_INST_LOAD] = "SELECT id, revision, state, created_at, healthy_at, unhealthy_at, changed_at, port,"
-		    " cause FROM instances WHERE service = ?1 ORDER BY slot",
+		    " cause, zone FROM instances WHERE service = ?1 ORDER BY slot",
     [S_PROC_SET] = "UPDATE instances SET pid = ?3, proc_start = ?4, host = ?5 WHERE service = ?1 AND id = ?2",
     [S_PROC_GET] = "SELECT pid, proc_start, host FROM instances WHERE service = ?1 AND id = ?2",
     [S_REV_PUT] = "INSERT INTO revisions(service, rev, hash, version, spec_yaml, created_at)"
@@ -181,7 +187,7 @@ struct store {
 
 /* Names of the two enums engine.h gives no names for; stored as text like the others. */
 static const char *const VERDICT_NAMES[] = {"none", "pass", "fail", "inconclusive"};
-static const char *const PAUSE_NAMES[] = {"none", "user", "canary", "timed", "analysis"};
+static const char *const PAUSE_NAMES[] = {"none", "user", "canary", "timed", "analysis", "analysis_zone"};
 
 static int name_parse(const char *const *names, size_t n, const char *name)
 {
@@ -558,7 +564,7 @@ static int save_rollout(struct store *s, const char *service, const struct engin
 	     b_i64(q, 11, ro->hold) | b_text(q, 12, PAUSE_NAMES[ro->pause]) | b_i64(q, 13, ro->pause_until) |
 	     b_i64(q, 14, ro->paused_at) | b_i64(q, 15, ro->progress_at) | b_i64(q, 16, ro->started_at) |
 	     b_i64(q, 17, ro->ended_at) | b_i64(q, 18, ro->watch_until) |
-	     b_buf(q, 19, ro->reason, sizeof ro->reason);
+	     b_buf(q, 19, ro->reason, sizeof ro->reason) | b_i64(q, 20, ro->zone_step);
 	rc = bind_check(s, q, rc);
 	return rc < 0 ? rc : run(s, q);
 }
@@ -576,7 +582,8 @@ static int save_inst(struct store *s, const char *service, const struct engine_i
 	rc = b_text(q, 1, service) | b_u64(q, 2, in->id) | b_i64(q, 3, (int64_t)slot) |
 	     b_i64(q, 4, in->revision) | b_text(q, 5, state) | b_i64(q, 6, in->created_at) |
 	     b_i64(q, 7, in->healthy_at) | b_i64(q, 8, in->unhealthy_at) | b_i64(q, 9, in->changed_at) |
-	     b_i64(q, 10, in->port) | b_buf(q, 11, in->cause, sizeof in->cause);
+	     b_i64(q, 10, in->port) | b_buf(q, 11, in->cause, sizeof in->cause) |
+	     b_buf(q, 12, in->zone, sizeof in->zone);
 	rc = bind_check(s, q, rc);
 	return rc < 0 ? rc : run(s, q);
 }
@@ -681,6 +688,7 @@ static int row_rollout(struct store *s, sqlite3_stmt *q, struct engine_rollout *
 	ro->ended_at = sqlite3_column_int64(q, 15);
 	ro->watch_until = sqlite3_column_int64(q, 16);
 	col_buf(q, 17, ro->reason, sizeof ro->reason);
+	ro->zone_step = sqlite3_column_int(q, 18);
 	return 0;
 }
 
@@ -772,6 +780,7 @@ static int load_insts(struct store *s, const char *service, struct engine_state 
 		in->changed_at = sqlite3_column_int64(q, 6);
 		in->port = sqlite3_column_int(q, 7);
 		col_buf(q, 8, in->cause, sizeof in->cause);
+		col_buf(q, 9, in->zone, sizeof in->zone);
 	}
 	if (rc == 0)
 		done(q);

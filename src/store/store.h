@@ -19,7 +19,7 @@ enum {
 };
 
 /* Schema version this binary writes (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 /* Busy timeout set at open, in milliseconds. */
 #define STORE_BUSY_TIMEOUT_MS 5000
 /* store_events returns at most this many rows per call. */

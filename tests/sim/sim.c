@@ -261,7 +261,7 @@ static bool ro_equal(const struct engine_rollout *p, const struct engine_rollout
 	       p->fast == q->fast && p->failures == q->failures && p->hold == q->hold && p->pause == q->pause &&
 	       p->pause_until == q->pause_until && p->paused_at == q->paused_at && p->progress_at == q->progress_at &&
 	       p->started_at == q->started_at && p->ended_at == q->ended_at && p->watch_until == q->watch_until &&
-	       strncmp(p->reason, q->reason, sizeof p->reason) == 0;
+	       p->zone_step == q->zone_step && strncmp(p->reason, q->reason, sizeof p->reason) == 0;
 }
 
 static bool state_equal(const struct engine_state *a, const struct engine_state *b)
@@ -278,7 +278,7 @@ static bool state_equal(const struct engine_state *a, const struct engine_state 
 		if (x->id != y->id || x->revision != y->revision || x->state != y->state ||
 		    x->created_at != y->created_at || x->healthy_at != y->healthy_at ||
 		    x->unhealthy_at != y->unhealthy_at || x->changed_at != y->changed_at || x->port != y->port || x->announced != y->announced ||
-		    strncmp(x->cause, y->cause, sizeof x->cause) != 0)
+		    strncmp(x->cause, y->cause, sizeof x->cause) != 0 || strncmp(x->zone, y->zone, sizeof x->zone) != 0)
 			return false;
 	}
 	return true;
@@ -603,6 +603,53 @@ static int mark_available(struct sim *s)
 	return n;
 }
 
+/* (g) zones, for the intents of one engine call (state before it in s->snap): a drain never takes
+ * a zone below its floor (min_available of its share; only counting what was available), and
+ * with one_per_batch a deploy in batches never starts the new revision, nor takes a zone after
+ * the one its batch is in below its share (surplus may go). */
+static void check_zones(struct sim *s, const char *what)
+{
+	const struct spec *sp = &s->spec;
+	int nz = (int)spec_zone_count(sp);
+	if (nz == 0)
+		return;
+	int share[SPEC_ZONES_MAX], avail[SPEC_ZONES_MAX] = {0};
+	spec_zone_shares(sp, sp->replicas, share);
+	for (size_t i = 0; i < s->snap.n; i++) {
+		int z = spec_zone_index(sp, s->snap.inst[i].zone);
+		if (z >= 0 && engine_inst_available(sp, &s->snap.inst[i], s->now))
+			avail[z]++;
+	}
+	const struct engine_rollout *ro = &s->st.ro;
+	bool ordered = sp->strategy.zones.one_per_batch && ro->kind == RO_KIND_DEPLOY && !ro->fast &&
+		       (ro->state == RO_PROGRESSING || ro->state == RO_PAUSED);
+	for (size_t k = 0; k < s->out.n; k++) {
+		const struct engine_intent *it = &s->out.v[k];
+		const struct engine_inst *now_in = find_inst(&s->st, it->inst_id);
+		const struct engine_inst *was = find_inst(&s->snap, it->inst_id);
+		if (now_in == NULL)
+			continue;
+		int z = spec_zone_index(sp, now_in->zone);
+		if (it->kind == INTENT_START && z < 0)
+			violate(s, "(g) %s starts #%" PRIu64 " in no zone of the spec ('%s')", what, it->inst_id, now_in->zone);
+		if (z < 0)
+			continue;
+		if (ordered && it->kind == INTENT_START && it->revision == s->st.target_rev && z > ro->zone_step)
+			violate(s, "(g) %s starts #%" PRIu64 " of revision %d in zone %d, after the batch's zone %d", what,
+				it->inst_id, it->revision, z, ro->zone_step);
+		if (it->kind != INTENT_DRAIN || was == NULL || !engine_inst_available(sp, was, s->now))
+			continue;
+		avail[z]--;
+		if (ordered && was->revision != s->st.target_rev && z > ro->zone_step && avail[z] < share[z])
+			violate(s, "(g) %s drains available #%" PRIu64 " in zone %d (%d left of its share %d), after the "
+				   "batch's zone %d", what, it->inst_id, z, avail[z], share[z], ro->zone_step);
+		int floor = s->st.target_rev == 0 ? 0 : amount_ceil(sp->strategy.zones.min_available, share[z]);
+		if (avail[z] < floor)
+			violate(s, "(g) %s drains #%" PRIu64 " leaving zone %d with %d available < its floor %d (share %d)",
+				what, it->inst_id, z, avail[z], floor, share[z]);
+	}
+}
+
 /* (a) floor, (b) ceiling, for the intents of one engine call; avail_before from mark_available. */
 static void check_intents(struct sim *s, int avail_before, const char *what)
 {
@@ -630,6 +677,7 @@ static void check_intents(struct sim *s, int avail_before, const char *what)
 			}
 		}
 	}
+	check_zones(s, what);
 	if (starts) {
 		int total = 0;
 		for (size_t i = 0; i < s->st.n; i++)
@@ -842,6 +890,8 @@ static void do_step(struct sim *s)
 	bool sample = s->steps % DET_EVERY == 0;
 	if (sample)
 		state_copy(&s->det, &s->st);
+	if (spec_zone_count(&s->spec) > 0)
+		state_copy(&s->snap, &s->st); /* check_zones compares with the state before */
 	s->out.n = 0;
 	int rc = engine_step(&s->spec, &s->st, s->now, &s->out);
 	s->steps++;
@@ -1056,6 +1106,34 @@ static struct amount gen_amount(struct rng *r, int max_count, int zero_pm)
 	return (struct amount){.percent = true, .value = (int)rng_range(r, 1, 100)};
 }
 
+/* Zone rules over 2..6 made-up ssh targets in 1..4 zones (the engine never reaches a host; it
+ * only reads the labels). A zone floor needs surge room (as the parser requires). */
+static void gen_zones(struct rng *r, struct spec *sp)
+{
+	struct spec_zones *z = &sp->strategy.zones;
+	int nh = (int)rng_range(r, 2, 6), nz = (int)rng_range(r, 1, 4);
+	sp->targets_local = false;
+	sp->targets = xcalloc((size_t)nh, sizeof *sp->targets);
+	for (int i = 0; i < nh; i++) {
+		struct spec_target *t = &sp->targets[sp->n_targets++];
+		char b[64];
+		snprintf(b, sizeof b, "ssh://sim@10.9.0.%d", i + 1);
+		t->url = xstrdup(b);
+		t->user = xstrdup("sim");
+		t->host = xstrdup(b + 10);
+		t->port = 22;
+		t->labels = xcalloc(1, sizeof *t->labels);
+		snprintf(b, sizeof b, "z%d", (int)rng_range(r, 0, nz - 1));
+		t->labels[0] = (struct spec_kv){.name = xstrdup("zone"), .value = xstrdup(b)};
+		t->n_labels = 1;
+	}
+	z->label = xstrdup("zone");
+	z->one_per_batch = rng_pm(r, 600);
+	bool surge = sp->strategy.max_surge.value > 0;
+	z->min_available = surge && rng_pm(r, 600) ? (struct amount){.percent = true, .value = (int)rng_range(r, 1, 100)}
+						     : (struct amount){.percent = false, .value = 0};
+}
+
 /* The spec of one seed (see docs/simulator.md for the ranges). */
 static void gen_spec(struct sim *s)
 {
@@ -1095,6 +1173,8 @@ static void gen_spec(struct sim *s)
 					   : (struct amount){.percent = true, .value = (int)rng_range(r, 0, 50)};
 	sg->auto_rollback = rng_pm(r, 750);
 	sg->analysis.enabled = rng_pm(r, 150);
+	if (rng_pm(r, 300))
+		gen_zones(r, sp);
 	sp->drain_timeout_ms = rng_range(r, 1, 30) * 1000;
 	sp->stop_grace_ms = rng_range(r, 1, 10) * 1000;
 }
@@ -1125,6 +1205,15 @@ static void trace_spec(struct sim *s)
 	      amount_format(sg->max_failures, mf, sizeof mf), sg->auto_rollback, sg->analysis.enabled,
 	      (long long)s->spec.drain_timeout_ms / 1000, (long long)s->spec.stop_grace_ms / 1000,
 	      (double)s->fault_end / 1000, s->bad[1] ? "bad" : "good");
+	if (spec_zone_count(&s->spec) > 0) {
+		char h[160] = "", ma[16];
+		for (size_t i = 0; i < s->spec.n_targets; i++) {
+			size_t l = strlen(h);
+			snprintf(h + l, sizeof h - l, "%s%s", i ? "," : "", spec_target_zone(&s->spec, &s->spec.targets[i]));
+		}
+		trace(s, "  zones: hosts [%s] one_per_batch %d min_available %s", h, sg->zones.one_per_batch,
+		      amount_format(sg->zones.min_available, ma, sizeof ma));
+	}
 }
 
 /* Runs one seed to its end: settled after the faults stopped, a violation, or the bound passed. */

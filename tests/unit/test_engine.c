@@ -475,6 +475,137 @@ static void test_names_round_trip(void **state)
 	assert_int_equal(engine_ro_state_parse("bogus"), -1);
 }
 
+/* ---- zones ---- */
+
+/* Six hosts in zones a a b b c c (shares 2 each of 6 replicas), surge 1, unavailable 0. */
+static void zoned_world(struct world *w, bool one_per_batch, int min_pct)
+{
+	static const char *const zones[] = {"a", "a", "b", "b", "c", "c"};
+	world_init(w, 6);
+	struct spec *sp = &w->spec;
+	sp->targets_local = false;
+	sp->targets = xcalloc(6, sizeof *sp->targets);
+	for (size_t i = 0; i < 6; i++) {
+		struct spec_target *t = &sp->targets[sp->n_targets++];
+		char b[32];
+		snprintf(b, sizeof b, "ssh://u@10.0.0.%zu", i + 1);
+		t->url = xstrdup(b);
+		t->user = xstrdup("u");
+		t->host = xstrdup(b + 8);
+		t->port = 22;
+		t->labels = xcalloc(1, sizeof *t->labels);
+		t->labels[0] = (struct spec_kv){.name = xstrdup("zone"), .value = xstrdup(zones[i])};
+		t->n_labels = 1;
+	}
+	sp->strategy.zones.label = xstrdup("zone");
+	sp->strategy.zones.one_per_batch = one_per_batch;
+	sp->strategy.zones.min_available = (struct amount){.percent = true, .value = min_pct};
+	sp->strategy.max_surge = (struct amount){.percent = false, .value = 1};
+}
+
+static int zone_count(const struct world *w, const char *zone, int rev, bool avail_only)
+{
+	int n = 0;
+	for (size_t i = 0; i < w->st.n; i++) {
+		const struct engine_inst *in = &w->st.inst[i];
+		if (in->state != INST_GONE && in->revision == rev && strcmp(in->zone, zone) == 0 &&
+		    (!avail_only || engine_inst_available(&w->spec, in, w->now)))
+			n++;
+	}
+	return n;
+}
+
+/* Runs revision rev to its end, step by step, checking at every step that each zone keeps
+ * min_each available instances; returns the zones of the new revision's starts, in order. */
+static void run_zoned(struct world *w, int rev, int min_each, char *order, size_t len)
+{
+	size_t o = 0;
+	for (int i = 0; i < 1000 && !engine_ro_done(w->st.ro.state); i++) {
+		size_t n0 = w->st.n;
+		uint64_t first_new = w->st.next_inst_id;
+		step(w);
+		(void)n0;
+		for (size_t k = 0; k < w->st.n; k++) {
+			const struct engine_inst *in = &w->st.inst[k];
+			if (in->id >= first_new && in->revision == rev && o + 1 < len)
+				order[o++] = in->zone[0];
+		}
+		for (const char *z = "abc"; *z; z++) {
+			char zn[2] = {*z, 0};
+			int a = zone_count(w, zn, rev, true) + zone_count(w, zn, rev - 1, true);
+			assert_true(a >= min_each);
+		}
+		w->now += 100;
+	}
+	order[o] = '\0';
+}
+
+static void test_zones_one_per_batch(void **state)
+{
+	(void)state;
+	struct world w;
+	zoned_world(&w, true, 50);
+	struct amount b[3] = {{false, 1}, {true, 50}, {true, 100}};
+	w.spec.strategy.batches = xmalloc(sizeof b);
+	memcpy(w.spec.strategy.batches, b, sizeof b);
+	w.spec.strategy.n_batches = 3;
+	deploy_v1(&w);
+	for (const char *z = "abc"; *z; z++)
+		assert_int_equal(zone_count(&w, (char[]){*z, 0}, 1, true), 2); /* spread by share */
+	apply(&w, 2);
+	char order[64];
+	int batches0 = w.events[EV_BATCH_STARTED];
+	run_zoned(&w, 2, 1, order, sizeof order);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	/* Zone after zone, never back: a, then b, then c. */
+	assert_string_equal(order, "aabbcc");
+	for (const char *z = "abc"; *z; z++)
+		assert_int_equal(zone_count(&w, (char[]){*z, 0}, 2, true), 2);
+	/* Batches 1 (1 in a), 2 cut at a's end (1 more in a), then b, then c: four batch starts
+	 * after the first (which apply counted). */
+	assert_int_equal(w.events[EV_BATCH_STARTED] - batches0, 3);
+	assert_int_equal(w.st.ro.zone_step, 2);
+	world_free(&w);
+}
+
+static void test_zones_spread_with_floor(void **state)
+{
+	(void)state;
+	struct world w;
+	zoned_world(&w, false, 100);
+	deploy_v1(&w);
+	apply(&w, 2);
+	char order[64];
+	run_zoned(&w, 2, 2, order, sizeof order); /* 100% of each share stays available */
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(strlen(order), 6);
+	for (const char *z = "abc"; *z; z++)
+		assert_int_equal(zone_count(&w, (char[]){*z, 0}, 2, true), 2);
+	world_free(&w);
+}
+
+/* Instances from before the zone rule (no zone) are replaced by zoned ones, floor permitting. */
+static void test_zones_adopt_unzoned(void **state)
+{
+	(void)state;
+	struct world w;
+	zoned_world(&w, false, 0);
+	char *label = w.spec.strategy.zones.label;
+	w.spec.strategy.zones.label = NULL;
+	deploy_v1(&w);
+	w.spec.strategy.zones.label = label;
+	assert_int_equal(zone_count(&w, "", 1, true), 6);
+	apply(&w, 2);
+	char order[64];
+	run_zoned(&w, 2, 0, order, sizeof order);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(zone_count(&w, "", 1, false), 0);
+	for (const char *z = "abc"; *z; z++)
+		assert_int_equal(zone_count(&w, (char[]){*z, 0}, 2, true), 2);
+	assert_int_equal(w.min_avail_seen, 6);
+	world_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +622,9 @@ int main(void)
 		cmocka_unit_test(test_invariants_exhaustive),
 		cmocka_unit_test(test_next_deadline),
 		cmocka_unit_test(test_names_round_trip),
+		cmocka_unit_test(test_zones_one_per_batch),
+		cmocka_unit_test(test_zones_spread_with_floor),
+		cmocka_unit_test(test_zones_adopt_unzoned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

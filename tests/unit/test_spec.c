@@ -452,6 +452,49 @@ static void test_names_and_addresses(void **state)
 	}
 }
 
+static void test_zones_and_ports(void **state)
+{
+	struct fx *f = *state;
+	const char *y = BASE "targets:\n"
+			     "  - {host: ssh://u@10.0.0.1, labels: {zone: b}, ports: [8081, 8080]}\n"
+			     "  - {host: ssh://u@10.0.0.2, labels: {zone: a}}\n"
+			     "  - {host: ssh://u@10.0.0.3, labels: {zone: b}}\n"
+			     "strategy: {zones: {label: zone, one_per_batch: true, min_available: 50%}}\n";
+	assert_int_equal(parse(f, y), 0);
+	struct spec *s = &f->s;
+	assert_int_equal(s->targets[0].n_ports, 2);
+	assert_int_equal(s->targets[0].ports[0], 8081);
+	assert_int_equal(s->targets[1].n_ports, 0);
+	assert_string_equal(s->strategy.zones.label, "zone");
+	assert_true(s->strategy.zones.one_per_batch);
+	assert_int_equal(s->strategy.zones.min_available.value, 50);
+	/* Zones in the order of targets; shares spread over hosts, earlier hosts first. */
+	assert_int_equal(spec_zone_count(s), 2);
+	assert_string_equal(spec_zone_name(s, 0), "b");
+	assert_string_equal(spec_zone_name(s, 1), "a");
+	assert_int_equal(spec_zone_index(s, "a"), 1);
+	assert_int_equal(spec_zone_index(s, "c"), -1);
+	int share[2];
+	spec_zone_shares(s, 5, share); /* hosts get 2, 2, 1 */
+	assert_int_equal(share[0], 3);
+	assert_int_equal(share[1], 2);
+
+	expect_one(state, BASE "targets: [{host: ssh://u@h, ports: [80, 80]}]\n",
+		   "spec.yaml:4:41: ports[1]: port 80 is listed twice");
+	expect_one(state, BASE "targets: [{host: ssh://u@h, ports: []}]\n",
+		   "spec.yaml:4:36: ports: must not be empty (leave it out to use the daemon's port range)");
+	expect_one(state, BASE "strategy: {zones: {label: zone}}\n",
+		   "spec.yaml:4:19: strategy.zones: zones are labels of ssh targets (targets: local has none)");
+	expect_one(state, BASE "targets: [ssh://u@h]\nstrategy: {zones: {label: zone}}\n",
+		   "spec.yaml:5:19: strategy.zones: target ssh://u@h has no label 'zone'");
+	expect_one(state, BASE "targets: [{host: ssh://u@h, labels: {zone: a}}]\n"
+			       "strategy: {max_surge: 0, max_unavailable: 1, zones: {label: zone, min_available: 1}}\n",
+		   "spec.yaml:5:53: strategy.zones: min_available needs max_surge above 0 (with no room to start a "
+		   "new instance first, a zone at its floor could never be replaced)");
+	expect_one(state, BASE "targets: [{host: ssh://u@h, labels: {zone: a}}]\nstrategy: {zones: {one_per_batch: true}}\n",
+		   "spec.yaml:5:19: zones: missing required key 'label' (the target label that names a host's zone)");
+}
+
 static void test_targets_lb_notify(void **state)
 {
 	struct fx *f = *state;
@@ -671,6 +714,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_names_and_addresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_targets_lb_notify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zones_and_ports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_three_mistakes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secrets_never_in_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_sorted, setup, teardown),

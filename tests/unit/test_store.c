@@ -89,6 +89,7 @@ static void add_inst(struct engine_state *st, uint64_t id, int rev, enum engine_
 	in->changed_at = t + 4;
 	in->port = 40000 + (int)id;
 	snprintf(in->cause, sizeof in->cause, "cause of %llu", (unsigned long long)id);
+	snprintf(in->zone, sizeof in->zone, "zone-%llu", (unsigned long long)id);
 }
 
 /* A state where every field differs from its default. */
@@ -121,6 +122,7 @@ static void full_state(struct engine_state *st)
 	ro->started_at = 1004;
 	ro->ended_at = 1005;
 	ro->watch_until = 1006;
+	ro->zone_step = 3;
 	/* A full buffer without a terminator must not be over-read. */
 	memset(ro->reason, 'r', sizeof ro->reason);
 	add_inst(st, 12, 3, INST_UNHEALTHY, 100);
@@ -147,6 +149,7 @@ static void assert_ro_equal(const struct engine_rollout *a, const struct engine_
 	assert_int_equal(a->started_at, b->started_at);
 	assert_int_equal(a->ended_at, b->ended_at);
 	assert_int_equal(a->watch_until, b->watch_until);
+	assert_int_equal(a->zone_step, b->zone_step);
 	/* A reason that filled the whole buffer comes back truncated by one, NUL-terminated. */
 	assert_int_equal(strncmp(a->reason, b->reason, sizeof a->reason - 1), 0);
 }
@@ -174,6 +177,7 @@ static void assert_state_equal(const struct engine_state *a, const struct engine
 		assert_int_equal(x->changed_at, y->changed_at);
 		assert_int_equal(x->port, y->port);
 		assert_string_equal(x->cause, y->cause);
+		assert_string_equal(x->zone, y->zone);
 	}
 }
 
