@@ -133,8 +133,9 @@ int svc_load(struct daemon *d, const char *name, struct svc **out);
 /* A new service (first apply). */
 struct svc *svc_new(struct daemon *d, const char *name);
 void svc_free(struct svc *s);
-/* Applies a parsed spec (yaml is its text, kept as the revision's source). Fills *rev and
- * *changed. Returns 0 or a negative code with msg filled. */
+/* Applies a parsed spec (yaml is its text, stored as the revision's source with secret env values
+ * redacted; the values go to DATA/secrets/<service> first). Fills *rev and *changed. Returns 0 or
+ * a negative code with msg filled. */
 int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len);
 /* pause, resume, promote, abort; undo with rev (0 = last stable). */
 int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len);

@@ -83,6 +83,14 @@ static void daemon_checks(struct daemon *d, const struct spec *sp, const char *f
 	}
 }
 
+/* Drops the parsed request body after wiping the spec text in it (it may hold secret env values;
+ * the daemon keeps them only in DATA/secrets). */
+static void drop_body(json_t *j, const char *text, size_t len)
+{
+	xwipe((char *)text, len);
+	json_decref(j);
+}
+
 static void post_apply(struct api_req *req, void *ctx)
 {
 	struct daemon *d = ctx;
@@ -116,7 +124,7 @@ static void post_apply(struct api_req *req, void *ctx)
 	if (json_array_size(errors) > 0) {
 		if (r == 0)
 			spec_clear(&sp);
-		json_decref(j);
+		drop_body(j, text, tlen);
 		api_reply_json(req, 422, json_pack("{s:s,s:o}", "error", "invalid spec", "errors", errors));
 		return;
 	}
@@ -130,8 +138,9 @@ static void post_apply(struct api_req *req, void *ctx)
 	bool changed = false;
 	char msg[256] = "";
 	char *yaml = xstrndup(text, tlen);
-	json_decref(j);
+	drop_body(j, text, tlen);
 	r = svc_apply(s, &sp, yaml, &rev, &changed, msg, sizeof msg);
+	xwipe(yaml, tlen);
 	free(yaml);
 	if (r < 0) {
 		spec_clear(&sp);

@@ -11,7 +11,9 @@
 #include "daemon/notify.h"
 #include "driver/driver.h"
 #include "lb/lb.h"
+#include "spec/spec_secret.h"
 #include "spec/spec_yaml.h"
+#include "store/secrets.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -120,6 +122,47 @@ static const struct spec_target *pick_target(struct svc *s, int rev)
 	return best;
 }
 
+/* ---- secret env values: kept in DATA/secrets/<service>, never in the store --------------------- */
+
+static char *secrets_dir(const struct daemon *d)
+{
+	return xasprintf("%s/secrets", d->data);
+}
+
+/* Loads the service's secrets file into *x. A missing file is an empty set. 0 or a negative errno
+ * (logged). */
+static int secrets_of(struct daemon *d, const char *name, struct secrets *x)
+{
+	char *dir = secrets_dir(d);
+	int r = secrets_load(dir, name, x);
+	if (r == -ENOENT)
+		r = 0;
+	else if (r < 0)
+		log_error("secrets", "service=%s msg=\"cannot read the secrets file\" path=%s/%s err=\"%s\"", name, dir,
+			  name, r == -EBADMSG ? "not a secrets file" : strerror(-r));
+	free(dir);
+	return r;
+}
+
+/* Fills the secret env values of sp (parsed from revision rev's stored text, where they read as
+ * the placeholder) from the secrets file. 0, or -ENOENT (logged) when the file has none for rev. */
+static int fill_rev_secrets(struct svc *s, int rev, struct spec *sp)
+{
+	if (spec_secret_missing(sp) == 0)
+		return 0;
+	struct secrets x = {0};
+	int r = secrets_of(s->d, s->name, &x);
+	const struct spec_secrets *v = r == 0 ? secrets_get(&x, rev) : NULL;
+	if (r == 0 && (v == NULL || spec_secret_fill(sp, v) < 0)) {
+		log_error("secrets", "service=%s revision=%d msg=\"the revision has secret env values but the secrets file "
+				     "DATA/secrets/%s has none for it; apply the spec again\"",
+			  s->name, rev, s->name);
+		r = -ENOENT;
+	}
+	secrets_clear(&x);
+	return r;
+}
+
 /* The parsed spec of revision rev (from the store, cached). NULL if it cannot be had. */
 static const struct spec *rev_spec(struct svc *s, int rev)
 {
@@ -132,10 +175,15 @@ static const struct spec *rev_spec(struct svc *s, int rev)
 	struct spec sp;
 	struct spec_errors errs = {0};
 	int r = spec_parse(yaml, strlen(yaml), NULL, &sp, &errs);
+	xwipe(yaml, strlen(yaml)); /* a revision stored before redaction holds its secrets */
 	free(yaml);
 	spec_errors_clear(&errs);
 	if (r < 0)
 		return NULL;
+	if (fill_rev_secrets(s, rev, &sp) < 0) {
+		spec_clear(&sp);
+		return NULL;
+	}
 	s->revs = xrealloc(s->revs, (s->n_revs + 1) * sizeof *s->revs);
 	s->revs[s->n_revs].rev = rev;
 	s->revs[s->n_revs].spec = sp;
@@ -555,6 +603,40 @@ int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 	return 0;
 }
 
+/* Splits the spec's text: *red (new string, caller frees) is the text to store, secret env values
+ * redacted; the values go to the secrets file as revision rev's (when new_rev, or when the file has
+ * none for rev), written durably now, before the commit that refers to them. 0, or a negative
+ * code with msg filled and *red NULL. */
+static int keep_secrets(struct svc *s, const struct spec *spec, const char *yaml, int rev, bool new_rev, char **red,
+			char *msg, size_t len)
+{
+	struct spec_secrets sec = {0};
+	int r = spec_secret_split(yaml, strlen(yaml), spec, red, &sec);
+	if (r < 0) {
+		snprintf(msg, len, "cannot keep the secret env values out of the stored spec: its text does not read "
+				   "back the same once they are redacted; nothing was changed");
+		return r;
+	}
+	struct secrets x = {0};
+	if (sec.n > 0)
+		r = secrets_of(s->d, s->name, &x);
+	if (r == 0 && sec.n > 0 && (new_rev || secrets_get(&x, rev) == NULL)) {
+		secrets_put(&x, rev, &sec);
+		char *dir = secrets_dir(s->d);
+		r = secrets_save(dir, s->name, &x);
+		free(dir);
+	}
+	if (r < 0) {
+		snprintf(msg, len, "cannot record the secret env values in DATA/secrets/%s: %s; nothing was changed",
+			 s->name, r == -EBADMSG ? "it is not a secrets file" : strerror(-r));
+		free(*red);
+		*red = NULL;
+	}
+	secrets_clear(&x);
+	spec_secret_clear(&sec);
+	return r;
+}
+
 int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len)
 {
 	struct store *st = s->d->store;
@@ -564,13 +646,18 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 	int target = same_tmpl ? s->st.target_rev : s->st.latest_rev + 1;
 	*changed = !same_tmpl || spec->replicas != s->st.replicas;
 
+	char *red = NULL;
+	int r = keep_secrets(s, spec, yaml, target, !same_tmpl, &red, msg, len);
+	if (r < 0)
+		return r;
 	ensure_buffers(s);
 	int64_t now = daemon_now();
-	int r = store_begin(st);
+	r = store_begin(st);
 	if (r == 0 && !same_tmpl)
-		r = store_put_revision(st, s->name, target, hash, spec->tmpl.version, yaml, now);
+		r = store_put_revision(st, s->name, target, hash, spec->tmpl.version, red, now);
 	if (r == 0)
-		r = store_set_service_spec(st, s->name, yaml);
+		r = store_set_service_spec(st, s->name, red);
+	free(red);
 	struct engine_state saved = s->st;
 	struct engine_inst *snap = xmalloc((s->st.n + 1) * sizeof *snap);
 	memcpy(snap, s->st.inst, s->st.n * sizeof *snap);
@@ -730,6 +817,47 @@ static int adopt_remote(struct svc *s, struct svc_rt *rt, uint64_t id, int pid, 
 	return r;
 }
 
+/* Fills the secret env values of the latest applied spec (read from the store, redacted). Its
+ * template is a revision's (the one it made or matched), so the values are those of the file's
+ * entry that, filled in, gives a template hash the store has as a revision. 0, or -ENOENT
+ * (logged) when no entry does. */
+static int fill_spec_secrets(struct svc *s)
+{
+	struct spec *sp = &s->spec;
+	if (spec_secret_missing(sp) == 0)
+		return 0;
+	struct secrets x = {0};
+	int r = secrets_of(s->d, s->name, &x);
+	const struct spec_secrets *hit = NULL;
+	struct spec_kv *env = xmalloc((sp->tmpl.n_env + 1) * sizeof *env);
+	for (size_t i = x.n; r == 0 && hit == NULL && i-- > 0;) {
+		const struct spec_secrets *v = &x.v[i].vals;
+		bool all = true;
+		for (size_t k = 0; k < sp->tmpl.n_env; k++) {
+			env[k] = sp->tmpl.env[k]; /* a shallow copy: values borrowed, nothing freed */
+			if (env[k].secret && strcmp(env[k].value, SPEC_SECRET_PLACEHOLDER) == 0) {
+				const char *val = spec_secret_get(v, env[k].name);
+				all = all && val != NULL;
+				env[k].value = (char *)(val ? val : "");
+			}
+		}
+		struct spec_template t = sp->tmpl;
+		t.env = env;
+		int found = 0;
+		if (all && store_find_revision(s->d->store, s->name, spec_template_hash(&t), &found) == 0)
+			hit = v;
+	}
+	free(env);
+	if (r == 0 && (hit == NULL || spec_secret_fill(sp, hit) < 0)) {
+		log_error("secrets", "service=%s msg=\"the spec has secret env values but the secrets file "
+				     "DATA/secrets/%s has none of a recorded revision; apply the spec again\"",
+			  s->name, s->name);
+		r = -ENOENT;
+	}
+	secrets_clear(&x);
+	return r;
+}
+
 int svc_load(struct daemon *d, const char *name, struct svc **out)
 {
 	char *yaml = NULL;
@@ -739,8 +867,11 @@ int svc_load(struct daemon *d, const char *name, struct svc **out)
 	struct svc *s = svc_new(d, name);
 	struct spec_errors errs = {0};
 	r = spec_parse(yaml, strlen(yaml), NULL, &s->spec, &errs);
+	xwipe(yaml, strlen(yaml)); /* a spec stored before redaction holds its secrets */
 	free(yaml);
 	spec_errors_clear(&errs);
+	if (r == 0)
+		r = fill_spec_secrets(s);
 	if (r == 0)
 		r = store_load_state(d->store, name, &s->st);
 	if (r < 0) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fleet: a secret env value reaches the remote program but never any process's command line (ssh,
-# the remote shell, rollout host), the daemon's log, events or status, or the host's rollout files.
+# the remote shell, rollout host), the daemon's log, events or status, the host's rollout files, or
+# the daemon's database (only DATA/secrets/sec, 0600, has it).
 set -euo pipefail
 . "$(dirname "$0")/netns_lib.sh"
 fleet_up 2
@@ -39,4 +40,10 @@ kill $SAMPLER 2>/dev/null || fail "the sampler died"; wait $SAMPLER 2>/dev/null 
 ! status_json sec | grep -q -F -f "$T/pattern" || fail "the secret is in the status"
 rm -f "$T"/hosts/*/home/got.*
 ! grep -rq -F -f "$T/pattern" "$T"/hosts/*/home/run "$T"/hosts/*/home/logs || fail "the secret is in a host's rollout files"
+# The daemon's data directory: not in the database files (WAL included) nor anywhere else as
+# written; the 0600 secrets file holds it, hex-encoded.
+! grep -rlqa -F -f "$T/pattern" "$DATA" || fail "the secret is in the daemon's data: $(grep -rla -F -f "$T/pattern" "$DATA")"
+hex=$(printf '%s' "$SECRET" | od -An -tx1 | tr -d ' \n')
+grep -q "^1 TOKEN $hex$" "$DATA/secrets/sec" || fail "the secret is not in DATA/secrets/sec"
+[ "$(stat -c %a "$DATA/secrets/sec")" = 600 ] || fail "DATA/secrets/sec is not 0600"
 log "ok"
