@@ -88,10 +88,34 @@ static void target_key(const struct spec_target *t, char *buf, size_t len)
 	snprintf(buf, len, "%s@%s:%d", t->user, t->host, t->port);
 }
 
-/* The ssh target a new instance of revision rev starts on (spread): among the hosts not known to
- * be lost (all of them when every one is), the one with the fewest live instances of rev, then of
- * the service, then the first listed. NULL without targets. */
-static const struct spec_target *pick_target(struct svc *s, int rev)
+/* Whether port is used on host key by a live instance of the service other than `self`. */
+static bool host_port_used(struct svc *s, const char *key, int port, uint64_t self)
+{
+	for (size_t k = 0; k < s->n_rt; k++) {
+		const struct engine_inst *in = inst_of(s, s->rt[k].id);
+		if (in != NULL && in->id != self && in->state != INST_GONE && in->port == port &&
+		    strcmp(s->rt[k].host, key) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A port of t's `ports` list free for instance self, or 0 (none free, or t lists none). */
+static int free_host_port(struct svc *s, const struct spec_target *t, uint64_t self)
+{
+	char key[300];
+	target_key(t, key, sizeof key);
+	for (size_t i = 0; i < t->n_ports; i++)
+		if (!host_port_used(s, key, t->ports[i], self))
+			return t->ports[i];
+	return 0;
+}
+
+/* The ssh target a new instance of revision rev starts on (spread): among the hosts of its zone
+ * (all hosts without zone rules) that have a free port when they list ports, and that are not
+ * known to be lost (all of them when every one is), the one with the fewest live instances of
+ * rev, then of the service, then the first listed. NULL when no host qualifies. */
+static const struct spec_target *pick_target(struct svc *s, int rev, const char *zone, uint64_t self)
 {
 	struct drv *dv = drv_of(s);
 	const struct spec_target *best = NULL;
@@ -99,6 +123,10 @@ static const struct spec_target *pick_target(struct svc *s, int rev)
 	bool best_lost = true;
 	for (size_t i = 0; i < s->spec.n_targets; i++) {
 		const struct spec_target *t = &s->spec.targets[i];
+		if (*zone && strcmp(spec_target_zone(&s->spec, t), zone) != 0)
+			continue;
+		if (t->n_ports > 0 && free_host_port(s, t, self) == 0)
+			continue;
 		char key[300];
 		target_key(t, key, sizeof key);
 		int n_rev = 0, n_all = 0;
@@ -120,6 +148,18 @@ static const struct spec_target *pick_target(struct svc *s, int rev)
 		}
 	}
 	return best;
+}
+
+/* The target whose key (user@host:port) is `key`, or NULL. */
+static const struct spec_target *target_by_key(struct svc *s, const char *key)
+{
+	for (size_t i = 0; i < s->spec.n_targets; i++) {
+		char k[300];
+		target_key(&s->spec.targets[i], k, sizeof k);
+		if (strcmp(k, key) == 0)
+			return &s->spec.targets[i];
+	}
+	return NULL;
 }
 
 /* ---- secret env values: kept in DATA/secrets/<service>, never in the store --------------------- */
@@ -336,7 +376,7 @@ static void start_now(struct svc *s, uint64_t id)
 	struct svc_rt *rt = rt_of(s, id, true);
 	struct drv *dv = drv_of(s);
 	if (!s->spec.targets_local) {
-		const struct spec_target *t = pick_target(s, in->revision);
+		const struct spec_target *t = target_by_key(s, rt->host); /* placed by assign_ports */
 		if (dv == NULL || t == NULL) {
 			engine_observe(&s->st, id, OBS_START_FAILED, daemon_now(), "no ssh driver or no target");
 			daemon_dirty(s);
@@ -344,9 +384,6 @@ static void start_now(struct svc *s, uint64_t id)
 		}
 		req.target = t;
 		req.ssh_accept_new = s->spec.ssh_accept_new;
-		target_key(t, rt->host, sizeof rt->host);
-		snprintf(rt->addr, sizeof rt->addr, "%s", t->host);
-		rt->proc_dirty = true; /* the host goes with the next commit */
 	}
 	int r = drv_start(dv, &req);
 	if (r < 0 && r != -EEXIST) {
@@ -412,14 +449,60 @@ static void do_stop(struct svc *s, uint64_t id)
 		drv_stop(dv, s->name, id, signo, grace);
 }
 
-/* Gives every START a port and records it, so a restart knows every port in use. */
+/* Places one START of an ssh service: its host (recorded before, or picked now) and, when that
+ * host lists ports, a port of the list. false (the start observed failed) when no host fits. */
+static bool place_remote(struct svc *s, struct engine_inst *in)
+{
+	struct svc_rt *rt = rt_of(s, in->id, true);
+	const struct spec_target *t = rt->host[0] ? target_by_key(s, rt->host) : NULL;
+	if (t == NULL) {
+		char *host = NULL;
+		if (store_get_proc_host(s->d->store, s->name, in->id, &host) == 0 && host != NULL)
+			t = target_by_key(s, host); /* recorded before a restart */
+		free(host);
+	}
+	if (t == NULL)
+		t = pick_target(s, in->revision, in->zone, in->id);
+	if (t == NULL) {
+		char cause[96];
+		snprintf(cause, sizeof cause, "no host%s%s%s", in->zone[0] ? " in zone " : "", in->zone,
+			 s->spec.n_targets > 0 ? " with a free port" : "");
+		engine_observe(&s->st, in->id, OBS_START_FAILED, daemon_now(), cause);
+		return false;
+	}
+	target_key(t, rt->host, sizeof rt->host);
+	snprintf(rt->addr, sizeof rt->addr, "%s", t->host);
+	rt->proc_dirty = true;
+	if (t->n_ports > 0) {
+		bool listed = false;
+		for (size_t i = 0; i < t->n_ports; i++)
+			listed |= t->ports[i] == in->port;
+		if (!listed || host_port_used(s, rt->host, in->port, in->id))
+			in->port = free_host_port(s, t, in->id);
+		if (in->port == 0) {
+			engine_observe(&s->st, in->id, OBS_START_FAILED, daemon_now(), "no free port on its host");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Gives every START its place: the host (ssh targets) and the port, and records them before
+ * anything starts, so a restart knows every host and port in use. */
 static void assign_ports(struct svc *s)
 {
 	bool any = false;
 	for (size_t i = 0; i < s->out.n; i++) {
 		struct engine_intent *it = &s->out.v[i];
 		struct engine_inst *in;
-		if (it->kind != INTENT_START || (in = inst_of(s, it->inst_id)) == NULL || in->port != 0)
+		if (it->kind != INTENT_START || (in = inst_of(s, it->inst_id)) == NULL || in->state != INST_PENDING)
+			continue;
+		if (!s->spec.targets_local) {
+			any = true;
+			if (!place_remote(s, in))
+				continue;
+		}
+		if (in->port != 0)
 			continue;
 		int p = daemon_alloc_port(s->d);
 		if (p < 0) {
@@ -429,8 +512,22 @@ static void assign_ports(struct svc *s)
 		in->port = p;
 		any = true;
 	}
-	if (any && store_save_state(s->d->store, s->name, &s->st, daemon_now()) < 0) {
-		log_error("store", "msg=\"cannot record ports, stopping\" err=\"%s\"", store_errmsg(s->d->store));
+	if (!any)
+		return;
+	struct store *st = s->d->store;
+	int r = store_begin(st);
+	if (r == 0)
+		r = store_save_state(st, s->name, &s->st, daemon_now());
+	for (size_t i = 0; r == 0 && i < s->n_rt; i++) {
+		struct svc_rt *rt = &s->rt[i];
+		if (rt->proc_dirty && inst_of(s, rt->id) != NULL)
+			r = store_set_proc(st, s->name, rt->id, rt->pid, rt->proc_start, rt->host[0] ? rt->host : NULL);
+		rt->proc_dirty = false;
+	}
+	if (r == 0)
+		r = store_commit(st);
+	if (r < 0) {
+		log_error("store", "msg=\"cannot record hosts and ports, stopping\" err=\"%s\"", store_errmsg(st));
 		abort();
 	}
 }
@@ -919,6 +1016,7 @@ static const char *pause_name(enum engine_pause_reason p)
 	case PAUSE_TIMED:
 		return "timed";
 	case PAUSE_ANALYSIS:
+	case PAUSE_ANALYSIS_ZONE:
 		return "analysis";
 	default:
 		return NULL;
@@ -1000,6 +1098,8 @@ json_t *svc_status_json(struct svc *s)
 				       in->cause);
 		if (r != NULL && r->host[0])
 			json_object_set_new(ij, "host", json_string(r->host));
+		if (in->zone[0])
+			json_object_set_new(ij, "zone", json_string(in->zone));
 		json_array_append_new(insts, ij);
 	}
 	json_object_set_new(j, "counts", json_pack("{s:i,s:i,s:o}", "total", total, "available", avail,
