@@ -46,6 +46,9 @@ struct health_check {
 	char *url;   /* http */
 	int expect;  /* http */
 	char **argv; /* exec */
+	size_t n_argv;
+	struct health_runner runner; /* exec elsewhere, when runner.run is set */
+	char *where;
 	int64_t interval_ms, timeout_ms;
 	int healthy_threshold, unhealthy_threshold;
 	health_cb cb;
@@ -81,6 +84,9 @@ struct probe {
 	uv_process_t proc;
 	int pid;
 	bool exited;
+	/* exec through a runner (a copy: the check may be gone when the probe is cancelled) */
+	struct health_runner runner;
+	void *rreq;
 };
 
 static void hc_unref(struct health_ctx *hc)
@@ -164,6 +170,7 @@ static struct probe *probe_new(struct health_check *chk)
 	p->chk = chk;
 	p->ops = chk->ops;
 	p->timeout_ms = chk->timeout_ms;
+	p->runner = chk->runner;
 	p->hc->refs++;
 	return p;
 }
@@ -454,6 +461,42 @@ static void exec_cancel(struct probe *p)
 
 static const struct probe_ops exec_ops = {"exec", exec_start, exec_cancel};
 
+/* ---- exec through a runner (on the instance's host) ---- */
+
+static void remote_done(void *arg, int status, const char *detail)
+{
+	struct probe *p = arg;
+	p->rreq = NULL;
+	probe_finish(p, status == 0, detail);
+	probe_free(p);
+}
+
+static void remote_start(struct probe *p)
+{
+	struct health_check *chk = p->chk;
+	int rc = chk->runner.run(chk->runner.ctx, chk->where, chk->argv, chk->n_argv, chk->host, chk->port,
+				 p->timeout_ms, remote_done, p, &p->rreq);
+	if (rc < 0) {
+		char why[300];
+		snprintf(why, sizeof why, "exec on %s: %s", chk->where, strerror(-rc));
+		p->rreq = NULL;
+		probe_fail_later(p, why);
+	}
+}
+
+static void remote_cancel(struct probe *p)
+{
+	if (p->rreq != NULL) {
+		p->runner.cancel(p->runner.ctx, p->rreq);
+		p->rreq = NULL;
+		probe_free(p);
+	} else if (p->timer_init) {
+		probe_close((uv_handle_t *)&p->timer);
+	}
+}
+
+static const struct probe_ops remote_ops = {"exec", remote_start, remote_cancel};
+
 /* ---- checks ---- */
 
 static void on_none(uv_timer_t *t)
@@ -484,6 +527,7 @@ static void check_closed(uv_handle_t *h)
 		for (size_t i = 0; chk->argv[i] != NULL; i++)
 			free(chk->argv[i]);
 	free(chk->argv);
+	free(chk->where);
 	free(chk);
 	hc_unref(hc);
 }
@@ -491,7 +535,17 @@ static void check_closed(uv_handle_t *h)
 int health_start(struct health_ctx *hc, const struct spec_health *h, const char *host, int port,
 		 uint64_t id, health_cb cb, void *ctx, struct health_check **out)
 {
+	return health_start_on(hc, h, host, port, id, NULL, NULL, cb, ctx, out);
+}
+
+int health_start_on(struct health_ctx *hc, const struct spec_health *h, const char *host, int port, uint64_t id,
+		    const struct health_runner *runner, const char *where, health_cb cb, void *ctx,
+		    struct health_check **out)
+{
 	if (hc == NULL || hc->freeing || h == NULL || host == NULL || out == NULL)
+		return -EINVAL;
+	bool remote = runner != NULL && runner->run != NULL;
+	if (remote && (runner->cancel == NULL || where == NULL))
 		return -EINVAL;
 	const struct probe_ops *ops = NULL;
 	switch (h->kind) {
@@ -504,7 +558,7 @@ int health_start(struct health_ctx *hc, const struct spec_health *h, const char 
 		ops = &tcp_ops;
 		break;
 	case SPEC_CHECK_EXEC:
-		ops = &exec_ops;
+		ops = remote ? &remote_ops : &exec_ops;
 		if (h->exec == NULL || h->n_exec == 0 || h->exec[0] == NULL)
 			return -EINVAL;
 		break;
@@ -536,7 +590,11 @@ int health_start(struct health_ctx *hc, const struct spec_health *h, const char 
 	if (h->kind == SPEC_CHECK_EXEC) {
 		chk->argv = xcalloc(h->n_exec + 1, sizeof *chk->argv);
 		for (size_t i = 0; i < h->n_exec && h->exec[i] != NULL; i++)
-			chk->argv[i] = xstrdup(h->exec[i]);
+			chk->argv[chk->n_argv++] = xstrdup(h->exec[i]);
+		if (remote) {
+			chk->runner = *runner;
+			chk->where = xstrdup(where);
+		}
 	}
 	uv_timer_init(hc->loop, &chk->timer);
 	chk->timer.data = chk;

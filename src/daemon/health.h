@@ -4,6 +4,7 @@
 #define ROLLOUT_DAEMON_HEALTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -40,6 +41,24 @@ void health_ctx_free(struct health_ctx *hc);
  * Returns 0 and *out, or -EINVAL (bad spec: no path, no argv, no port). */
 int health_start(struct health_ctx *hc, const struct spec_health *h, const char *host, int port,
 		 uint64_t id, health_cb cb, void *ctx, struct health_check **out);
+/* Runs exec probes somewhere else than this machine (ssh targets: on the instance's host, through
+ * the ssh driver's drv_exec). run starts argv (n strings) at `where` with PORT=port and HOST=host in
+ * its environment, killed after timeout_ms: 0 and *req, then exactly one done(arg, status, detail)
+ * from the loop (status 0: success; detail valid during the call), unless cancel(ctx, *req) came
+ * first; or a negative errno and no done. */
+struct health_runner {
+	void *ctx;
+	int (*run)(void *ctx, const char *where, char *const *argv, size_t n, const char *host, int port,
+		   int64_t timeout_ms, void (*done)(void *arg, int status, const char *detail), void *arg,
+		   void **req);
+	void (*cancel)(void *ctx, void *req);
+};
+
+/* As health_start, but exec probes go through runner (copied; NULL: as health_start) with `where`
+ * (copied) naming the place; http, tcp and none are as health_start. */
+int health_start_on(struct health_ctx *hc, const struct spec_health *h, const char *host, int port, uint64_t id,
+		    const struct health_runner *runner, const char *where, health_cb cb, void *ctx,
+		    struct health_check **out);
 /* Stops the check: an in-flight probe is cancelled and no callback follows. Memory is freed
  * when libuv is done with it. health_stop(NULL) is a no-op; may be called from the callback. */
 void health_stop(struct health_check *chk);

@@ -37,6 +37,26 @@ struct drv_start {
 	bool ssh_accept_new;
 };
 
+/* One command run on an instance's host (the ssh driver: health.exec). Nothing is kept after
+ * drv_exec returns: the driver copies what it needs. */
+struct drv_exec {
+	const struct spec_target *target; /* the host */
+	bool ssh_accept_new;
+	char *const *argv; /* argv[0..n_argv-1], no shell */
+	size_t n_argv;
+	int port;	  /* PORT in its environment */
+	const char *host; /* HOST in its environment */
+	int64_t timeout_ms;
+};
+
+/* The end of a drv_exec: status is the exit status (0: success), or a negative errno:
+ * -ETIMEDOUT (killed after timeout_ms), -EHOSTUNREACH (the host could not be reached). detail says
+ * so for people ("exit status 1 on root@h:22"); valid during the call. */
+typedef void (*drv_exec_cb)(void *arg, int status, const char *detail);
+
+/* A running drv_exec: completes once (the callback) or is cancelled (drv_cancel), never both. */
+struct drv_req;
+
 struct drv_ops {
 	const char *name;
 	/* Async: 0 then `started` (or `exited` with the cause of a start failure); -EEXIST when the
@@ -54,6 +74,11 @@ struct drv_ops {
 	/* Stops watching (instances keep running) and frees the driver, in libuv close callbacks
 	 * where it has handles. No callback is made after close. */
 	void (*close)(struct drv *);
+	/* Optional (NULL: -ENOTSUP). Async: 0 then exactly one cb (never from inside the call) unless
+	 * cancel was called first; *out is the request. A negative errno and no cb otherwise. */
+	int (*exec)(struct drv *, const struct drv_exec *req, drv_exec_cb cb, void *arg, struct drv_req **out);
+	/* Ends a request of exec without its callback (its command is killed); frees it. */
+	void (*cancel)(struct drv *, struct drv_req *req);
 };
 
 /* The common head of every driver; implementations embed it first. */
@@ -67,6 +92,9 @@ int drv_start(struct drv *d, const struct drv_start *req);
 int drv_stop(struct drv *d, const char *service, uint64_t id, int signo, int64_t grace_ms);
 int drv_adopt(struct drv *d, const char *service, uint64_t id, int pid, uint64_t proc_start);
 int drv_proc_info(struct drv *d, const char *service, uint64_t id, int *pid, uint64_t *proc_start);
+/* -ENOTSUP when the driver has no exec (local: health.c runs exec checks itself). */
+int drv_exec(struct drv *d, const struct drv_exec *req, drv_exec_cb cb, void *arg, struct drv_req **out);
+void drv_cancel(struct drv *d, struct drv_req *req);
 /* drv_close(NULL) is a no-op. */
 void drv_close(struct drv *d);
 
@@ -118,6 +146,28 @@ int drv_ssh_adopt_on(struct drv *d, const struct spec_target *t, const char *ser
 		     uint64_t proc_start);
 /* The interval of the liveness poll of each host with instances (ms, default 1000). */
 void drv_ssh_set_poll_ms(struct drv *d, int64_t ms);
+
+#define DRV_SSH_PARALLEL_DEFAULT 10
+/* At most n hosts (n > 0; spec `ssh: {parallel: N}`) have sessions opening or commands running
+ * (starts, stops, staging, probes) at once; the others wait in order. The long `host watch`
+ * session of each host is not counted. Default DRV_SSH_PARALLEL_DEFAULT. */
+void drv_ssh_set_parallel(struct drv *d, int n);
+
+/* The end of a drv_ssh_stage: how many hosts ran the install hook fine, failed it, or were
+ * skipped (lost), how long it took, and the first failure's cause (NULL if none). Strings are
+ * valid during the call. */
+typedef void (*drv_stage_cb)(void *ctx, const char *service, int revision, const char *version, int n_ok,
+			     int n_failed, int n_skipped, int64_t ms, const char *first_failure);
+
+/* Pre-staging: runs tmpl's install hook once on every target not lost (through the parallel
+ * bound) for service's revision. Until every host is done, starts of that revision (drv_start)
+ * wait; then they skip the install hook on the hosts where it passed, fail with its cause on
+ * the hosts where it failed, and run it per instance on the hosts that were skipped.
+ * Returns 1 when staging began, 0 when there is nothing to do (no install hook, one that uses
+ * {port}, this revision staged or staging already, or no target), or a negative errno. cb (may
+ * be NULL) is called once from the loop when every host is done, never after close. */
+int drv_ssh_stage(struct drv *d, const char *service, int revision, const struct spec_template *tmpl,
+		  const struct spec_target *targets, size_t n_targets, bool accept_new, drv_stage_cb cb, void *ctx);
 
 /* ---- fake: records calls, the test decides what happens (fake.c) ---- */
 

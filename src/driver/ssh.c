@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/log.h"
 #include "util/xmalloc.h"
 
 #define SSH_OUT_MAX	     (64 * 1024) /* bytes of a session's stdout or stderr we keep */
@@ -23,14 +24,55 @@
 #define SSH_POLL_MS_DEFAULT  1000
 #define SSH_WATCH_SILENCE_MS 10000 /* a watch session that says nothing this long is dead */
 #define SSH_SETTLE_MS	     1000  /* a snapshot may predate an instance started this recently */
+#define SSH_EXEC_SLACK_MS    5000  /* an exec session may take this much more than its command */
 /* The host's rollout directory; every remote command starts with it. A constant: no data in it. */
 #define SSH_PRELUDE "R=\"${ROLLOUT_HOME:-$HOME/.rollout}\"; "
 
 enum host_state { H_NEW, H_PREP, H_READY, H_LOST };
-enum op_kind { OP_CHECK, OP_COPY, OP_START, OP_STOP, OP_POLL, OP_HOOK, OP_WATCH };
+enum op_kind { OP_CHECK, OP_COPY, OP_START, OP_STOP, OP_POLL, OP_HOOK, OP_WATCH, OP_STAGE, OP_EXEC };
+/* One host's part in a staging: running, then how it ended. */
+enum stage_state { SG_RUNNING, SG_OK, SG_FAILED, SG_SKIPPED };
 
 struct ssh_drv;
 struct ssh_host;
+struct ssh_op;
+
+/* Pre-staging of one revision of a service: its install hook once per host (drv_ssh_stage). Kept
+ * after it ended (so starts know where it passed) until a staging of another revision of the
+ * service replaces it. */
+struct stage_host {
+	struct ssh_host *h;
+	enum stage_state state;
+	char *cause; /* SG_FAILED */
+};
+
+struct ssh_stage {
+	struct ssh_stage *next;
+	char *service;
+	int revision;
+	char *version;
+	struct stage_host *hosts;
+	size_t n_hosts;
+	int pending;   /* hosts still running it */
+	bool reported; /* ended, and starts waiting for it went on */
+	uint64_t t0;   /* loop time it began */
+	drv_stage_cb cb;
+	void *ctx;
+};
+
+/* One drv_exec request. Its session holds it (op->ex) until the result; then it waits in the
+ * driver's list for the loop to deliver it. Freed after delivery or when cancelled. */
+struct drv_req {
+	struct drv_req *next;
+	struct ssh_op *op; /* while its session waits or runs */
+	drv_exec_cb cb;
+	void *arg;
+	char *where;  /* user@host:port, for details */
+	int64_t timeout_ms;
+	bool cancelled; /* cancelled after its result was known: dropped at delivery */
+	int status;
+	char *detail;
+};
 
 /* One instance we know of. In the driver's list until its `exited` is reported; memory freed when
  * no session refers to it any more. */
@@ -55,6 +97,8 @@ struct ssh_inst {
 	char *start_cmd;	      /* `rollout host start ...`, run once install and start hooks passed */
 	char *start_env;	      /* its stdin: NUL-separated NAME=VALUE (wiped) */
 	size_t n_start_env;
+	int revision;
+	bool parked;	  /* its start waits for the staging of its revision */
 	char *cause;	  /* why it is being stopped, when not asked (validate hook) */
 	char *stop_cause; /* how the process ended, while the stop hook runs */
 };
@@ -67,6 +111,10 @@ struct ssh_op {
 	enum op_kind kind;
 	struct ssh_inst *in; /* start, stop of a known instance, hook */
 	int hook;	     /* OP_HOOK: enum spec_hook */
+	struct ssh_stage *sg; /* OP_STAGE: the staging and this host's index in it */
+	size_t sgi;
+	struct drv_req *ex; /* OP_EXEC, until its result (NULL once cancelled) */
+	bool gated;	    /* counted in its host's busy (every session but the watch) */
 	char *remote;	     /* the command line for the remote shell */
 	char *input;	     /* stdin bytes (may hold secrets: wiped) */
 	size_t n_input;
@@ -99,6 +147,10 @@ struct ssh_host {
 	bool watching;	 /* its `rollout host watch` session runs */
 	bool lost;	 /* its last connection failed; cleared by the next check that passes */
 	bool key_failed; /* ... on the host key check */
+	int busy;	      /* sessions running, the watch aside: > 0 makes the host active */
+	bool waiting;	      /* in the driver's queue of hosts waiting for room (parallel) */
+	bool check_pending;   /* ... to run its check */
+	struct ssh_host *wnext;
 };
 
 struct report {
@@ -125,10 +177,32 @@ struct ssh_drv {
 	struct report *reports, *reports_tail;
 	uv_timer_t defer, poll;
 	int64_t poll_ms;
+	int parallel;			 /* hosts active at once at most */
+	int active;			 /* hosts with busy > 0 */
+	struct ssh_host *wait_head, *wait_tail; /* hosts waiting for room, in order */
+	struct ssh_stage *stages;
+	struct drv_req *ex_done, *ex_done_tail; /* exec results to deliver */
 	bool closing;
 	int open;  /* the driver's own handles */
 	int n_ops; /* sessions not yet freed */
 };
+
+static void stage_free(struct ssh_stage *g)
+{
+	for (size_t i = 0; i < g->n_hosts; i++)
+		free(g->hosts[i].cause);
+	free(g->hosts);
+	free(g->service);
+	free(g->version);
+	free(g);
+}
+
+static void req_free(struct drv_req *ex)
+{
+	free(ex->where);
+	free(ex->detail);
+	free(ex);
+}
 
 static void drv_maybe_free(struct ssh_drv *d)
 {
@@ -139,6 +213,11 @@ static void drv_maybe_free(struct ssh_drv *d)
 		free(h->user);
 		free(h->host);
 		free(h);
+	}
+	while (d->stages != NULL) {
+		struct ssh_stage *g = d->stages;
+		d->stages = g->next;
+		stage_free(g);
 	}
 	for (size_t i = 0; i < d->n_services; i++)
 		free(d->services[i]);
@@ -237,9 +316,29 @@ static char *inst_name(const char *service, uint64_t id) { return xasprintf("%s.
 
 /* ---- reports, always from the loop ---- */
 
+static void stages_ended(struct ssh_drv *d);
+
+/* Delivers exec results; a callback may cancel a request whose result waits here (then it is
+ * dropped) or start new ones (delivered on the next turn). */
+static void deliver_execs(struct ssh_drv *d)
+{
+	struct drv_req *ex = d->ex_done;
+	d->ex_done = d->ex_done_tail = NULL;
+	while (ex != NULL) {
+		struct drv_req *n = ex->next;
+		ex->next = NULL;
+		if (!ex->cancelled && !d->closing)
+			ex->cb(ex->arg, ex->status, ex->detail ? ex->detail : "");
+		req_free(ex);
+		ex = n;
+	}
+}
+
 static void on_defer(uv_timer_t *t)
 {
 	struct ssh_drv *d = t->data;
+	deliver_execs(d);
+	stages_ended(d);
 	struct report *r = d->reports;
 	d->reports = d->reports_tail = NULL;
 	while (r != NULL) {
@@ -363,6 +462,7 @@ static struct ssh_host *host_get(struct ssh_drv *d, const struct spec_target *t,
 
 static void op_spawn(struct ssh_op *op);
 static void op_free_now(struct ssh_op *op);
+static void op_abandon(struct ssh_op *op, const char *cause);
 
 static struct ssh_op *op_new(struct ssh_host *h, enum op_kind kind, struct ssh_inst *in, char *remote)
 {
@@ -379,11 +479,74 @@ static struct ssh_op *op_new(struct ssh_host *h, enum op_kind kind, struct ssh_i
 	return op;
 }
 
+/* ---- the bound across hosts (drv_ssh_set_parallel) ---- */
+
+/* Whether a session may open on h now: it is active already, or there is room for one more host. */
+static bool gate_open(struct ssh_host *h)
+{
+	return h->busy > 0 || h->d->active < h->d->parallel;
+}
+
+/* h has a session to open but no room: it waits its turn (once in the queue). */
+static void gate_wait(struct ssh_host *h)
+{
+	struct ssh_drv *d = h->d;
+	if (h->waiting)
+		return;
+	h->waiting = true;
+	h->wnext = NULL;
+	if (d->wait_tail != NULL)
+		d->wait_tail->wnext = h;
+	else
+		d->wait_head = h;
+	d->wait_tail = h;
+}
+
+static void gate_take(struct ssh_host *h)
+{
+	if (h->busy++ == 0)
+		h->d->active++;
+}
+
+static void host_pump(struct ssh_host *h);
+static void host_check_now(struct ssh_host *h);
+
+/* Gives the room left to waiting hosts, in order. */
+static void gate_pump(struct ssh_drv *d)
+{
+	while (d->active < d->parallel && d->wait_head != NULL && !d->closing) {
+		struct ssh_host *h = d->wait_head;
+		d->wait_head = h->wnext;
+		if (d->wait_head == NULL)
+			d->wait_tail = NULL;
+		h->waiting = false;
+		h->wnext = NULL;
+		if (h->check_pending) {
+			h->check_pending = false;
+			host_check_now(h);
+		} else {
+			host_pump(h);
+		}
+	}
+}
+
+static void gate_release(struct ssh_host *h)
+{
+	if (--h->busy == 0) {
+		h->d->active--;
+		gate_pump(h->d);
+	}
+}
+
 /* Starts waiting sessions while the host is ready and has room. */
 static void host_pump(struct ssh_host *h)
 {
 	while (h->state == H_READY && h->queue != NULL && h->running < SSH_PER_HOST && !h->d->closing) {
 		struct ssh_op *op = h->queue;
+		if (op->kind != OP_WATCH && !gate_open(h)) {
+			gate_wait(h);
+			return;
+		}
 		h->queue = op->next;
 		if (h->queue == NULL)
 			h->queue_tail = NULL;
@@ -396,6 +559,16 @@ static void host_pump(struct ssh_host *h)
 static void host_check(struct ssh_host *h)
 {
 	h->state = H_PREP;
+	if (!gate_open(h)) {
+		h->check_pending = true;
+		gate_wait(h);
+		return;
+	}
+	host_check_now(h);
+}
+
+static void host_check_now(struct ssh_host *h)
+{
 	char *remote =
 	    xasprintf(SSH_PRELUDE "\"$R/bin/rollout\" version 2>/dev/null; cksum <\"$R/bin/rollout\" "
 				  "2>/dev/null; true");
@@ -433,6 +606,7 @@ static void host_lost(struct ssh_host *h, const char *why)
 		struct ssh_op *n = q->next;
 		if (q->in != NULL)
 			inst_dead(d, q->in, cause);
+		op_abandon(q, cause);
 		op_free_now(q);
 		q = n;
 	}
@@ -442,6 +616,47 @@ static void host_lost(struct ssh_host *h, const char *why)
 			inst_dead(d, in, cause);
 	}
 	free(cause);
+}
+
+/* ---- exec requests and staging: their ends ---- */
+
+/* Ends the request of an exec session with a result, delivered from the loop. */
+static void exec_finish(struct ssh_op *op, int status, const char *detail)
+{
+	struct drv_req *ex = op->ex;
+	struct ssh_drv *d = op->h->d;
+	op->ex = NULL;
+	ex->op = NULL;
+	ex->status = status;
+	ex->detail = xstrdup(detail);
+	if (d->ex_done_tail != NULL)
+		d->ex_done_tail->next = ex;
+	else
+		d->ex_done = ex;
+	d->ex_done_tail = ex;
+	uv_timer_start(&d->defer, on_defer, 0, 0);
+}
+
+/* A host's part of a staging ended (cause: SG_FAILED, why; else may be NULL). */
+static void stage_host_end(struct ssh_op *op, enum stage_state state, const char *cause)
+{
+	struct ssh_stage *g = op->sg;
+	op->sg = NULL;
+	struct stage_host *e = &g->hosts[op->sgi];
+	e->state = state;
+	free(e->cause);
+	e->cause = cause != NULL ? xstrdup(cause) : NULL;
+	if (--g->pending == 0)
+		uv_timer_start(&op->h->d->defer, on_defer, 0, 0); /* stages_ended */
+}
+
+/* A session that will not run (its host is lost): its request or staging learns why. */
+static void op_abandon(struct ssh_op *op, const char *cause)
+{
+	if (op->kind == OP_EXEC && op->ex != NULL)
+		exec_finish(op, -EHOSTUNREACH, cause);
+	if (op->kind == OP_STAGE && op->sg != NULL)
+		stage_host_end(op, SG_SKIPPED, cause);
 }
 
 /* ---- sessions ---- */
@@ -464,6 +679,8 @@ static void op_free_now(struct ssh_op *op)
 	}
 	if (op->input_fd >= 0)
 		close(op->input_fd);
+	if (op->ex != NULL) /* only when closing: requests are cancelled before the driver closes */
+		req_free(op->ex);
 	inst_unref(op->in);
 	free(op->remote);
 	free(op->out);
@@ -514,9 +731,13 @@ static void op_maybe_done(struct ssh_op *op)
 	h->running--;
 	if (!h->d->closing)
 		op_result(op);
+	bool gated = op->gated;
 	op_close(op);
-	if (!h->d->closing)
+	if (!h->d->closing) {
 		host_pump(h);
+		if (gated)
+			gate_release(h);
+	}
 }
 
 static void on_tmo(uv_timer_t *t)
@@ -598,6 +819,10 @@ static void op_spawn(struct ssh_op *op)
 	struct ssh_host *h = op->h;
 	struct ssh_drv *d = h->d;
 	h->running++;
+	if (op->kind != OP_WATCH) {
+		op->gated = true;
+		gate_take(h);
+	}
 	char port[16];
 	snprintf(port, sizeof port, "%d", h->port);
 	char *ctl = xasprintf("ControlPath=%s/%%C", d->ctl_dir);
@@ -888,6 +1113,117 @@ static void on_stop_done(struct ssh_op *op)
 	free(why);
 }
 
+/* A host's install hook of a staging ended. */
+static void on_stage_done(struct ssh_op *op)
+{
+	if (op->sg == NULL)
+		return;
+	if (op->status == 0) {
+		stage_host_end(op, SG_OK, NULL);
+		return;
+	}
+	char *line = first_line(op->err, op->n_err, "");
+	char *why = xasprintf("install hook failed (exit status %d)%s%s", (int)op->status, line[0] ? ": " : "", line);
+	stage_host_end(op, SG_FAILED, why);
+	free(why);
+	free(line);
+}
+
+/* An exec session ended: its request's result. A session that failed (ssh's own 255) makes the
+ * host checked again: when that fails too, the host is lost. */
+static void exec_result(struct ssh_op *op)
+{
+	struct ssh_host *h = op->h;
+	struct drv_req *ex = op->ex;
+	if (ex == NULL)
+		return; /* cancelled */
+	char *detail;
+	int status;
+	if (op->timed_out) {
+		status = -ETIMEDOUT;
+		detail = xasprintf("timed out after %lldms on %s (ssh session killed)", (long long)ex->timeout_ms,
+				   ex->where);
+	} else if (op->status == 255) {
+		char *why = first_line(op->err, op->n_err, "ssh failed");
+		status = -EHOSTUNREACH;
+		detail = xasprintf("ssh %s: %s", ex->where, why);
+		free(why);
+		if (h->state == H_READY)
+			host_check(h);
+	} else if (op->status == 124) { /* timeout(1) on the host */
+		status = -ETIMEDOUT;
+		detail = xasprintf("timed out after %lldms on %s", (long long)ex->timeout_ms, ex->where);
+	} else {
+		status = (int)op->status;
+		detail = xasprintf("exit status %d on %s", status, ex->where);
+	}
+	exec_finish(op, status, detail);
+	free(detail);
+}
+
+static struct stage_host *stage_entry(struct ssh_stage *g, struct ssh_host *h)
+{
+	for (size_t i = 0; g != NULL && i < g->n_hosts; i++)
+		if (g->hosts[i].h == h)
+			return &g->hosts[i];
+	return NULL;
+}
+
+static struct ssh_stage *stage_find(struct ssh_drv *d, const char *service, int revision)
+{
+	for (struct ssh_stage *g = d->stages; g != NULL; g = g->next)
+		if (g->revision == revision && strcmp(g->service, service) == 0)
+			return g;
+	return NULL;
+}
+
+/* An instance's start once the staging of its revision (g, may be NULL) is over: without the
+ * install hook where it passed on the host, failed where it failed, with it anywhere else. */
+static void start_staged(struct ssh_drv *d, struct ssh_inst *in, struct ssh_stage *g)
+{
+	struct stage_host *e = stage_entry(g, in->h);
+	if (in->stop_pending) {
+		in->starting = false;
+		inst_dead(d, in, "stopped before it started");
+	} else if (e != NULL && e->state == SG_FAILED) {
+		in->starting = false;
+		inst_dead(d, in, e->cause);
+	} else {
+		start_from(in->h, in, e != NULL && e->state == SG_OK ? SPEC_HOOK_INSTALL + 1 : SPEC_HOOK_INSTALL);
+	}
+}
+
+/* Stagings whose every host is done: the starts waiting for them go on, then cb says how it went. */
+static void stages_ended(struct ssh_drv *d)
+{
+again:
+	for (struct ssh_stage *g = d->stages; g != NULL && !d->closing; g = g->next) {
+		if (g->reported || g->pending > 0)
+			continue;
+		g->reported = true;
+		for (;;) { /* a start may end others (a lost host): look again each time */
+			struct ssh_inst *in = d->insts;
+			while (in != NULL && !(in->parked && in->revision == g->revision && strcmp(in->service, g->service) == 0))
+				in = in->next;
+			if (in == NULL)
+				break;
+			in->parked = false;
+			start_staged(d, in, g);
+		}
+		int n[SG_SKIPPED + 1] = {0};
+		const char *first = NULL;
+		for (size_t i = 0; i < g->n_hosts; i++) {
+			n[g->hosts[i].state]++;
+			if (first == NULL && g->hosts[i].state == SG_FAILED)
+				first = g->hosts[i].cause;
+		}
+		if (g->cb != NULL)
+			g->cb(g->ctx, g->service, g->revision, g->version, n[SG_OK], n[SG_FAILED], n[SG_SKIPPED],
+			      (int64_t)(uv_now(d->loop) - g->t0), first);
+		goto again; /* cb may have changed the list */
+	}
+}
+
 static bool service_known(struct ssh_drv *d, const char *name)
 {
 	const char *dot = strrchr(name, '.');
@@ -986,9 +1322,15 @@ static void watch_data(struct ssh_op *op)
 	}
 }
 
+static void exec_result(struct ssh_op *op);
+
 static void op_result(struct ssh_op *op)
 {
 	struct ssh_host *h = op->h;
+	if (op->kind == OP_EXEC) {
+		exec_result(op);
+		return;
+	}
 	bool conn_fail = op->timed_out || op->status == 255;
 	if (op->kind == OP_POLL)
 		h->polling = conn_fail ? false : h->polling;
@@ -999,13 +1341,16 @@ static void op_result(struct ssh_op *op)
 	}
 	if (conn_fail && !op->retry && h->state != H_LOST &&
 	    (op->kind == OP_START || op->kind == OP_STOP || op->kind == OP_POLL || op->kind == OP_HOOK ||
-	     op->kind == OP_WATCH)) {
+	     op->kind == OP_WATCH || op->kind == OP_STAGE)) {
 		/* One failed session (a ControlMaster that went away) does not make a host lost: a fresh
 		 * connection decides, then the session runs again (start and stop are idempotent). */
 		struct ssh_op *again = op_new(h, op->kind, op->in, xstrdup(op->remote));
 		again->retry = true;
 		again->timeout_ms = op->timeout_ms;
 		again->hook = op->hook;
+		again->sg = op->sg;
+		again->sgi = op->sgi;
+		op->sg = NULL;
 		if (op->kind == OP_WATCH)
 			h->watching = true;
 		if (op->input != NULL) {
@@ -1032,6 +1377,7 @@ static void op_result(struct ssh_op *op)
 		if ((op->kind == OP_START || op->kind == OP_HOOK) && op->in != NULL)
 			op->in->starting = false;
 		host_lost(h, why);
+		op_abandon(op, why);
 		if (op->in != NULL && !op->in->dead) {
 			char *cause = xasprintf("%s: %s@%s:%d: %s",
 						key ? "host key verification failed" : "host unreachable",
@@ -1061,7 +1407,11 @@ static void op_result(struct ssh_op *op)
 	case OP_HOOK:
 		on_hook_done(op);
 		break;
+	case OP_STAGE:
+		on_stage_done(op);
+		break;
 	case OP_WATCH:
+	case OP_EXEC:
 		break;
 	}
 }
@@ -1104,6 +1454,7 @@ static int ssh_start(struct drv *base, const struct drv_start *req)
 		return -EEXIST;
 	struct ssh_host *h = host_get(d, req->target, req->ssh_accept_new, true);
 	struct ssh_inst *in = inst_new(d, h, req->service, req->id);
+	in->revision = req->revision;
 	const struct spec_template *t = req->tmpl;
 	char *name = inst_name(req->service, req->id);
 	char port[16];
@@ -1141,7 +1492,12 @@ static int ssh_start(struct drv *base, const struct drv_start *req)
 		free(env.p);
 	}
 	in->starting = true;
-	start_from(h, in, SPEC_HOOK_INSTALL);
+	struct ssh_stage *g = stage_find(d, req->service, req->revision);
+	if (g != NULL && !g->reported) {
+		in->parked = true; /* stages_ended goes on with it */
+		return 0;
+	}
+	start_staged(d, in, g);
 	return 0;
 }
 
@@ -1157,6 +1513,12 @@ static int ssh_stop(struct drv *base, const char *service, uint64_t id, int sign
 	}
 	if (in->stopping || in->stop_pending)
 		return 0;
+	if (in->parked) {
+		in->parked = false;
+		in->starting = false;
+		inst_dead(d, in, "stopped before it started");
+		return 0;
+	}
 	if (in->starting) {
 		in->stop_pending = true;
 		in->stop_signo = signo;
@@ -1198,6 +1560,89 @@ int drv_ssh_adopt_on(struct drv *base, const struct spec_target *t, const char *
 	return 0;
 }
 
+/* Runs req->argv on the host from its rollout directory, with PORT and HOST set, under timeout(1)
+ * when the host has it; the session itself is killed SSH_EXEC_SLACK_MS after the timeout. */
+static int ssh_exec(struct drv *base, const struct drv_exec *req, drv_exec_cb cb, void *arg, struct drv_req **out)
+{
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	if (req == NULL || req->target == NULL || req->argv == NULL || req->n_argv == 0 || req->argv[0] == NULL ||
+	    cb == NULL || out == NULL)
+		return -EINVAL;
+	struct ssh_host *h = host_get(d, req->target, req->ssh_accept_new, true);
+	struct drv_req *ex = xcalloc(1, sizeof *ex);
+	ex->cb = cb;
+	ex->arg = arg;
+	ex->where = xasprintf("%s@%s:%d", h->user, h->host, h->port);
+	ex->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 1000;
+	char num[32];
+	struct sbuf b = {0};
+	sb_add(&b, SSH_PRELUDE "mkdir -p \"$R\" && cd \"$R\" && PORT=");
+	snprintf(num, sizeof num, "%d", req->port);
+	char *q = drv_ssh_quote(num);
+	sb_add(&b, q);
+	free(q);
+	sb_add(&b, " HOST=");
+	q = drv_ssh_quote(req->host != NULL ? req->host : h->host);
+	sb_add(&b, q);
+	free(q);
+	sb_add(&b, " && export PORT HOST && if command -v timeout >/dev/null 2>&1; then exec timeout -k 1");
+	snprintf(num, sizeof num, "%lld.%03lld", (long long)(ex->timeout_ms / 1000), (long long)(ex->timeout_ms % 1000));
+	sb_word(&b, num);
+	for (size_t i = 0; i < req->n_argv && req->argv[i] != NULL; i++)
+		sb_word(&b, req->argv[i]);
+	sb_add(&b, "; else exec");
+	for (size_t i = 0; i < req->n_argv && req->argv[i] != NULL; i++)
+		sb_word(&b, req->argv[i]);
+	sb_add(&b, "; fi");
+	struct ssh_op *op = op_new(h, OP_EXEC, NULL, b.p);
+	op->timeout_ms = ex->timeout_ms + SSH_EXEC_SLACK_MS;
+	op->ex = ex;
+	ex->op = op;
+	*out = ex;
+	if (h->lost) { /* a lost host fails at once: a probe never waits for it to come back */
+		char *why = xasprintf("host unreachable: %s", ex->where);
+		exec_finish(op, -EHOSTUNREACH, why);
+		free(why);
+		op_free_now(op);
+		return 0;
+	}
+	host_enqueue(h, op);
+	return 0;
+}
+
+static void ssh_cancel(struct drv *base, struct drv_req *ex)
+{
+	(void)base;
+	struct ssh_op *op = ex->op;
+	if (op == NULL) { /* its result waits for delivery, which frees it */
+		ex->cancelled = true;
+		return;
+	}
+	op->ex = NULL;
+	req_free(ex);
+	if (op->spawned) {
+		if (!op->exited)
+			uv_process_kill(&op->proc, SIGKILL);
+		return;
+	}
+	struct ssh_host *h = op->h; /* still in its host's queue */
+	struct ssh_op *prev = NULL;
+	for (struct ssh_op *o = h->queue; o != NULL; prev = o, o = o->next) {
+		if (o != op)
+			continue;
+		if (prev != NULL)
+			prev->next = o->next;
+		else
+			h->queue = o->next;
+		if (h->queue_tail == o)
+			h->queue_tail = prev;
+		op_free_now(op);
+		break;
+	}
+}
+
 static int ssh_proc_info(struct drv *base, const char *service, uint64_t id, int *pid, uint64_t *proc_start)
 {
 	struct ssh_inst *in = inst_find((struct ssh_drv *)base, service, id);
@@ -1231,6 +1676,12 @@ static void ssh_close(struct drv *base)
 		free(r);
 	}
 	d->reports = d->reports_tail = NULL;
+	for (struct drv_req *ex = d->ex_done, *n; ex != NULL; ex = n) {
+		n = ex->next;
+		req_free(ex);
+	}
+	d->ex_done = d->ex_done_tail = NULL;
+	d->wait_head = d->wait_tail = NULL;
 	for (struct ssh_host *h = d->hosts; h != NULL; h = h->next) {
 		struct ssh_op *q = h->queue;
 		h->queue = h->queue_tail = NULL;
@@ -1260,6 +1711,8 @@ static const struct drv_ops ssh_ops = {
     .adopt = ssh_adopt,
     .proc_info = ssh_proc_info,
     .close = ssh_close,
+    .exec = ssh_exec,
+    .cancel = ssh_cancel,
 };
 
 bool drv_ssh_host_lost(struct drv *base, const struct spec_target *t)
@@ -1285,6 +1738,73 @@ void drv_ssh_set_poll_ms(struct drv *base, int64_t ms)
 		d->poll_ms = ms;
 		uv_timer_start(&d->poll, on_poll_tick, (uint64_t)ms, (uint64_t)ms);
 	}
+}
+
+void drv_ssh_set_parallel(struct drv *base, int n)
+{
+	if (base == NULL || base->ops != &ssh_ops || n <= 0)
+		return;
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	d->parallel = n;
+	gate_pump(d);
+}
+
+int drv_ssh_stage(struct drv *base, const char *service, int revision, const struct spec_template *tmpl,
+		  const struct spec_target *targets, size_t n_targets, bool accept_new, drv_stage_cb cb, void *ctx)
+{
+	if (base == NULL || base->ops != &ssh_ops || service == NULL || tmpl == NULL)
+		return -EINVAL;
+	struct ssh_drv *d = (struct ssh_drv *)base;
+	if (d->closing)
+		return -EBADF;
+	size_t n = tmpl->n_hooks[SPEC_HOOK_INSTALL];
+	char **argv = tmpl->hooks[SPEC_HOOK_INSTALL];
+	if (n == 0 || n_targets == 0 || stage_find(d, service, revision) != NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strstr(argv[i], "{port}") != NULL)
+			return 0; /* it is about one instance: it stays per instance */
+	/* The stagings of other revisions of this service that ended are of no use any more. */
+	for (struct ssh_stage **pp = &d->stages; *pp != NULL;) {
+		struct ssh_stage *g = *pp;
+		if (g->reported && strcmp(g->service, service) == 0) {
+			*pp = g->next;
+			stage_free(g);
+		} else {
+			pp = &g->next;
+		}
+	}
+	struct ssh_stage *g = xcalloc(1, sizeof *g);
+	g->service = xstrdup(service);
+	g->revision = revision;
+	g->version = xstrdup(tmpl->version != NULL ? tmpl->version : "");
+	g->hosts = xcalloc(n_targets, sizeof *g->hosts);
+	g->t0 = uv_now(d->loop);
+	g->cb = cb;
+	g->ctx = ctx;
+	g->next = d->stages;
+	d->stages = g;
+	g->pending = 1; /* held until every session is queued: nothing ends inside this call */
+	for (size_t i = 0; i < n_targets; i++) {
+		struct ssh_host *h = host_get(d, &targets[i], accept_new, true);
+		if (stage_entry(g, h) != NULL)
+			continue; /* listed twice */
+		size_t k = g->n_hosts++;
+		g->hosts[k].h = h;
+		if (h->lost) {
+			g->hosts[k].state = SG_SKIPPED;
+			continue;
+		}
+		g->hosts[k].state = SG_RUNNING;
+		g->pending++;
+		struct ssh_op *op = op_new(h, OP_STAGE, NULL, hook_cmd(argv, n, tmpl->version, "", h->host, service));
+		op->sg = g;
+		op->sgi = k;
+		host_enqueue(h, op);
+	}
+	if (--g->pending == 0)
+		uv_timer_start(&d->defer, on_defer, 0, 0);
+	return 1;
 }
 
 /* What the host check prints for this very binary: its version line and its cksum. */
@@ -1328,6 +1848,7 @@ int drv_ssh_new(uv_loop_t *loop, const char *data_dir, const char *self_exe, con
 	d->config = cfg != NULL && cfg[0] != '\0' ? xstrdup(cfg) : NULL;
 	d->want = want;
 	d->poll_ms = SSH_POLL_MS_DEFAULT;
+	d->parallel = DRV_SSH_PARALLEL_DEFAULT;
 	uv_timer_init(loop, &d->defer);
 	uv_timer_init(loop, &d->poll);
 	d->defer.data = d->poll.data = d;

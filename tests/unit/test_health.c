@@ -514,6 +514,134 @@ static void test_exec_stop_in_flight(void **state)
 	assert_int_equal(f->reports, 0);
 }
 
+/* ---- exec through a runner (ssh targets: on the instance's host), with a fake ---- */
+
+/* The fake runner: records each run; the test ends a probe with fake_end (from outside run, as a
+ * real runner would from the loop) or leaves it pending. */
+struct fake_runner {
+	int runs, cancels;
+	int fail_run; /* run returns this (negative errno) when set */
+	char where[64], host[64], argv0[64];
+	size_t n;
+	int port;
+	int64_t timeout_ms;
+	void (*done)(void *arg, int status, const char *detail);
+	void *arg;
+	int token; /* the request */
+	bool pending;
+};
+
+static int fake_run(void *ctx, const char *where, char *const *argv, size_t n, const char *host, int port,
+		    int64_t timeout_ms, void (*done)(void *arg, int status, const char *detail), void *arg, void **req)
+{
+	struct fake_runner *r = ctx;
+	r->runs++;
+	if (r->fail_run != 0)
+		return r->fail_run;
+	assert_false(r->pending); /* a probe never overlaps the next */
+	snprintf(r->where, sizeof r->where, "%s", where);
+	snprintf(r->host, sizeof r->host, "%s", host);
+	snprintf(r->argv0, sizeof r->argv0, "%s", argv[0]);
+	r->n = n;
+	r->port = port;
+	r->timeout_ms = timeout_ms;
+	r->done = done;
+	r->arg = arg;
+	r->pending = true;
+	*req = &r->token;
+	return 0;
+}
+
+static void fake_cancel(void *ctx, void *req)
+{
+	struct fake_runner *r = ctx;
+	assert_ptr_equal(req, &r->token);
+	assert_true(r->pending);
+	r->pending = false;
+	r->cancels++;
+}
+
+static void fake_end(struct fake_runner *r, int status, const char *detail)
+{
+	assert_true(r->pending);
+	r->pending = false;
+	r->done(r->arg, status, detail);
+}
+
+/* Runs the loop until the fake has a pending probe. */
+static bool fake_wait(struct fixture *f, struct fake_runner *r)
+{
+	for (int i = 0; i < 2000 && !r->pending; i++)
+		uvt_spin(&f->loop, 1);
+	return r->pending;
+}
+
+static void test_exec_runner(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_runner fr = {0};
+	struct health_runner runner = {&fr, fake_run, fake_cancel};
+	char *argv[] = {"test", "-f", "ready", NULL};
+	struct spec_health h = spec(SPEC_CHECK_EXEC, 20, 300, 1, 2);
+	h.exec = argv;
+	h.n_exec = 3;
+	assert_int_equal(health_start_on(f->hc, &h, "10.0.0.5", 8080, 42, &runner, "root@10.0.0.5:22", on_health, f,
+					 &f->chk),
+			 0);
+	assert_true(fake_wait(f, &fr));
+	assert_string_equal(fr.where, "root@10.0.0.5:22");
+	assert_string_equal(fr.host, "10.0.0.5");
+	assert_string_equal(fr.argv0, "test");
+	assert_int_equal(fr.n, 3);
+	assert_int_equal(fr.port, 8080);
+	assert_int_equal(fr.timeout_ms, 300);
+	fake_end(&fr, 0, "exit status 0 on root@10.0.0.5:22");
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
+	assert_true(f->last);
+	assert_string_equal(f->detail, "exit status 0 on root@10.0.0.5:22");
+
+	/* two failures (threshold 2): unhealthy, with the runner's words */
+	assert_true(fake_wait(f, &fr));
+	fake_end(&fr, 1, "exit status 1 on root@10.0.0.5:22");
+	assert_true(fake_wait(f, &fr));
+	assert_int_equal(f->reports, 1);
+	fake_end(&fr, -110, "timed out after 300ms on root@10.0.0.5:22");
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
+	assert_false(f->last);
+	assert_string_equal(f->detail, "timed out after 300ms on root@10.0.0.5:22");
+
+	/* stop while a probe runs on the host: cancelled, no callback after */
+	assert_true(fake_wait(f, &fr));
+	health_stop(f->chk);
+	f->chk = NULL;
+	assert_int_equal(fr.cancels, 1);
+	assert_false(fr.pending);
+	uvt_spin(&f->loop, 50);
+	assert_int_equal(f->reports, 2);
+}
+
+static void test_exec_runner_refuses(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_runner fr = {.fail_run = -ENOENT};
+	struct health_runner runner = {&fr, fake_run, fake_cancel};
+	char *argv[] = {"true", NULL};
+	struct spec_health h = spec(SPEC_CHECK_EXEC, 20, 300, 1, 1);
+	h.exec = argv;
+	h.n_exec = 1;
+	f->last = true;
+	assert_int_equal(health_start_on(f->hc, &h, "h", 1, 42, &runner, "u@h:22", on_health, f, &f->chk), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
+	assert_false(f->last);
+	assert_string_equal(f->detail, "exec on u@h:22: No such file or directory");
+	assert_int_equal(fr.cancels, 0);
+	/* a runner without cancel, or without where, is refused */
+	struct health_runner half = {&fr, fake_run, NULL};
+	struct health_check *c = NULL;
+	assert_int_equal(health_start_on(f->hc, &h, "h", 1, 43, &half, "u@h:22", on_health, f, &c), -EINVAL);
+	assert_int_equal(health_start_on(f->hc, &h, "h", 1, 43, &runner, NULL, on_health, f, &c), -EINVAL);
+}
+
 /* ---- none, and callbacks that stop or free ---- */
 
 static void test_none(void **state)
@@ -566,6 +694,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exec_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_timeout_kills, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_stop_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exec_runner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exec_runner_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_none, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_and_free_in_callback, setup, teardown),
 	};
