@@ -37,7 +37,8 @@ void health_ctx_free(struct health_ctx *hc);
  * http: GET http://host:port/path, healthy iff the status is the expected one, within timeout.
  * tcp: a connection accepted within timeout (host must be a numeric address).
  * exec: argv (no shell) with PORT and HOST added to the daemon's environment, in its own
- * process group, healthy iff it exits 0 within timeout; killed (whole group) on timeout.
+ * process group, healthy iff it exits 0 within timeout; killed (whole group) on timeout
+ * (health_start_on: through a runner instead, e.g. on the instance's ssh host).
  * Returns 0 and *out, or -EINVAL (bad spec: no path, no argv, no port). */
 int health_start(struct health_ctx *hc, const struct spec_health *h, const char *host, int port,
 		 uint64_t id, health_cb cb, void *ctx, struct health_check **out);
