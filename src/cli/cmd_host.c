@@ -1,5 +1,6 @@
-/* `rollout host start|stop|status|logs`: run on a remote host by the ssh driver (the `process`
- * preset), manages plain processes there: setsid, a pidfile and a log file per instance. */
+/* `rollout host start|stop|status|logs`: run on a remote host by the ssh driver, manages its
+ * instances there: plain processes (the `process` preset: setsid, a pidfile and a log file per
+ * instance) or systemd services (`--systemd`, host_systemd.c), with the same pidfiles and logs. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cmd.h"
+#include "cli/host_systemd.h"
 #include "driver/driver.h"
 #include "util/xmalloc.h"
 
@@ -28,7 +30,7 @@ extern char **environ;
 /* Options of every subcommand; argv after "--" is the command to start. */
 struct host_opts {
 	const char *dir, *name, *workdir, *signal, *grace, *port, *tail;
-	bool env_stdin;
+	bool env_stdin, systemd;
 	char **cmd;
 	int n_cmd;
 };
@@ -36,10 +38,11 @@ struct host_opts {
 static void host_usage(struct cmd_ctx *ctx)
 {
 	fprintf(ctx->err,
-		"usage: rollout host start --name NAME --port N [--workdir D] [--env-stdin] -- CMD [ARG...]\n"
+		"usage: rollout host start --name NAME --port N [--workdir D] [--env-stdin] [--systemd] -- CMD [ARG...]\n"
 		"       rollout host stop --name NAME [--signal N] [--grace MS]\n"
 		"       rollout host status [--name NAME]\n"
 		"       rollout host logs --name NAME [--tail BYTES]\n"
+		"       rollout host run --name NAME   (a --systemd instance's ExecStart)\n"
 		"  files live in --dir DIR, else $ROLLOUT_HOME, else ~/.rollout\n");
 }
 
@@ -56,8 +59,8 @@ static int host_parse(struct cmd_ctx *ctx, int argc, char **argv, struct host_op
 			o->n_cmd = argc - i - 1;
 			return 0;
 		}
-		if (strcmp(a, "--env-stdin") == 0) {
-			o->env_stdin = true;
+		if (strcmp(a, "--env-stdin") == 0 || strcmp(a, "--systemd") == 0) {
+			*(a[2] == 'e' ? &o->env_stdin : &o->systemd) = true;
 			continue;
 		}
 		const char **slots[] = {&o->dir,   &o->name, &o->workdir, &o->signal,
@@ -207,6 +210,26 @@ static int read_env(char **buf, size_t *len)
 	return 0;
 }
 
+/* start --systemd: the instance as a service of the template unit (host_systemd.c). */
+static int start_systemd(struct cmd_ctx *ctx, const struct host_opts *o, const char *dir, const char *env,
+			 size_t env_len)
+{
+	char **argv = xcalloc((size_t)o->n_cmd + 1, sizeof *argv);
+	for (int i = 0; i < o->n_cmd; i++)
+		argv[i] = subst_port(o->cmd[i], o->port);
+	struct host_systemd_start req = {.dir = dir, .name = o->name, .port = o->port, .workdir = o->workdir,
+					 .argv = argv, .argc = o->n_cmd, .env = env, .env_len = env_len};
+	int pid = 0;
+	uint64_t start = 0;
+	int r = host_systemd_start(&host_systemd_real, &req, ctx->err, &pid, &start);
+	if (r == 0)
+		fprintf(ctx->out, "%d %" PRIu64 "\n", pid, start);
+	for (int i = 0; i < o->n_cmd; i++)
+		free(argv[i]);
+	free(argv);
+	return r == 0 ? CMD_EXIT_OK : CMD_EXIT_FAILED;
+}
+
 static int host_start(struct cmd_ctx *ctx, const struct host_opts *o, const char *dir)
 {
 	if (!name_ok(o->name) || o->port == NULL || o->n_cmd < 1) {
@@ -226,6 +249,10 @@ static int host_start(struct cmd_ctx *ctx, const struct host_opts *o, const char
 	}
 	if (o->env_stdin && read_env(&env, &env_len) != 0) {
 		fprintf(ctx->err, "rollout host start: cannot read the environment from stdin\n");
+		goto out;
+	}
+	if (o->systemd) {
+		rc = start_systemd(ctx, o, dir, env, env_len);
 		goto out;
 	}
 	if (pidfile_alive(pidf, &pid, &start)) { /* already running: never a duplicate */
@@ -341,6 +368,15 @@ static int host_stop(struct cmd_ctx *ctx, const struct host_opts *o, const char 
 	if (sig <= 0 || sig >= 65 || grace < 0) {
 		fprintf(ctx->err, "rollout host stop: bad --signal or --grace\n");
 		return CMD_EXIT_USAGE;
+	}
+	if (host_systemd_managed(dir, o->name)) {
+		const char *how;
+		host_systemd_stop(&host_systemd_real, dir, o->name, sig, grace, &how);
+		if (strcmp(how, "not running") == 0)
+			fprintf(ctx->out, "not running\n");
+		else
+			fprintf(ctx->out, "%s by signal %d\n", how, sig);
+		return CMD_EXIT_OK;
 	}
 	char *pidf = xasprintf("%s/run/%s.pid", dir, o->name);
 	int pid = 0;
@@ -490,6 +526,8 @@ static int host_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		rc = host_watch(ctx, &o, dir);
 	else if (strcmp(argv[1], "logs") == 0)
 		rc = host_logs(ctx, &o, dir);
+	else if (strcmp(argv[1], "run") == 0 && name_ok(o.name))
+		rc = host_systemd_run(dir, o.name, ctx->err) == 0 ? CMD_EXIT_OK : CMD_EXIT_FAILED;
 	else {
 		host_usage(ctx);
 		rc = CMD_EXIT_USAGE;

@@ -32,6 +32,7 @@ void spec_init(struct spec *s)
 	s->stop_signal = SIGTERM;
 	s->stop_grace_ms = 10 * 1000;
 	s->targets_local = true;
+	s->ssh_parallel = 10;
 	s->lb = SPEC_LB_BUILTIN;
 }
 

@@ -17,6 +17,9 @@ struct spec_pos {
 enum spec_protocol { SPEC_PROTO_HTTP, SPEC_PROTO_TCP };
 enum spec_check { SPEC_CHECK_NONE, SPEC_CHECK_HTTP, SPEC_CHECK_TCP, SPEC_CHECK_EXEC };
 enum spec_lb_kind { SPEC_LB_BUILTIN, SPEC_LB_NONE, SPEC_LB_HAPROXY };
+/* process: a plain process kept by `rollout host` (setsid, pidfile); systemd: a service of a
+ * template unit (docs/driver.md). */
+enum spec_ssh_preset { SPEC_PRESET_PROCESS, SPEC_PRESET_SYSTEMD };
 
 /* A name=value pair (env, labels). secret values are wiped on free and never printed. */
 struct spec_kv {
@@ -156,6 +159,8 @@ struct spec {
 	struct spec_target *targets;
 	size_t n_targets;
 	bool ssh_accept_new;      /* ssh: {accept_new: true}: unknown host keys are accepted (default false) */
+	enum spec_ssh_preset ssh_preset; /* ssh: {preset: ...}: how a host runs an instance (default process) */
+	int ssh_parallel;         /* ssh: {parallel: N}: hosts with sessions at once (default 10) */
 	enum spec_lb_kind lb;
 	char *haproxy_socket;  /* lb haproxy */
 	char *haproxy_backend; /* lb haproxy */

@@ -1647,7 +1647,29 @@ static void f_ssh_accept_new(struct pctx *c, const char *name, struct ynode *v)
 	get_bool(c, name, v, &c->s->ssh_accept_new);
 }
 
-static const struct field ssh_fields[] = {{"accept_new", f_ssh_accept_new}};
+static void f_ssh_preset(struct pctx *c, const char *name, struct ynode *v)
+{
+	char b[SHOWBUF];
+	if (key_is(v, "process") && v->kind == Y_STR)
+		c->s->ssh_preset = SPEC_PRESET_PROCESS;
+	else if (key_is(v, "systemd") && v->kind == Y_STR)
+		c->s->ssh_preset = SPEC_PRESET_SYSTEMD;
+	else if (!is_scalar(v) || v->kind == Y_NULL)
+		type_error(c, name, v, "process or systemd");
+	else
+		ERR_AT(c, v, "%s: %s is not a preset; use process or systemd", name, VAL(b, v));
+}
+
+static void f_ssh_parallel(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_int(c, name, v, 1, 1000, &c->s->ssh_parallel);
+}
+
+static const struct field ssh_fields[] = {
+	{"accept_new", f_ssh_accept_new},
+	{"preset", f_ssh_preset},
+	{"parallel", f_ssh_parallel},
+};
 
 static void f_ssh(struct pctx *c, const char *name, struct ynode *v)
 {

@@ -479,6 +479,14 @@ static void test_zones_and_ports(void **state)
 	assert_int_equal(share[0], 3);
 	assert_int_equal(share[1], 2);
 
+	assert_int_equal(s->ssh_preset, SPEC_PRESET_PROCESS);
+	assert_int_equal(s->ssh_parallel, 10);
+	assert_int_equal(parse(f, BASE "targets: [ssh://u@h]\nssh: {preset: systemd, parallel: 3}\n"), 0);
+	assert_int_equal(f->s.ssh_preset, SPEC_PRESET_SYSTEMD);
+	assert_int_equal(f->s.ssh_parallel, 3);
+	expect_one(state, BASE "ssh: {preset: docker}\n",
+		   "spec.yaml:4:15: preset: \"docker\" is not a preset; use process or systemd");
+	expect_one(state, BASE "ssh: {parallel: 0}\n", "spec.yaml:4:17: parallel: 0 is out of range (1 to 1000)");
 	expect_one(state, BASE "targets: [{host: ssh://u@h, ports: [80, 80]}]\n",
 		   "spec.yaml:4:41: ports[1]: port 80 is listed twice");
 	expect_one(state, BASE "targets: [{host: ssh://u@h, ports: []}]\n",
