@@ -427,8 +427,9 @@ void output_plan_text(FILE *f, const char *service, const struct plan *p)
 			bt->max_total);
 		for (size_t w = 0; w < bt->n_waves; w++) {
 			const struct plan_wave *wv = &bt->waves[w];
-			fprintf(f, "    wave %zu: start %d  stop %d  min available %d  max total %d\n", w + 1,
-				wv->start, wv->stop, wv->min_available, wv->max_total);
+			fprintf(f, "    wave %zu: start %d  stop %d  min available %d  max total %d%s%s\n", w + 1,
+				wv->start, wv->stop, wv->min_available, wv->max_total, wv->zone[0] ? "  zone " : "",
+				wv->zone);
 		}
 		if (bt->pause && bt->pause_ms == 0)
 			fprintf(f, "  pause after batch %d: until `rollout promote %s`\n", bt->number,
@@ -447,9 +448,11 @@ json_t *output_plan_json(const char *service, const struct plan *p)
 		json_t *waves = json_array();
 		for (size_t w = 0; w < bt->n_waves; w++) {
 			const struct plan_wave *wv = &bt->waves[w];
-			json_array_append_new(
-			    waves, json_pack("{s:i, s:i, s:i, s:i}", "start", wv->start, "stop", wv->stop,
-					     "min_available", wv->min_available, "max_total", wv->max_total));
+			json_t *wj = json_pack("{s:i, s:i, s:i, s:i}", "start", wv->start, "stop", wv->stop,
+					       "min_available", wv->min_available, "max_total", wv->max_total);
+			if (wv->zone[0])
+				json_object_set_new(wj, "zone", json_string(wv->zone));
+			json_array_append_new(waves, wj);
 		}
 		json_t *pause = json_null();
 		if (bt->pause && bt->pause_ms == 0)

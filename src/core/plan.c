@@ -3,6 +3,7 @@
 #include "core/plan.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,12 +74,18 @@ static void snapshot(struct run *r)
 static void record(struct run *r)
 {
 	int start = 0, stop = 0;
+	const char *zone = "";
 	for (size_t k = 0; k < r->out.n; k++) {
 		const struct engine_intent *it = &r->out.v[k];
 		if (it->kind == INTENT_START)
 			start++;
 		else if (it->kind == INTENT_DRAIN)
 			stop++;
+		else
+			continue;
+		for (size_t i = 0; i < r->st.n && !*zone; i++)
+			if (r->st.inst[i].id == it->inst_id)
+				zone = r->st.inst[i].zone;
 	}
 	if (start == 0 && stop == 0)
 		return;
@@ -86,6 +93,7 @@ static void record(struct run *r)
 	size_t cap = b->n_waves;
 	xgrow((void **)&b->waves, &cap, b->n_waves + 1, sizeof *b->waves);
 	b->waves[b->n_waves] = (struct plan_wave){.start = start, .stop = stop, .min_available = INT_MAX};
+	snprintf(b->waves[b->n_waves].zone, sizeof b->waves[b->n_waves].zone, "%s", zone);
 	r->wave = (int)b->n_waves++;
 	r->batch = r->st.ro.batch;
 	b->started += start;

@@ -15,6 +15,7 @@ struct plan_wave {
 	int stop;          /* old-revision instances drained and stopped */
 	int min_available; /* lowest available count while this wave is carried out */
 	int max_total;     /* highest instance count while this wave is carried out */
+	char zone[SPEC_ZONE_MAX + 1]; /* strategy.zones: the zone it changes ("" without zones) */
 };
 
 /* One batch of the rollout (a barrier follows each). */

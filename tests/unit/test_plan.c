@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -237,6 +239,45 @@ static void test_fields_and_clear(void **state)
 	spec_clear(&s);
 }
 
+/* Zones one_per_batch: every wave changes one zone, zones in order, and the plan keeps each batch's
+ * goal (a zone's end cuts a batch into steps inside it, not into more batches). */
+static void test_zones(void **state)
+{
+	(void)state;
+	static const char *const zones[] = {"a", "a", "b", "b", "c", "c"};
+	struct spec s;
+	spec_init(&s);
+	s.replicas = 6;
+	s.strategy.max_surge = cnt(1);
+	struct amount b[] = {cnt(1), pct(50), pct(100)};
+	set_batches(&s, b, 3);
+	s.targets_local = false;
+	s.targets = xcalloc(6, sizeof *s.targets);
+	for (size_t i = 0; i < 6; i++) {
+		struct spec_target *t = &s.targets[s.n_targets++];
+		t->url = xasprintf("ssh://u@10.0.0.%zu", i + 1);
+		t->user = xstrdup("u");
+		t->host = xasprintf("10.0.0.%zu", i + 1);
+		t->port = 22;
+		t->labels = xcalloc(1, sizeof *t->labels);
+		t->labels[0] = (struct spec_kv){.name = xstrdup("zone"), .value = xstrdup(zones[i])};
+		t->n_labels = 1;
+	}
+	s.strategy.zones.label = xstrdup("zone");
+	s.strategy.zones.one_per_batch = true;
+	struct plan p;
+	assert_int_equal(plan_build(&s, &p), 0);
+	check_plan(&s, &p);
+	char order[64] = "";
+	for (size_t i = 0; i < p.n_batches; i++)
+		for (size_t w = 0; w < p.batches[i].n_waves; w++)
+			if (p.batches[i].waves[w].start > 0)
+				strcat(order, p.batches[i].waves[w].zone);
+	assert_string_equal(order, "aabbcc");
+	plan_clear(&p);
+	spec_clear(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_many_shapes),
 		cmocka_unit_test(test_zero_replicas),
 		cmocka_unit_test(test_fields_and_clear),
+		cmocka_unit_test(test_zones),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
