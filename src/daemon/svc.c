@@ -83,6 +83,15 @@ static struct drv *drv_of(struct svc *s)
 	return s->spec.targets_local ? s->d->drv : daemon_drv_ssh(s->d);
 }
 
+/* ssh.parallel: the bound is the ssh driver's, for every service: the last spec applied (or
+ * loaded) with ssh targets sets it. */
+static void set_ssh_bound(struct svc *s)
+{
+	struct drv *dv = s->spec.targets_local ? NULL : daemon_drv_ssh(s->d);
+	if (dv != NULL)
+		drv_ssh_set_parallel(dv, s->spec.ssh_parallel);
+}
+
 static void target_key(const struct spec_target *t, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s@%s:%d", t->user, t->host, t->port);
@@ -354,6 +363,42 @@ static void delayed_start_cb(uv_timer_t *t)
 		start_now(s, id);
 }
 
+/* A staging ended (drv_stage_cb; ctx is the daemon): an event and a log line. */
+static void on_staged(void *ctx, const char *service, int revision, const char *version, int n_ok, int n_failed,
+		      int n_skipped, int64_t ms, const char *first_failure)
+{
+	struct daemon *d = ctx;
+	char text[512];
+	int n = snprintf(text, sizeof text, "staged v%s (revision %d) on %d host%s in %lld ms", version[0] ? version : "?",
+			 revision, n_ok, n_ok == 1 ? "" : "s", (long long)ms);
+	if (n_failed > 0 && n < (int)sizeof text)
+		n += snprintf(text + n, sizeof text - (size_t)n, "; install failed on %d: %.200s", n_failed,
+			      first_failure ? first_failure : "");
+	if (n_skipped > 0 && n < (int)sizeof text)
+		snprintf(text + n, sizeof text - (size_t)n, "; %d unreachable (install per instance there)", n_skipped);
+	if (n_failed > 0)
+		log_warn("svc", "service=%s msg=\"%s\"", service, text);
+	else
+		log_info("svc", "service=%s msg=\"%s\"", service, text);
+	if (daemon_find(d, service) != NULL && store_add_event(d->store, service, daemon_now(), "staged", 0, text, NULL) == 0)
+		daemon_publish(d);
+}
+
+/* Before the first start of a rollout's new revision on ssh targets: its install hook on every
+ * host at once (the driver does it once per revision and makes the starts wait for it). */
+static void stage_rollout(struct svc *s, int rev, const struct spec *rs, struct drv *dv)
+{
+	const struct engine_rollout *ro = &s->st.ro;
+	if (ro->state != RO_PROGRESSING || ro->to_rev != rev)
+		return;
+	int r = drv_ssh_stage(dv, s->name, rev, &rs->tmpl, s->spec.targets, s->spec.n_targets, s->spec.ssh_accept_new,
+			      on_staged, s->d);
+	if (r > 0)
+		log_info("svc", "service=%s revision=%d msg=\"staging: install hook on every host\"", s->name, rev);
+	else if (r < 0)
+		log_warn("svc", "service=%s revision=%d msg=\"cannot stage\" err=%d", s->name, rev, r);
+}
+
 static void start_now(struct svc *s, uint64_t id)
 {
 	struct engine_inst *in = inst_of(s, id);
@@ -382,8 +427,10 @@ static void start_now(struct svc *s, uint64_t id)
 			daemon_dirty(s);
 			return;
 		}
+		stage_rollout(s, in->revision, rs, dv);
 		req.target = t;
 		req.ssh_accept_new = s->spec.ssh_accept_new;
+		req.systemd = s->spec.ssh_preset == SPEC_PRESET_SYSTEMD;
 	}
 	int r = drv_start(dv, &req);
 	if (r < 0 && r != -EEXIST) {
@@ -785,6 +832,7 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 	spec_clear(&s->spec);
 	s->spec = *spec;
 	spec_init(spec); /* ownership moved */
+	set_ssh_bound(s);
 	*rev = target;
 	daemon_publish(s->d);
 	for (size_t i = 0; i < s->out.n; i++)
@@ -802,6 +850,37 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 static void on_health(void *ctx, uint64_t id, bool healthy, const char *detail)
 {
 	svc_on_health(ctx, id, healthy, detail);
+}
+
+/* health_runner of ssh targets: an exec check runs on the instance's host (`where`, user@host:port),
+ * through the ssh driver. ctx is the service. */
+static int exec_on_host(void *ctx, const char *where, char *const *argv, size_t n, const char *host, int port,
+			int64_t timeout_ms, void (*done)(void *arg, int status, const char *detail), void *arg, void **req)
+{
+	struct svc *s = ctx;
+	const struct spec_target *t = NULL;
+	for (size_t i = 0; i < s->spec.n_targets && t == NULL; i++) {
+		char key[300];
+		target_key(&s->spec.targets[i], key, sizeof key);
+		if (strcmp(key, where) == 0)
+			t = &s->spec.targets[i];
+	}
+	if (t == NULL)
+		return -ENOENT; /* no longer a target */
+	struct drv_exec x = {.target = t,
+			     .ssh_accept_new = s->spec.ssh_accept_new,
+			     .argv = argv,
+			     .n_argv = n,
+			     .port = port,
+			     .host = host,
+			     .timeout_ms = timeout_ms};
+	return drv_exec(daemon_drv_ssh(s->d), &x, done, arg, (struct drv_req **)req);
+}
+
+static void exec_cancel(void *ctx, void *req)
+{
+	struct svc *s = ctx;
+	drv_cancel(daemon_drv_ssh(s->d), req);
 }
 
 void svc_on_started(struct svc *s, uint64_t id, int pid)
@@ -825,9 +904,9 @@ void svc_on_started(struct svc *s, uint64_t id, int pid)
 	if (live && rs != NULL && r->hc == NULL) {
 		if (rs->health.kind == SPEC_CHECK_NONE) {
 			engine_observe(&s->st, id, OBS_HEALTHY, daemon_now(), NULL);
-		} else if (health_start(s->d->health, &rs->health, r->addr[0] ? r->addr : "127.0.0.1", in->port, id,
-						on_health, s, &r->hc) <
-			   0) {
+		} else if (health_start_on(s->d->health, &rs->health, r->addr[0] ? r->addr : "127.0.0.1", in->port, id,
+					   r->host[0] ? &(struct health_runner){s, exec_on_host, exec_cancel} : NULL, r->host,
+					   on_health, s, &r->hc) < 0) {
 			log_warn("health", "service=%s instance=%llu msg=\"cannot start health check\"", s->name,
 				 (unsigned long long)id);
 		}
@@ -971,6 +1050,8 @@ int svc_load(struct daemon *d, const char *name, struct svc **out)
 		r = fill_spec_secrets(s);
 	if (r == 0)
 		r = store_load_state(d->store, name, &s->st);
+	if (r == 0)
+		set_ssh_bound(s);
 	if (r < 0) {
 		svc_free(s);
 		return r;

@@ -31,10 +31,12 @@ struct drv_start {
 	const struct spec_template *tmpl;
 	int port;
 	const char *log_dir; /* stdout+stderr go to log_dir/<service>-<id>.log */
-	/* ssh driver: the host to start on (required there, ignored by local) and whether an unknown
-	 * host key is accepted (spec `ssh: {accept_new: true}`). */
+	/* ssh driver: the host to start on (required there, ignored by local), whether an unknown
+	 * host key is accepted (spec `ssh: {accept_new: true}`) and whether the host runs it as a
+	 * systemd service (`ssh: {preset: systemd}`) rather than a plain process. */
 	const struct spec_target *target;
 	bool ssh_accept_new;
+	bool systemd;
 };
 
 /* One command run on an instance's host (the ssh driver: health.exec). Nothing is kept after

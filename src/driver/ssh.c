@@ -1468,7 +1468,7 @@ static int ssh_start(struct drv *base, const struct drv_start *req)
 		sb_add(&b, " --workdir");
 		sb_word(&b, t->workdir);
 	}
-	sb_add(&b, " --env-stdin --");
+	sb_add(&b, req->systemd ? " --env-stdin --systemd --" : " --env-stdin --");
 	for (size_t i = 0; i < t->n_command; i++)
 		sb_word(&b, t->command[i]);
 	free(name);

@@ -120,7 +120,8 @@ fleet_hostkey_new() {
 	mv "$FSSH/known_hosts.new" "$FSSH/known_hosts"
 }
 
-# fleet_sshd_start I: host I's sshd (foreground mode, in the background).
+# fleet_sshd_start I: host I's sshd (foreground mode, in the background). A scenario may define
+# fleet_setenv I to print more NAME=value words for the host's sessions (SetEnv).
 fleet_sshd_start() {
 	local i=$1 dir="$T/hosts/$1"
 	cat >"$dir/sshd_config" <<CFG
@@ -135,7 +136,7 @@ UsePAM no
 StrictModes no
 MaxSessions 100
 MaxStartups 100
-SetEnv ROLLOUT_HOME=$dir/home
+SetEnv ROLLOUT_HOME=$dir/home$(declare -F fleet_setenv >/dev/null && echo " $(fleet_setenv "$i")")
 CFG
 	ip netns exec "${FHOSTS_NS[$i]}" /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log" &
 	FSSHD_PIDS[$i]=$!
