@@ -120,8 +120,10 @@ fleet_hostkey_new() {
 	mv "$FSSH/known_hosts.new" "$FSSH/known_hosts"
 }
 
-# fleet_sshd_start I: host I's sshd (foreground mode, in the background). A scenario may define
-# fleet_setenv I to print more NAME=value words for the host's sessions (SetEnv).
+# fleet_sshd_start I: host I's sshd (foreground mode, in the background). Sessions get HOME=the
+# host's directory: namespaces share the file system, and this machine's own /root dotfiles (a
+# .bashrc that runs pyenv init, ~0.25 s) would otherwise run in every session, which a fresh host
+# does not. A scenario may define fleet_setenv I to print more NAME=value words (SetEnv).
 fleet_sshd_start() {
 	local i=$1 dir="$T/hosts/$1"
 	cat >"$dir/sshd_config" <<CFG
@@ -136,7 +138,7 @@ UsePAM no
 StrictModes no
 MaxSessions 100
 MaxStartups 100
-SetEnv ROLLOUT_HOME=$dir/home$(declare -F fleet_setenv >/dev/null && echo " $(fleet_setenv "$i")")
+SetEnv HOME=$dir ROLLOUT_HOME=$dir/home$(declare -F fleet_setenv >/dev/null && echo " $(fleet_setenv "$i")")
 CFG
 	ip netns exec "${FHOSTS_NS[$i]}" /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log" &
 	FSSHD_PIDS[$i]=$!
