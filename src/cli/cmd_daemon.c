@@ -29,7 +29,8 @@ int daemon_main(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	static const struct cmd_opt opts[] = {
 		{"--api", NULL, true},   {"--token-file", NULL, true}, {"--ports", NULL, true},
-		{"--log-json", NULL, false}, {"--debug", NULL, false},   {NULL, NULL, false},
+		{"--log-json", NULL, false}, {"--debug", NULL, false},   {"--keep-events", NULL, true},
+		{NULL, NULL, false},
 	};
 	struct cmd_args a;
 	int r = cmd_parse(ctx, opts, argc, argv, &a, 0, 0);
@@ -41,7 +42,15 @@ int daemon_main(struct cmd_ctx *ctx, int argc, char **argv)
 		.token_file = a.set[1] ? a.val[1] : NULL,
 		.port_lo = 20000,
 		.port_hi = 29999,
+		.keep_events = 10000,
 	};
+	if (a.set[5]) {
+		char *end;
+		long k = strtol(a.val[5], &end, 10);
+		if (end == a.val[5] || *end != '\0' || k < 0 || k > 1000000000L)
+			return cmd_usage_error(ctx, "--keep-events takes a count of events per service (0: keep all)");
+		o.keep_events = k;
+	}
 	if (a.set[2] && parse_ports(a.val[2], &o.port_lo, &o.port_hi) < 0)
 		return cmd_usage_error(ctx, "--ports takes LO-HI within 1024-65535, e.g. 20000-29999");
 	if (o.api_tcp != NULL && o.token_file == NULL)
@@ -58,7 +67,7 @@ int daemon_main(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_daemon_entry = {
 	.name = "daemon",
-	.usage = "[--data DIR] [--api ADDR --token-file FILE] [--ports LO-HI] [--log-json] [--debug]",
+	.usage = "[--data DIR] [--api ADDR --token-file FILE] [--ports LO-HI] [--keep-events N] [--log-json] [--debug]",
 	.summary = "run the control plane (one per data directory)",
 	.exec = daemon_main,
 };

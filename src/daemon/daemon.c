@@ -68,6 +68,20 @@ static void tick_cb(uv_timer_t *t)
 		svc_step(d->svcs[i]);
 }
 
+/* Event retention: all but the newest keep_events of each service go, at start and then every
+ * PRUNE_MS (a failure is logged; the next round tries again). */
+#define PRUNE_MS (10 * 60 * 1000)
+
+static void prune_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	size_t n = 0;
+	if (store_prune_events(d->store, (size_t)d->keep_events, &n) < 0)
+		log_warn("store", "msg=\"cannot prune old events\" err=\"%s\"", store_errmsg(d->store));
+	else if (n > 0)
+		log_info("store", "msg=\"pruned old events\" deleted=%zu keep_per_service=%ld", n, d->keep_events);
+}
+
 /* ---- ports ------------------------------------------------------------------------------------ */
 
 static bool port_taken(struct daemon *d, int port)
@@ -292,6 +306,7 @@ static void begin_shutdown(struct daemon *d)
 	health_ctx_free(d->health);
 	d->health = NULL;
 	uv_close((uv_handle_t *)&d->tick, NULL);
+	uv_close((uv_handle_t *)&d->prune, NULL);
 	uv_close((uv_handle_t *)&d->idle, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -439,6 +454,9 @@ int daemon_run(const struct daemon_opts *o)
 	d->idle.data = d;
 	uv_timer_init(d->loop, &d->tick);
 	d->tick.data = d;
+	uv_timer_init(d->loop, &d->prune);
+	d->prune.data = d;
+	d->keep_events = o->keep_events;
 
 	api_new(d->loop, &d->api);
 	routes_register(d);
@@ -472,6 +490,8 @@ int daemon_run(const struct daemon_opts *o)
 	d->sigint.data = d;
 	uv_signal_start(&d->sigint, signal_cb, SIGINT);
 	uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
+	if (d->keep_events > 0)
+		uv_timer_start(&d->prune, prune_cb, 0, PRUNE_MS);
 	monitor_new(d, &d->monitor);
 	log_info("daemon", "msg=\"ready\" data=%s socket=%s pid=%d", d->data, sock, (int)getpid());
 	free(sock);

@@ -29,6 +29,7 @@ struct daemon_opts {
 	const char *api_tcp;    /* optional host:port for the TCP API */
 	const char *token_file; /* file holding the TCP API's bearer token */
 	int port_lo, port_hi;   /* instance ports, inclusive */
+	long keep_events;       /* events kept per service (older ones pruned); 0: all */
 	const char *self_exe;   /* this binary, to start the proxy */
 };
 
@@ -100,6 +101,8 @@ struct daemon {
 	size_t n_svcs, cap_svcs;
 	int port_lo, port_hi, port_next;
 	uv_timer_t tick;
+	uv_timer_t prune; /* event retention, every PRUNE_MS */
+	long keep_events;
 	uv_idle_t idle; /* runs steps for dirty services */
 	uv_signal_t sigterm, sigint;
 	struct api_req **subs; /* open server-sent-event streams */

@@ -107,6 +107,7 @@ enum sid {
 	S_EVENT_ADD,
 	S_EVENTS_ALL,
 	S_EVENTS_SERVICE,
+	S_EVENTS_PRUNE,
 	S__COUNT
 };
 
@@ -175,6 +176,8 @@ static const char *const SQL[S__COUNT] = {
 		     " ORDER BY id LIMIT ?2",
     [S_EVENTS_SERVICE] = "SELECT id, service, ts, kind, inst_id, text FROM events"
 			 " WHERE service = ?3 AND id > ?1 ORDER BY id LIMIT ?2",
+    [S_EVENTS_PRUNE] = "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
+		       " (PARTITION BY service ORDER BY id DESC) AS rn FROM events) WHERE rn > ?1)",
 };
 
 struct store {
@@ -1080,6 +1083,26 @@ int store_add_event(struct store *s, const char *service, int64_t ts, const char
 	if (kind == NULL || text == NULL)
 		return fail(s, -EINVAL, "add_event: kind and text are required");
 	return add_event(s, service, ts, kind, inst_id, text, -1, id_out);
+}
+
+int store_prune_events(struct store *s, size_t keep, size_t *deleted)
+{
+	if (deleted != NULL)
+		*deleted = 0;
+	if (keep == 0 || keep > INT64_MAX)
+		return fail(s, -EINVAL, "prune_events: keep must be at least 1");
+	bool own;
+	int rc = wr_enter(s, &own);
+	sqlite3_stmt *q = NULL;
+	if (rc == 0)
+		rc = prep(s, S_EVENTS_PRUNE, &q);
+	if (rc == 0)
+		rc = bind_check(s, q, b_i64(q, 1, (int64_t)keep));
+	if (rc == 0)
+		rc = run(s, q);
+	if (rc == 0 && deleted != NULL)
+		*deleted = (size_t)sqlite3_changes(s->db);
+	return wr_leave(s, own, rc);
 }
 
 int store_add_intent_events(struct store *s, const char *service, int64_t now, const struct engine_out *out)

@@ -107,6 +107,9 @@ void store_revisions_free(struct store_revision *v, size_t n);
  * (may be NULL) gets its id; ids only grow, never reused. */
 int store_add_event(struct store *s, const char *service, int64_t ts, const char *kind, uint64_t inst_id,
 		    const char *text, int64_t *id_out);
+/* Retention: deletes all but the newest `keep` (>= 1) events of each service (daemon-wide events
+ * counting as one more service). *deleted (may be NULL) gets how many went. 0 or an error. */
+int store_prune_events(struct store *s, size_t keep, size_t *deleted);
 /* Records every INTENT_EVENT and INTENT_ROLLOUT of out as an event at `now`, kind
  * engine_event_name(intent.event), all or none. */
 int store_add_intent_events(struct store *s, const char *service, int64_t now, const struct engine_out *out);

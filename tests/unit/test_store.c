@@ -522,6 +522,40 @@ static int collect(void *ctx, int64_t id, const char *service, int64_t ts, const
 	return e->stop_after != 0 && e->n == e->stop_after ? 42 : 0;
 }
 
+/* Retention: each service (and the daemon-wide events) keeps its newest `keep`, whatever the others. */
+static void test_prune_events(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = open_ok(f->path);
+	for (int i = 0; i < 12; i++) {
+		char text[16];
+		snprintf(text, sizeof text, "w%d", i);
+		assert_int_equal(store_add_event(s, "web", i, "k", 0, text, NULL), 0);
+		if (i < 2)
+			assert_int_equal(store_add_event(s, "api", i, "k", 0, "a", NULL), 0);
+		if (i < 5)
+			assert_int_equal(store_add_event(s, NULL, i, "k", 0, "d", NULL), 0);
+	}
+	size_t n = 0;
+	assert_int_equal(store_prune_events(s, 3, &n), 0);
+	assert_int_equal(n, (12 - 3) + 0 + (5 - 3));
+	struct evs e = {0};
+	assert_int_equal(store_events(s, "web", 0, 16, collect, &e), 0);
+	assert_int_equal(e.n, 3);
+	assert_string_equal(e.v[0].text, "w9"); /* the newest three, oldest first */
+	assert_string_equal(e.v[2].text, "w11");
+	memset(&e, 0, sizeof e);
+	assert_int_equal(store_events(s, "api", 0, 16, collect, &e), 0);
+	assert_int_equal(e.n, 2);
+	memset(&e, 0, sizeof e);
+	assert_int_equal(store_events(s, NULL, 0, 16, collect, &e), 0);
+	assert_int_equal(e.n, 3 + 2 + 3);
+	assert_int_equal(store_prune_events(s, 3, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_not_equal(store_prune_events(s, 0, NULL), 0);
+	store_free(s);
+}
+
 static void test_events(void **state)
 {
 	struct fixture *f = *state;
@@ -861,6 +895,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_stores, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune_events, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
