@@ -425,6 +425,7 @@ static void exec_start(struct probe *p)
 	o.file = chk->argv[0];
 	o.args = chk->argv;
 	o.env = env;
+	o.cwd = chk->where; /* the instance's workdir (NULL: the daemon's) */
 	o.flags = UV_PROCESS_DETACHED; /* its own group, so a timeout kills what it started too */
 	o.stdio_count = 3;
 	o.stdio = stdio;
@@ -591,10 +592,10 @@ int health_start_on(struct health_ctx *hc, const struct spec_health *h, const ch
 		chk->argv = xcalloc(h->n_exec + 1, sizeof *chk->argv);
 		for (size_t i = 0; i < h->n_exec && h->exec[i] != NULL; i++)
 			chk->argv[chk->n_argv++] = xstrdup(h->exec[i]);
-		if (remote) {
+		if (remote)
 			chk->runner = *runner;
-			chk->where = xstrdup(where);
-		}
+		if (where != NULL)
+			chk->where = xstrdup(where); /* the runner's place, or the local probe's directory */
 	}
 	uv_timer_init(hc->loop, &chk->timer);
 	chk->timer.data = chk;

@@ -56,7 +56,8 @@ struct health_runner {
 };
 
 /* As health_start, but exec probes go through runner (copied; NULL: as health_start) with `where`
- * (copied) naming the place; http, tcp and none are as health_start. */
+ * (copied) naming the place; http, tcp and none are as health_start. Without a runner, `where`
+ * (may be NULL: the daemon's) is the directory a local exec probe runs in (the instance's workdir). */
 int health_start_on(struct health_ctx *hc, const struct spec_health *h, const char *host, int port, uint64_t id,
 		    const struct health_runner *runner, const char *where, health_cb cb, void *ctx,
 		    struct health_check **out);

@@ -905,7 +905,8 @@ void svc_on_started(struct svc *s, uint64_t id, int pid)
 		if (rs->health.kind == SPEC_CHECK_NONE) {
 			engine_observe(&s->st, id, OBS_HEALTHY, daemon_now(), NULL);
 		} else if (health_start_on(s->d->health, &rs->health, r->addr[0] ? r->addr : "127.0.0.1", in->port, id,
-					   r->host[0] ? &(struct health_runner){s, exec_on_host, exec_cancel} : NULL, r->host,
+					   r->host[0] ? &(struct health_runner){s, exec_on_host, exec_cancel} : NULL,
+					   r->host[0] ? r->host : rs->tmpl.workdir,
 					   on_health, s, &r->hc) < 0) {
 			log_warn("health", "service=%s instance=%llu msg=\"cannot start health check\"", s->name,
 				 (unsigned long long)id);

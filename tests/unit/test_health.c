@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -429,6 +430,32 @@ static void test_exec_env(void **state)
 	assert_false(f->last);
 }
 
+/* A local exec probe runs in the directory given as `where` (the instance's workdir): a relative
+ * check script found there; without it, in the daemon's directory, not found. */
+static void test_exec_workdir(void **state)
+{
+	struct fixture *f = *state;
+	char path[300];
+	snprintf(path, sizeof path, "%s/check.sh", f->dir);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("#!/bin/sh\ntest -f ./check.sh\n", fp);
+	fclose(fp);
+	assert_int_equal(chmod(path, 0755), 0);
+	char *argv[] = {"./check.sh", NULL};
+	struct spec_health h = spec(SPEC_CHECK_EXEC, 20, 1000, 1, 1);
+	h.exec = argv;
+	h.n_exec = 1;
+	assert_int_equal(health_start_on(f->hc, &h, "127.0.0.1", 1, 42, NULL, f->dir, on_health, f, &f->chk), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
+	assert_true(f->last);
+	health_stop(f->chk);
+	f->last = true;
+	assert_int_equal(health_start_on(f->hc, &h, "127.0.0.1", 1, 42, NULL, NULL, on_health, f, &f->chk), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
+	assert_false(f->last);
+}
+
 /* The pid the probe's shell wrote, or 0. */
 static int read_pid(const char *path)
 {
@@ -692,6 +719,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_true_false, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_env, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exec_workdir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_timeout_kills, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_stop_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_runner, setup, teardown),
