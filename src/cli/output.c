@@ -266,6 +266,12 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 	} else {
 		fprintf(f, "no rollout yet\n");
 	}
+	const json_t *lberr = json_object_get(json_object_get(status, "lb"), "error");
+	if (json_is_object(lberr)) {
+		int64_t since = output_jint(lberr, "since", 0);
+		fprintf(f, "load balancer: %s (for %s)\n", output_jstr(lberr, "text", "?"),
+			output_duration(since > 0 ? now_ms - since : 0, d, sizeof d));
+	}
 	fprintf(f, "instances: %" PRId64 " total, %" PRId64 " available", output_jint(counts, "total", 0),
 		output_jint(counts, "available", 0));
 	const json_t *by = json_object_get(counts, "by_revision");

@@ -202,6 +202,14 @@ static void on_exited(void *ctx, const char *service, uint64_t id, const char *c
 		svc_on_exited(s, id, cause);
 }
 
+static void on_lb_problem(void *ctx, const char *service, const char *error)
+{
+	struct daemon *d = ctx;
+	struct svc *s = daemon_find(d, service);
+	if (s != NULL)
+		svc_on_lb_problem(s, error);
+}
+
 static void on_drained(void *ctx, const char *service, uint64_t id)
 {
 	struct svc *s = daemon_find(ctx, service);
@@ -224,7 +232,8 @@ struct lb *daemon_lb_builtin(struct daemon *d)
 {
 	if (d->lb_builtin == NULL && !d->stopping) {
 		char *admin = xasprintf("%s/proxy.sock", d->data);
-		struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats};
+		struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats,
+				  .problem = on_lb_problem};
 		int r = lb_builtin_new(d->loop, admin, d->self_exe, &lcb, &d->lb_builtin);
 		if (r < 0) {
 			log_error("lb", "msg=\"cannot start the builtin balancer\" err=%d", r);
@@ -242,7 +251,8 @@ struct lb *daemon_lb_haproxy(struct daemon *d, const char *socket, const char *b
 	for (size_t i = 0; i < d->n_lbh; i++)
 		if (strcmp(d->lbh[i].socket, socket) == 0 && strcmp(d->lbh[i].backend, backend) == 0)
 			return d->lbh[i].lb;
-	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats};
+	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats,
+				  .problem = on_lb_problem};
 	struct lb *lb = NULL;
 	int r = lb_haproxy_new(d->loop, socket, backend, &lcb, &lb);
 	if (r < 0) {
@@ -445,7 +455,8 @@ int daemon_run(const struct daemon_opts *o)
 	uv_loop_init(d->loop);
 	struct drv_callbacks dcb = {.ctx = d, .started = on_started, .exited = on_exited};
 	drv_local_new(d->loop, d->data, &dcb, &d->drv);
-	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats};
+	struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats,
+				  .problem = on_lb_problem};
 	lb_none_new(d->loop, &lcb, &d->lb_none);
 	health_ctx_new(d->loop, &d->health);
 	if (notify_new(d->loop, &d->notify) < 0)

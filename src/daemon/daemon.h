@@ -70,6 +70,8 @@ struct svc {
 	size_t n_pushed;
 	bool pushed_valid;
 	uv_timer_t *wake; /* fires at the engine's next deadline */
+	char lb_error[400];  /* what the load balancer last could not do ("" when in sync) */
+	int64_t lb_error_since;
 	struct monitor_svc *mon; /* monitor.c: traffic samples, analysis results */
 };
 
@@ -153,6 +155,9 @@ void svc_on_started(struct svc *s, uint64_t id, int pid);
 void svc_on_exited(struct svc *s, uint64_t id, const char *cause);
 void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail);
 void svc_on_drained(struct svc *s, uint64_t id);
+/* The load balancer could not do what the service needs (error), or is in sync again (NULL):
+ * kept for status and recorded as an event (lb_problem / lb_ok). */
+void svc_on_lb_problem(struct svc *s, const char *error);
 /* Stops runtime watchers (health checks, timers) without touching instances: shutdown. */
 void svc_detach(struct svc *s);
 

@@ -958,6 +958,27 @@ void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail)
 	daemon_dirty(s);
 }
 
+void svc_on_lb_problem(struct svc *s, const char *error)
+{
+	if (error == NULL && s->lb_error[0] == '\0')
+		return;
+	int64_t now = daemon_now();
+	char text[sizeof s->lb_error + 32];
+	if (error != NULL) {
+		snprintf(s->lb_error, sizeof s->lb_error, "%s", error);
+		s->lb_error_since = now;
+		snprintf(text, sizeof text, "load balancer: %s", s->lb_error);
+	} else {
+		s->lb_error[0] = '\0';
+		s->lb_error_since = 0;
+		snprintf(text, sizeof text, "load balancer in sync again");
+	}
+	if (store_add_event(s->d->store, s->name, now, error ? "lb_problem" : "lb_ok", 0, text, NULL) < 0)
+		log_warn("store", "service=%s msg=\"cannot record an event\" err=\"%s\"", s->name,
+			 store_errmsg(s->d->store));
+	daemon_publish(s->d);
+}
+
 void svc_on_drained(struct svc *s, uint64_t id)
 {
 	struct engine_inst *in = inst_of(s, id);
@@ -1187,6 +1208,13 @@ json_t *svc_status_json(struct svc *s)
 	json_object_set_new(j, "counts", json_pack("{s:i,s:i,s:o}", "total", total, "available", avail,
 						   "by_revision", byrev));
 	json_object_set_new(j, "instances", insts);
+	static const char *const lb_kinds[] = {[SPEC_LB_BUILTIN] = "builtin", [SPEC_LB_NONE] = "none",
+					       [SPEC_LB_HAPROXY] = "haproxy"};
+	json_t *lbj = json_pack("{s:s}", "kind", lb_kinds[s->spec.lb]);
+	if (s->lb_error[0])
+		json_object_set_new(lbj, "error", json_pack("{s:s,s:I}", "text", s->lb_error, "since",
+							   (json_int_t)s->lb_error_since));
+	json_object_set_new(j, "lb", lbj);
 
 	if (ro->id == 0) {
 		json_object_set_new(j, "rollout", json_null());

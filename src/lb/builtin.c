@@ -32,6 +32,7 @@ struct bsvc {
 	uint64_t gen, acked;     /* set version wanted, and the last one the proxy confirmed */
 	uint64_t failed_gen;     /* a push of this version was refused (logged once) */
 	int pushing, polling, deleted, reading;
+	bool problem;            /* a problem was reported (the next success reports it gone) */
 };
 
 struct lb_builtin {
@@ -250,6 +251,16 @@ static char *set_json(const struct bsvc *s)
 
 static void step(struct lb_builtin *b);
 
+/* Reports a problem of service s (error) or its end (NULL), on changes only. */
+static void report_problem(struct lb_builtin *b, struct bsvc *s, const char *error)
+{
+	if (error == NULL && !s->problem)
+		return;
+	s->problem = error != NULL;
+	if (b->lb.cb.problem != NULL)
+		b->lb.cb.problem(b->lb.cb.ctx, s->name, error);
+}
+
 static void on_put(struct lb_builtin *b, struct breq *r, int status, const char *body, size_t len)
 {
 	struct bsvc *s = svc_find(b, r->svc);
@@ -258,11 +269,17 @@ static void on_put(struct lb_builtin *b, struct breq *r, int status, const char 
 	s->pushing = 0;
 	if (status >= 200 && status < 300) {
 		s->acked = r->gen;
+		report_problem(b, s, NULL);
 		step(b);
 	} else if (status >= 400 && status < 500) {
-		if (s->failed_gen != r->gen)
+		if (s->failed_gen != r->gen) {
 			log_error("lb", "service=%s msg=\"the proxy refused the backend set\" status=%d reply=\"%.*s\"",
 				  s->name, status, (int)(len > 200 ? 200 : len), body);
+			char why[300];
+			snprintf(why, sizeof why, "the proxy refused the backend set (HTTP %d): %.*s", status,
+				 (int)(len > 200 ? 200 : len), body);
+			report_problem(b, s, why);
+		}
 		s->failed_gen = r->gen;
 		s->acked = r->gen; /* retrying the same set cannot help; the next change is pushed */
 	} else {
@@ -447,8 +464,14 @@ static void on_health(struct lb_builtin *b, struct breq *r, int status, const ch
 	(void)r;
 	b->health_busy = 0;
 	if (status != 200) {
-		if (b->up)
+		if (b->up) {
 			log_warn("lb", "msg=\"the proxy does not answer\" admin=%s status=%d", b->admin_path, status);
+			char why[300];
+			snprintf(why, sizeof why, "the proxy does not answer on %s (%s)", b->admin_path,
+				 status < 0 ? uv_strerror(status) : "bad status");
+			for (struct bsvc *s = b->svcs; s; s = s->next)
+				report_problem(b, s, why);
+		}
 		b->up = 0;
 		uint64_t now = uv_now(b->loop);
 		if (status == UV_ECONNREFUSED || status == UV_ENOENT || status == -ECONNREFUSED || status == -ENOENT) {

@@ -276,10 +276,16 @@ static void cycle_fail(struct lb_haproxy *x, bool unreachable, const char *text)
 	else if (!unreachable && strcmp(msg, x->last_err) != 0)
 		log_error("lb", "service=%s haproxy=%s backend=%s msg=\"HAProxy refused a command or answered unexpectedly\" err=\"%s\"",
 			  x->service ? x->service : "", x->target, x->backend, msg);
+	bool changed = !x->failed || strcmp(msg, x->last_err) != 0;
 	snprintf(x->last_err, sizeof x->last_err, "%s", msg);
 	if (unreachable)
 		x->up = false;
 	x->failed = true;
+	if (changed && x->lb.cb.problem && !x->closing && x->service != NULL) {
+		char why[sizeof msg + 64];
+		snprintf(why, sizeof why, "HAProxy %s: %s", unreachable ? "does not answer" : "refused", msg);
+		x->lb.cb.problem(x->lb.cb.ctx, x->service, why);
+	}
 	if (x->stats_wanted) {
 		x->stats_wanted = false;
 		if (x->lb.cb.stats && !x->closing)
@@ -358,9 +364,12 @@ static void run_next(struct lb_haproxy *x)
 		return;
 	}
 	deliver_reports(x);
-	if (x->failed && x->last_err[0])
+	if (x->failed && x->last_err[0]) {
 		log_info("lb", "service=%s haproxy=%s backend=%s msg=\"in sync again\"", x->service ? x->service : "",
 			 x->target, x->backend);
+		if (x->lb.cb.problem && !x->closing && x->service != NULL)
+			x->lb.cb.problem(x->lb.cb.ctx, x->service, NULL);
+	}
 	x->failed = false;
 	x->last_err[0] = '\0';
 	cycle_end(x, false);

@@ -33,6 +33,9 @@ struct lb_callbacks {
 	/* Answer to lb_read_stats: the service's cumulative counters per revision (v[0..n), valid
 	 * during the call), or err < 0 when they could not be read. */
 	void (*stats)(void *ctx, const char *service, int err, const struct analysis_rev *v, size_t n);
+	/* The balancer cannot do what the service needs (error: what went wrong, valid during the
+	 * call), or, error NULL, it is in sync again. On changes only; may be NULL. */
+	void (*problem)(void *ctx, const char *service, const char *error);
 };
 
 struct lb_ops {

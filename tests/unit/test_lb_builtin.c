@@ -33,6 +33,9 @@ struct fake {
 	int ndrained;
 	/* stats answers */
 	int nstats, stats_err;
+	/* problem reports; the fake refuses PUTs while refuse_put is set */
+	int refuse_put, nproblems;
+	char problem[512];
 	struct analysis_rev revs[ANALYSIS_MAX_REVS];
 	size_t nrevs;
 };
@@ -104,7 +107,7 @@ static void fread_(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	} else if (strncmp(m.method, "PUT", 3) == 0) {
 		f->puts++;
 		snprintf(f->last_put, sizeof f->last_put, "%.*s", (int)m.content_length, c->buf + hl);
-		freply(c, 200, "{}");
+		freply(c, f->refuse_put ? 422 : 200, f->refuse_put ? "{\"error\":\"listen in use\"}" : "{}");
 	} else if (strncmp(m.method, "DELETE", 6) == 0) {
 		f->deletes++;
 		freply(c, 200, "{}");
@@ -209,9 +212,16 @@ static void run_for(struct fake *f, uint64_t ms)
 	uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
+static void on_problem(void *ctx, const char *service, const char *error)
+{
+	struct fake *f = ctx;
+	f->nproblems++;
+	snprintf(f->problem, sizeof f->problem, "%s: %s", service, error ? error : "(none)");
+}
+
 static struct lb *make(struct fake *f, const char *exe)
 {
-	struct lb_callbacks cb = {.ctx = f, .drained = on_drained, .stats = on_stats_cb};
+	struct lb_callbacks cb = {.ctx = f, .drained = on_drained, .stats = on_stats_cb, .problem = on_problem};
 	struct lb *lb = NULL;
 	assert_int_equal(lb_builtin_new(&f->loop, f->path, exe, &cb, &lb), 0);
 	return lb;
@@ -261,6 +271,33 @@ static void test_push_once(void **state)
 	assert_int_equal(lb_remove_service(lb, "web"), 0);
 	run_for(f, 150);
 	assert_int_equal(f->deletes, 1);
+	close_lb(f, lb);
+}
+
+/* A refused backend set is reported once as a problem of the service; the next set the proxy
+ * takes reports it gone. */
+static void test_problem_reports(void **state)
+{
+	struct fake *f = *state;
+	fake_listen(f);
+	struct lb *lb = make(f, "/bin/false");
+	f->refuse_put = 1;
+	struct lb_backend v[1] = {be(1, 1, 20001, LB_ACTIVE)};
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
+	run_for(f, 300);
+	assert_int_equal(f->nproblems, 1);
+	assert_non_null(strstr(f->problem, "web: the proxy refused the backend set (HTTP 422)"));
+	assert_non_null(strstr(f->problem, "listen in use"));
+	f->refuse_put = 0;
+	v[0] = be(2, 2, 20002, LB_ACTIVE);
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
+	run_for(f, 300);
+	assert_int_equal(f->nproblems, 2);
+	assert_string_equal(f->problem, "web: (none)");
+	v[0] = be(3, 2, 20003, LB_ACTIVE); /* in sync: no more reports */
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
+	run_for(f, 300);
+	assert_int_equal(f->nproblems, 2);
 	close_lb(f, lb);
 }
 
@@ -382,6 +419,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_push_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drained_when_idle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_problem_reports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repush_on_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawns_proxy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_stats, setup, teardown),
