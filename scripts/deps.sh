@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config clang libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libcmocka-dev curl wrk iproute2 procps psmisc python3 prometheus haproxy
-      openssh-server openssh-client)
+      openssh-server openssh-client chromium)
 [ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light ansible-core)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,6 +2,7 @@
  * server-sent events. Heads are parsed by util/http1; nothing reaches a handler unless complete. */
 #include "daemon/api.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ struct route {
 	int nsegs;
 	api_handler fn;
 	void *ctx;
+	bool open; /* answers on TCP without the bearer token (api_route_open) */
 };
 
 enum conn_state { C_HEAD, C_BODY, C_HANDLER, C_SSE, C_CLOSING };
@@ -44,6 +46,7 @@ struct conn {
 	struct conn *prev, *next;
 	enum conn_state state;
 	bool need_auth;
+	bool unauth;     /* the current request came without the token: only an open route may take it */
 	bool eof;        /* read side ended: no further request will come */
 	bool in_process; /* conn_process() is on the stack */
 	bool head_timer; /* the head timer runs for the current request */
@@ -178,6 +181,13 @@ void api_route(struct api *api, const char *method, const char *pattern, api_han
 	free(tmp);
 	r->fn = fn;
 	r->ctx = ctx;
+}
+
+void api_route_open(struct api *api, const char *method, const char *path, api_handler fn, void *ctx)
+{
+	assert(strchr(path, '{') == NULL);
+	api_route(api, method, path, fn, ctx);
+	api->routes[api->nroutes - 1].open = true;
 }
 
 static bool is_param(const char *seg)
@@ -407,7 +417,8 @@ static void req_done(struct api_req *req, bool keep)
 		uv_timer_start(&c->timer, resume_cb, 0, 0);
 }
 
-static int reply(struct api_req *req, int status, const char *ctype, const char *body, size_t n)
+static int reply(struct api_req *req, int status, const char *ctype, const char *extra, const char *body,
+		 size_t n)
 {
 	if (req->conn == NULL || req->closed || req->sse) {
 		if (req->conn)
@@ -417,7 +428,7 @@ static int reply(struct api_req *req, int status, const char *ctype, const char 
 	}
 	struct conn *c = req->conn;
 	bool keep = req->keep_alive && !c->eof;
-	conn_respond(c, status, ctype, body, n, keep, NULL);
+	conn_respond(c, status, ctype, body, n, keep, extra);
 	if (keep)
 		req_done(req, true);
 	else {
@@ -434,7 +445,7 @@ int api_reply_json(struct api_req *req, int status, json_t *body)
 	json_decref(body);
 	char *text = xasprintf("%s\n", s ? s : "null");
 	free(s);
-	int rc = reply(req, status, "application/json", text, strlen(text));
+	int rc = reply(req, status, "application/json", NULL, text, strlen(text));
 	free(text);
 	return rc;
 }
@@ -447,14 +458,20 @@ int api_reply_error(struct api_req *req, int status, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	char *body = error_json(msg);
-	int rc = reply(req, status, "application/json", body, strlen(body));
+	int rc = reply(req, status, "application/json", NULL, body, strlen(body));
 	free(body);
 	return rc;
 }
 
 int api_reply_text(struct api_req *req, int status, const char *content_type, const char *text)
 {
-	return reply(req, status, content_type, text, strlen(text));
+	return reply(req, status, content_type, NULL, text, strlen(text));
+}
+
+int api_reply_with(struct api_req *req, int status, const char *content_type, const char *headers,
+		   const char *body, size_t len)
+{
+	return reply(req, status, content_type, headers, body, len);
 }
 
 int api_sse_start(struct api_req *req)
@@ -673,6 +690,35 @@ static bool authorized(struct conn *c)
 	return diff == 0;
 }
 
+/* True when the request head in c names an open route exactly: its method, and its origin-form
+ * path (the query aside) byte for byte as registered. Anything else (another spelling, an
+ * absolute-form target) is not open, so an unauthenticated request fails closed. */
+static bool open_route(const struct conn *c)
+{
+	const struct http1_msg *m = &c->msg;
+	size_t plen = 0;
+	while (plen < m->target_len && m->target[plen] != '?')
+		plen++;
+	for (size_t i = 0; i < c->api->nroutes; i++) {
+		const struct route *r = &c->api->routes[i];
+		if (!r->open || strlen(r->method) != m->method_len ||
+		    memcmp(r->method, m->method, m->method_len) != 0)
+			continue;
+		/* rebuild the registered path from its segments: "/" + segs joined by "/" */
+		size_t k = 0;
+		bool same = true;
+		for (int s = 0; s < r->nsegs && same; s++) {
+			size_t n = strlen(r->segs[s]);
+			same = k < plen && m->target[k] == '/' && plen - k - 1 >= n &&
+			       memcmp(m->target + k + 1, r->segs[s], n) == 0;
+			k += 1 + n;
+		}
+		if (same && k == plen)
+			return true;
+	}
+	return false;
+}
+
 /* Fills req's params and query from the matched route and the raw query. Returns 0 or -EINVAL. */
 static int fill_params(struct api_req *req, const struct route *r, char **decoded, const char *query)
 {
@@ -789,6 +835,14 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 			snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
 				 allow[0] ? ", " : "", r->method);
 	}
+	if (found && c->unauth && !found->open) { /* open_route() and the router disagree: fail closed */
+		req_free(req);
+		for (int i = 0; i < ndec; i++)
+			free(decoded[i]);
+		free(tmp);
+		conn_error(c, 401, "missing or wrong bearer token", false, "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
 	if (found && fill_params(req, found, decoded, query) < 0)
 		err = "bad query string";
 	for (int i = 0; i < ndec; i++)
@@ -839,7 +893,8 @@ static bool step_head(struct conn *c)
 		return false;
 	}
 	c->head_len = (size_t)rc;
-	if (c->need_auth && !authorized(c)) {
+	c->unauth = c->need_auth && !authorized(c);
+	if (c->unauth && !open_route(c)) {
 		conn_error(c, 401, "missing or wrong bearer token", false, "WWW-Authenticate: Bearer\r\n");
 		return false;
 	}

@@ -36,6 +36,10 @@ void api_set_timeouts(struct api *api, uint64_t head_ms, uint64_t idle_ms);
 /* Adds a route. method is "GET", "POST", ...; pattern like "/v1/services/{name}/pause", where a
  * {name} segment matches one non-empty path segment. Strings are copied; ctx is passed through. */
 void api_route(struct api *api, const char *method, const char *pattern, api_handler fn, void *ctx);
+/* Adds a route that a TCP client may use without the bearer token (a page that holds no data, such
+ * as the dashboard). path is literal, without {name} segments; only a request for exactly that
+ * method and path (any query string) gets through, any other request without the token is 401. */
+void api_route_open(struct api *api, const char *method, const char *path, api_handler fn, void *ctx);
 /* Stops listening, closes every connection (requests still held by handlers get closed=true and
  * their on_close callback), removes the unix socket file, then calls done(arg) and frees api. */
 void api_close(struct api *api, void (*done)(void *arg), void *arg);
@@ -64,6 +68,10 @@ int api_reply_json(struct api_req *req, int status, json_t *body);
 int api_reply_error(struct api_req *req, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int api_reply_text(struct api_req *req, int status, const char *content_type, const char *text);
+/* Like api_reply_text with len bytes of body and extra header lines: headers is NULL or a series of
+ * "Name: value\r\n" lines (the caller's constant, never request data). */
+int api_reply_with(struct api_req *req, int status, const char *content_type, const char *headers,
+		   const char *body, size_t len);
 
 /* Server-sent events: api_sse_start() sends a 200 text/event-stream head (the stream ends when the
  * connection closes); api_sse_send() sends one event (id < 0 omits "id:", event NULL omits

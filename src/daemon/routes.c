@@ -7,6 +7,7 @@
 
 #include "daemon/api.h"
 #include "daemon/daemon.h"
+#include "daemon/dashboard.h"
 #include "daemon/metrics.h"
 #include "driver/driver.h"
 #include "lb/hapi.h"
@@ -383,5 +384,6 @@ int routes_register(struct daemon *d)
 	}
 	api_route(d->api, "GET", "/v1/events", get_events_stream, d);
 	api_route(d->api, "GET", "/metrics", get_metrics, d);
+	dashboard_register(d->api);
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "daemon/api.h"
+#include "daemon/dashboard.h"
 #include "util/http1.h"
 
 #define TOKEN "s3cret-token"
@@ -181,6 +182,7 @@ static int setup(void **state)
 	api_route(f->api, "GET", "/v1/events", h_events, f);
 	api_route(f->api, "GET", "/v1/big", h_big, f);
 	api_route(f->api, "GET", "/v1/fail/{name}", h_fail, f);
+	dashboard_register(f->api);
 	if (api_listen_unix(f->api, f->sock) != 0)
 		return -1;
 	if (api_listen_tcp(f->api, "127.0.0.1:0", TOKEN) != 0)
@@ -706,6 +708,54 @@ static void test_tcp_token(void **state)
 	assert_int_equal(r.status, 200);
 }
 
+/* GET / (an open route) answers over TCP without the token; nothing else does, however spelled. */
+static void test_open_route_dashboard(void **state)
+{
+	struct fixture *f = *state;
+	static struct client c;
+	static struct resp r;
+	size_t n;
+	const char *page = dashboard_page(&n);
+	client_tcp(&c, f->port);
+	request(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.head, "Content-Type: text/html; charset=utf-8\r\n"));
+	assert_non_null(strstr(r.head, "X-Content-Type-Options: nosniff\r\n"));
+	assert_non_null(strstr(r.head, "Cache-Control: no-store\r\n"));
+	assert_non_null(strstr(r.head, "Content-Security-Policy: default-src 'none'; "));
+	assert_int_equal(r.body_len, n);
+	assert_memory_equal(r.body, page, n);
+	/* keep-alive goes on, and each request is checked on its own */
+	request(&c, "GET /?service=a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	request(&c, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 401);
+	close(c.fd);
+	const char *reqs[] = {
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+		"GET // HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /%2F HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1/services/a?/ HTTP/1.1\r\nHost: x\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+		client_tcp(&c, f->port);
+		request(&c, reqs[i], &r);
+		assert_int_equal(r.status, 401);
+		close(c.fd);
+	}
+	once(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
+	/* the page builds no markup from strings and loads nothing from elsewhere */
+	assert_int_equal(strlen(page), n);
+	assert_null(strstr(page, "innerHTML"));
+	assert_null(strstr(page, "outerHTML"));
+	assert_null(strstr(page, "insertAdjacentHTML"));
+	assert_null(strstr(page, "document.write"));
+	assert_null(strstr(page, "://"));
+}
+
 static void test_listen_args(void **state)
 {
 	(void)state;
@@ -738,6 +788,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head_method, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipeline_backpressure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_route_dashboard, setup, teardown),
 		cmocka_unit_test(test_listen_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
