@@ -266,7 +266,7 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 	} else {
 		fprintf(f, "no rollout yet\n");
 	}
-	const json_t *lberr = json_object_get(json_object_get(status, "lb"), "error");
+	const json_t *lberr = json_object_get(status, "lb_error");
 	if (json_is_object(lberr)) {
 		int64_t since = output_jint(lberr, "since", 0);
 		fprintf(f, "load balancer: %s (for %s)\n", output_jstr(lberr, "text", "?"),

@@ -1208,13 +1208,9 @@ json_t *svc_status_json(struct svc *s)
 	json_object_set_new(j, "counts", json_pack("{s:i,s:i,s:o}", "total", total, "available", avail,
 						   "by_revision", byrev));
 	json_object_set_new(j, "instances", insts);
-	static const char *const lb_kinds[] = {[SPEC_LB_BUILTIN] = "builtin", [SPEC_LB_NONE] = "none",
-					       [SPEC_LB_HAPROXY] = "haproxy"};
-	json_t *lbj = json_pack("{s:s}", "kind", lb_kinds[s->spec.lb]);
 	if (s->lb_error[0])
-		json_object_set_new(lbj, "error", json_pack("{s:s,s:I}", "text", s->lb_error, "since",
-							   (json_int_t)s->lb_error_since));
-	json_object_set_new(j, "lb", lbj);
+		json_object_set_new(j, "lb_error", json_pack("{s:s,s:I}", "text", s->lb_error, "since",
+							     (json_int_t)s->lb_error_since));
 
 	if (ro->id == 0) {
 		json_object_set_new(j, "rollout", json_null());

@@ -39,7 +39,7 @@ sleep 2
 [ "$(ro_state hello)" = progressing ] || fail "state $(ro_state hello) while HAProxy is away, want progressing"
 # The outage shows in status (text and JSON) and as an event, not only in the daemon's log.
 "$RO" status hello | grep -q "^load balancer: HAProxy does not answer" || { "$RO" status hello; fail "status shows no outage"; }
-[ "$(status_json hello | jq_ "d['lb']['kind']")" = haproxy ] || fail "status lb kind"
+[ "$(status_json hello | jq_ "d['lb_error']['text'][:24]")" = "HAProxy does not answer:" ] || fail "status JSON lb_error"
 "$RO" events hello | grep -q "load balancer: HAProxy does not answer" || fail "no lb_problem event"
 log "HAProxy started again from its config file"
 start_haproxy
@@ -51,7 +51,7 @@ grep -q "HAProxy does not answer" "$T/daemon.log" || fail "the outage was not no
 grep -q "HAProxy answers again\|HAProxy restarted" "$T/daemon.log" || fail "the return was not noticed"
 wait_until 10 serving 2 || { servers; fail "v2 not served by 4 servers after the re-sync"; }
 wait_until 5 eval '"$RO" events hello | grep -q "load balancer in sync again"' || fail "no lb_ok event"
-[ "$(status_json hello | jq_ "'error' in d['lb']")" = False ] || fail "status still shows an lb error"
+[ "$(status_json hello | jq_ "'lb_error' in d")" = False ] || fail "status still shows an lb error"
 
 log "HAProxy restarted at once while idle: the new Pid is noticed"
 noticed() { grep -c "HAProxy restarted\|HAProxy answers again" "$T/daemon.log"; }
