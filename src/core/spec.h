@@ -112,8 +112,9 @@ struct spec_strategy {
 	struct spec_zones zones;
 };
 
-/* One remote host: ssh://user@host[:port] with labels (zone=...) and, optionally, the ports its
- * instances may listen on (one instance per port; none: the daemon's port range). */
+/* One remote host: ssh://user@host[:port] with labels (zone=...), optionally the ports its
+ * instances may listen on (one instance per port; none: the daemon's port range), and the
+ * balancer weight of its instances (1..256, default 1). */
 struct spec_target {
 	char *url;
 	char *user;
@@ -123,6 +124,7 @@ struct spec_target {
 	size_t n_labels;
 	int *ports;
 	size_t n_ports;
+	int weight; /* load balancer weight of its instances: 1..256, default 1 */
 };
 
 

@@ -465,6 +465,9 @@ static void drain_timeout_cb(uv_timer_t *t)
 		rt_cancel_timer(&s->rt[i]);
 		log_info("svc", "service=%s instance=%llu msg=\"drain timeout; stopping with requests in flight\"",
 			 s->name, (unsigned long long)id);
+		/* tcp: connections can last forever; the balancer cuts the ones still open to it now */
+		if (s->spec.protocol == SPEC_PROTO_TCP)
+			lb_close_backend(lb_for(s), s->name, id);
 		engine_observe(&s->st, id, OBS_DRAINED, daemon_now(), NULL);
 		daemon_dirty(s);
 		return;
@@ -602,6 +605,9 @@ static void push_backends(struct svc *s)
 		const struct svc_rt *rt = rt_of(s, in->id, false);
 		snprintf(v[n].addr, sizeof v[n].addr, "%.56s:%d", rt != NULL && rt->addr[0] ? rt->addr : "127.0.0.1",
 			 in->port);
+		/* the weight of the instance's host (local instances, or a host no longer listed: 1) */
+		const struct spec_target *t = rt != NULL && rt->host[0] ? target_by_key(s, rt->host) : NULL;
+		v[n].weight = t != NULL && t->weight > 0 ? t->weight : 1;
 		n++;
 	}
 	if (s->pushed_valid && n == s->n_pushed && memcmp(v, s->pushed, n * sizeof *v) == 0) {

@@ -240,9 +240,10 @@ static char *set_json(const struct bsvc *s)
 {
 	json_t *bs = json_array();
 	for (size_t i = 0; i < s->n; i++)
-		json_array_append_new(bs, json_pack("{s:I,s:i,s:s,s:s}", "id", (json_int_t)s->v[i].id, "revision",
+		json_array_append_new(bs, json_pack("{s:I,s:i,s:s,s:s,s:i}", "id", (json_int_t)s->v[i].id, "revision",
 						    s->v[i].revision, "addr", s->v[i].addr, "state",
-						    s->v[i].state == LB_DRAINING ? "draining" : "active"));
+						    s->v[i].state == LB_DRAINING ? "draining" : "active", "weight",
+						    s->v[i].weight));
 	json_t *o = json_pack("{s:s,s:s,s:o}", "listen", s->listen, "protocol", s->protocol, "backends", bs);
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -557,7 +558,7 @@ static int same_set(const struct bsvc *s, const char *listen, const char *protoc
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (s->v[i].id != v[i].id || s->v[i].revision != v[i].revision || s->v[i].state != v[i].state ||
-		    strcmp(s->v[i].addr, v[i].addr) != 0)
+		    s->v[i].weight != (v[i].weight > 0 ? v[i].weight : 1) || strcmp(s->v[i].addr, v[i].addr) != 0)
 			return 0;
 	return 1;
 }
@@ -573,7 +574,8 @@ static int builtin_set_backends(struct lb *lb, const char *service, const char *
 	if (strcmp(protocol, "http") != 0 && strcmp(protocol, "tcp") != 0)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
-		if (strnlen(v[i].addr, sizeof v[i].addr) >= sizeof v[i].addr)
+		if (strnlen(v[i].addr, sizeof v[i].addr) >= sizeof v[i].addr || v[i].weight < 0 ||
+		    v[i].weight > 256)
 			return -EINVAL;
 	struct bsvc *s = svc_find(b, service);
 	if (s != NULL && s->deleted) {
@@ -598,6 +600,9 @@ static int builtin_set_backends(struct lb *lb, const char *service, const char *
 	free(s->reported);
 	s->v = xcalloc(n + 1, sizeof *s->v);
 	memcpy(s->v, v, n * sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		if (s->v[i].weight == 0)
+			s->v[i].weight = 1;
 	s->reported = rep;
 	s->n = n;
 	snprintf(s->listen, sizeof s->listen, "%s", listen);
@@ -633,6 +638,33 @@ static int builtin_read_stats(struct lb *lb, const char *service)
 	return 0;
 }
 
+static void on_close_backend(struct lb_builtin *b, struct breq *r, int status, const char *body, size_t len)
+{
+	(void)b;
+	if (status == 200)
+		log_info("lb", "service=%s backend=%llu msg=\"closed its connections\" reply=\"%.*s\"", r->svc,
+			 (unsigned long long)r->gen, (int)(len > 100 ? 100 : len), body);
+	else
+		log_warn("lb", "service=%s backend=%llu msg=\"cannot close its connections\" status=%d", r->svc,
+			 (unsigned long long)r->gen, status);
+}
+
+/* POST .../backends/ID/close: the proxy cuts every connection to the backend at once. Nothing to
+ * do while the proxy is down (a restarted proxy holds no connection) or the service is unknown. */
+static int builtin_close_backend(struct lb *lb, const char *service, uint64_t id)
+{
+	struct lb_builtin *b = (struct lb_builtin *)lb;
+	struct bsvc *s = svc_find(b, service);
+	if (s == NULL || s->deleted || !b->up)
+		return 0;
+	char suffix[64];
+	snprintf(suffix, sizeof suffix, "/backends/%llu/close", (unsigned long long)id);
+	char *path = svc_path(s->name, suffix);
+	breq_start(b, "POST", path, NULL, s->name, id, on_close_backend);
+	free(path);
+	return 0;
+}
+
 static void tick_closed(uv_handle_t *h)
 {
 	struct lb_builtin *b = h->data;
@@ -662,6 +694,7 @@ static const struct lb_ops builtin_ops = {
 	.set_backends = builtin_set_backends,
 	.remove_service = builtin_remove_service,
 	.read_stats = builtin_read_stats,
+	.close_backend = builtin_close_backend,
 	.close = builtin_close,
 };
 

@@ -181,6 +181,7 @@ int hapi_parse_stat(const char *text, size_t len, const char *backend, struct ha
 	char *hbuf = NULL;
 	int rc = 0;
 	int idx[C__N];
+	int uweight = -1; /* optional: HAProxy 2.6 has it */
 	const char *end = text + len - 1; /* the closing empty line */
 	const char *nl = memchr(text, '\n', len);
 	hbuf = xmalloc((size_t)(nl - text) + 1);
@@ -189,6 +190,9 @@ int hapi_parse_stat(const char *text, size_t len, const char *backend, struct ha
 		rc = fail(err, errlen, "show stat: bad header", text, (size_t)(nl - text));
 		goto out;
 	}
+	for (int i = 0; i < nh && uweight < 0; i++)
+		if (strcmp(h[i], "uweight") == 0)
+			uweight = i;
 	for (int c = 0; c < C__N; c++) {
 		idx[c] = -1;
 		for (int i = 0; i < nh; i++)
@@ -231,8 +235,11 @@ int hapi_parse_stat(const char *text, size_t len, const char *backend, struct ha
 		struct hapi_server *sv = &out->v[out->n];
 		memset(sv, 0, sizeof *sv);
 		const char *name = f[idx[C_SVNAME]], *addr = f[idx[C_ADDR]];
-		int64_t sid = 0;
-		if (!hapi_name_ok(name) || strlen(addr) >= sizeof sv->addr || parse_status(f[idx[C_STATUS]], sv) < 0 ||
+		int64_t sid = 0, weight = -1;
+		bool weight_bad =
+			uweight >= 0 && (num(f[uweight], &weight) < 0 || f[uweight][0] == '\0' || weight > 256);
+		if (!hapi_name_ok(name) || weight_bad || strlen(addr) >= sizeof sv->addr ||
+		    parse_status(f[idx[C_STATUS]], sv) < 0 ||
 		    num(f[idx[C_SID]], &sid) < 0 || sid > 1000000000 || num(f[idx[C_QCUR]], &sv->qcur) < 0 ||
 		    num(f[idx[C_SCUR]], &sv->scur) < 0 || num(f[idx[C_STOT]], &sv->stot) < 0 ||
 		    num(f[idx[C_ECON]], &sv->econ) < 0 || num(f[idx[C_ERESP]], &sv->eresp) < 0 ||
@@ -246,6 +253,7 @@ int hapi_parse_stat(const char *text, size_t len, const char *backend, struct ha
 		snprintf(sv->name, sizeof sv->name, "%s", name);
 		snprintf(sv->addr, sizeof sv->addr, "%s", addr);
 		sv->sid = (int)sid;
+		sv->weight = (int)weight;
 		out->n++;
 	}
 out:
@@ -323,6 +331,8 @@ int hapi_check_reply(enum hapi_cmd cmd, const char *text, size_t len, char *err,
 	bool ok = false;
 	switch (cmd) {
 	case HAPI_CMD_STATE:
+	case HAPI_CMD_WEIGHT:
+	case HAPI_CMD_SHUTDOWN:
 		ok = n == 0;
 		break;
 	case HAPI_CMD_ADDR:

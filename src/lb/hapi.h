@@ -28,6 +28,8 @@ struct hapi_server {
 	int64_t scur, qcur;       /* sessions in flight, requests queued */
 	int64_t stot, hrsp_5xx, eresp, econ;
 	int64_t rtime, ttime;     /* average response and total times over the last 1024 requests, ms */
+	int weight;               /* uweight (the weight set by configuration or `set server ... weight`),
+				   * 0..256; -1 when the answer has no uweight column (before HAProxy 2.6) */
 };
 
 /* The servers of one backend. */
@@ -60,6 +62,8 @@ enum hapi_cmd {
 	HAPI_CMD_HEALTH, /* enable health B/S: empty, or "not configured" (no check on that server) */
 	HAPI_CMD_ADD,    /* add server B/S IP:PORT: "New server registered." */
 	HAPI_CMD_DEL,    /* del server B/S: "Server deleted." */
+	HAPI_CMD_WEIGHT, /* set server B/S weight N: empty reply */
+	HAPI_CMD_SHUTDOWN, /* shutdown sessions server B/S: empty reply */
 };
 
 /* Whether text (a whole reply) is the success answer of cmd. Returns 0, or -EPROTO with err holding

@@ -425,6 +425,11 @@ static int split_addr(const char *addr, char *host, size_t hlen, int *port)
 	return 0;
 }
 
+static int want_weight(const struct lb_backend *b)
+{
+	return b->weight > 0 ? b->weight : 1;
+}
+
 /* Decides this cycle's commands from what HAProxy shows (st) and the daemon's set, in an order
  * that never lowers capacity first: enable new instances, then drain, then retire what is unlisted. */
 /* Matches servers to the set's backends by address: owner[j] is 1 + the index of the backend that
@@ -461,8 +466,11 @@ static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
 		const struct lb_backend *b = &x->v[i].b;
 		if (b->state != LB_ACTIVE)
 			continue;
+		int w = want_weight(b);
 		if (match[i]) {
 			const struct hapi_server *sv = &st->v[match[i] - 1];
+			if (sv->weight >= 0 && sv->weight != w)
+				add_cmd(x, HAPI_CMD_WEIGHT, 0, "set server %s/%s weight %d", B, sv->name, w);
 			if (sv->admin != HAPI_READY)
 				add_cmd(x, HAPI_CMD_STATE, 0, "set server %s/%s state ready", B, sv->name);
 			continue;
@@ -486,6 +494,8 @@ static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
 			owner[slot - 1] = i + 1;
 			add_cmd(x, HAPI_CMD_ADDR, 0, "set server %s/%s addr %s port %d", B, S, host, port);
 			add_cmd(x, HAPI_CMD_HEALTH, 0, "enable health %s/%s", B, S);
+			if (st->v[slot - 1].weight >= 0 && st->v[slot - 1].weight != w)
+				add_cmd(x, HAPI_CMD_WEIGHT, 0, "set server %s/%s weight %d", B, S, w);
 			add_cmd(x, HAPI_CMD_STATE, 0, "set server %s/%s state ready", B, S);
 			continue;
 		}
@@ -498,6 +508,8 @@ static void plan(struct lb_haproxy *x, const struct hapi_stat *st)
 			continue; /* retired below; reused next cycle */
 		add_cmd(x, HAPI_CMD_ADD, 0, "add server %s/%s %s%s%s:%d", B, name, strchr(host, ':') ? "[" : "", host,
 			strchr(host, ':') ? "]" : "", port);
+		if (w != 1) /* a new server's weight is 1 */
+			add_cmd(x, HAPI_CMD_WEIGHT, 0, "set server %s/%s weight %d", B, name, w);
 		add_cmd(x, HAPI_CMD_STATE, 0, "set server %s/%s state ready", B, name);
 	}
 	/* 2. draining: drain, then maint once idle for ZERO_POLLS polls in a row, then report */
@@ -714,7 +726,7 @@ static int haproxy_set_backends(struct lb *lb, const char *service, const char *
 		char host[64];
 		int port;
 		if (strnlen(v[i].addr, sizeof v[i].addr) >= sizeof v[i].addr ||
-		    split_addr(v[i].addr, host, sizeof host, &port) < 0)
+		    split_addr(v[i].addr, host, sizeof host, &port) < 0 || v[i].weight < 0 || v[i].weight > 256)
 			return -EINVAL;
 	}
 	if (x->service == NULL)
@@ -728,7 +740,8 @@ static int haproxy_set_backends(struct lb *lb, const char *service, const char *
 			nv[i].zero_polls = old->zero_polls;
 			nv[i].reported = old->reported;
 		}
-		same = same && old != NULL && old->b.state == v[i].state && strcmp(old->b.addr, v[i].addr) == 0;
+		same = same && old != NULL && old->b.state == v[i].state && strcmp(old->b.addr, v[i].addr) == 0 &&
+		       want_weight(&old->b) == want_weight(&v[i]);
 	}
 	free(x->v);
 	x->v = nv;
@@ -763,6 +776,39 @@ static int haproxy_read_stats(struct lb *lb, const char *service)
 	return 0;
 }
 
+static void on_shutdown(struct lb_haproxy *x, int status, const char *text, size_t len)
+{
+	char err[300];
+	if (status < 0)
+		log_warn("lb", "haproxy=%s backend=%s msg=\"cannot shut down a drained server's sessions\" err=\"%s\"",
+			 x->target, x->backend, uv_strerror(status));
+	else if (hapi_check_reply(HAPI_CMD_SHUTDOWN, text, len, err, sizeof err) < 0)
+		log_warn("lb", "haproxy=%s backend=%s msg=\"cannot shut down a drained server's sessions\" err=\"%s\"",
+			 x->target, x->backend, err);
+}
+
+/* `shutdown sessions server B/S` for the server that holds backend id's address in the last
+ * `show stat` (none known: nothing to cut). Outside the cycles: it changes no state they plan. */
+static int haproxy_close_backend(struct lb *lb, const char *service, uint64_t id)
+{
+	struct lb_haproxy *x = (struct lb_haproxy *)lb;
+	if (x->service == NULL || strcmp(x->service, service) != 0 || x->closing)
+		return 0;
+	const struct hbe *e = be_of(x, id);
+	if (e == NULL)
+		return 0;
+	for (size_t j = 0; j < x->stat.n; j++) {
+		if (strcmp(x->stat.v[j].addr, e->b.addr) != 0)
+			continue;
+		char *cmd = xasprintf("shutdown sessions server %s/%s", x->backend, x->stat.v[j].name);
+		log_info("lb", "service=%s backend=%llu msg=\"drain timeout: %s\"", service, (unsigned long long)id, cmd);
+		hreq_start(x, cmd, on_shutdown);
+		free(cmd);
+		break;
+	}
+	return 0;
+}
+
 static void timer_closed(uv_handle_t *h)
 {
 	struct lb_haproxy *x = h->data;
@@ -783,6 +829,7 @@ static const struct lb_ops haproxy_ops = {
 	.set_backends = haproxy_set_backends,
 	.remove_service = haproxy_remove_service,
 	.read_stats = haproxy_read_stats,
+	.close_backend = haproxy_close_backend,
 	.close = haproxy_close,
 };
 

@@ -19,6 +19,11 @@ int lb_read_stats(struct lb *lb, const char *service)
 	return lb->ops->read_stats != NULL ? lb->ops->read_stats(lb, service) : -ENOTSUP;
 }
 
+int lb_close_backend(struct lb *lb, const char *service, uint64_t id)
+{
+	return lb->ops->close_backend != NULL ? lb->ops->close_backend(lb, service, id) : 0;
+}
+
 void lb_close(struct lb *lb)
 {
 	if (lb != NULL)

@@ -21,6 +21,7 @@ struct lb_backend {
 	int revision;
 	char addr[64]; /* host:port */
 	enum lb_backend_state state;
+	int weight; /* 1..256: its share of new work, relative to the others (0 is taken as 1) */
 };
 
 struct lb;
@@ -51,6 +52,10 @@ struct lb_ops {
 	 * Returns -EBUSY while an earlier read of it is unanswered, -ENOTSUP when the balancer
 	 * measures nothing, -ENOENT for a service it does not serve yet (then no answer comes). */
 	int (*read_stats)(struct lb *, const char *service);
+	/* Cuts every connection still open to backend id of the service now (its drain timed out:
+	 * long-lived tcp connections would otherwise last until the instance is killed). Best effort;
+	 * no report. NULL: nothing to cut. */
+	int (*close_backend)(struct lb *, const char *service, uint64_t id);
 	/* Frees the balancer in libuv close callbacks; no report after this. */
 	void (*close)(struct lb *);
 };
@@ -67,6 +72,8 @@ int lb_set_backends(struct lb *lb, const char *service, const char *listen, cons
 int lb_remove_service(struct lb *lb, const char *service);
 /* -ENOTSUP when the balancer has no read_stats. */
 int lb_read_stats(struct lb *lb, const char *service);
+/* 0 when the balancer has no close_backend (nothing to cut). */
+int lb_close_backend(struct lb *lb, const char *service, uint64_t id);
 /* lb_close(NULL) is a no-op. */
 void lb_close(struct lb *lb);
 

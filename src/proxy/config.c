@@ -1,5 +1,6 @@
 /* Parsing of the admin API's service configuration: JSON to struct proxy_config, every field
- * checked (addresses numeric, ids unique, states known) before the caller applies anything. */
+ * checked (addresses numeric, ids unique, states known, weights 1..256) before the caller applies
+ * anything. */
 #include "proxy/config.h"
 
 #include <arpa/inet.h>
@@ -79,11 +80,13 @@ static int parse_backend(json_t *b, size_t i, struct proxy_backend_conf *out, ch
 	json_t *v;
 	json_object_foreach(b, key, v)
 	{
-		if (strcmp(key, "id") && strcmp(key, "revision") && strcmp(key, "addr") && strcmp(key, "state"))
+		if (strcmp(key, "id") && strcmp(key, "revision") && strcmp(key, "addr") && strcmp(key, "state") &&
+		    strcmp(key, "weight"))
 			return fail(err, errlen, "backends[%zu]: unknown field \"%s\"", i, key);
 	}
 	json_t *id = json_object_get(b, "id"), *rev = json_object_get(b, "revision");
 	json_t *addr = json_object_get(b, "addr"), *state = json_object_get(b, "state");
+	json_t *weight = json_object_get(b, "weight");
 	if (!json_is_integer(id) || json_integer_value(id) < 0)
 		return fail(err, errlen, "backends[%zu].id: a non-negative integer is required", i);
 	out->id = (uint64_t)json_integer_value(id);
@@ -97,6 +100,13 @@ static int parse_backend(json_t *b, size_t i, struct proxy_backend_conf *out, ch
 	    proxy_parse_addr(json_string_value(addr), &out->sa) != 0)
 		return fail(err, errlen, "backends[%zu].addr: a numeric host:port is required", i);
 	snprintf(out->addr, sizeof out->addr, "%s", json_string_value(addr));
+	if (weight == NULL)
+		out->weight = 1;
+	else if (!json_is_integer(weight) || json_integer_value(weight) < 1 ||
+		 json_integer_value(weight) > PROXY_MAX_WEIGHT)
+		return fail(err, errlen, "backends[%zu].weight: an integer from 1 to %d is required", i, PROXY_MAX_WEIGHT);
+	else
+		out->weight = (int)json_integer_value(weight);
 	const char *st = state == NULL ? "active" : json_is_string(state) ? json_string_value(state) : NULL;
 	if (st != NULL && strcmp(st, "active") == 0)
 		out->state = PROXY_ACTIVE;

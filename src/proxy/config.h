@@ -9,6 +9,7 @@
 
 #define PROXY_MAX_BACKENDS 1024
 #define PROXY_ADDR_MAX 64
+#define PROXY_MAX_WEIGHT 256
 
 enum proxy_state { PROXY_ACTIVE, PROXY_DRAINING, PROXY_REMOVED };
 
@@ -18,6 +19,7 @@ struct proxy_backend_conf {
 	char addr[PROXY_ADDR_MAX];
 	struct sockaddr_storage sa;
 	enum proxy_state state;
+	int weight; /* 1..PROXY_MAX_WEIGHT, default 1 */
 };
 
 struct proxy_config {

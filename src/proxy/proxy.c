@@ -53,6 +53,7 @@ static struct proxy_backend *backend_new(struct proxy_service *svc, const struct
 	memcpy(be->addr, bc->addr, sizeof be->addr);
 	be->sa = bc->sa;
 	be->state = bc->state;
+	be->weight = bc->weight > 0 ? bc->weight : 1;
 	be->rev = rev_get(svc, bc->revision);
 	return be;
 }
@@ -89,6 +90,7 @@ struct proxy_backend *proxy_choose(struct proxy_service *svc, const uint64_t *sk
 		struct proxy_backend *be = svc->be[i];
 		cand[i].load = be->inflight;
 		cand[i].ok = be->state == PROXY_ACTIVE;
+		cand[i].weight = (uint32_t)be->weight;
 		for (size_t k = 0; k < nskip && cand[i].ok; k++)
 			if (skip[k] == be->id)
 				cand[i].ok = false;
@@ -180,7 +182,8 @@ static void backend_set_state(struct proxy_backend *be, enum proxy_state st)
 }
 
 /* Makes svc's backend set exactly cfg's, atomically: backends keep their counters and pools when
- * id, address and revision are unchanged; others are removed (still counted until idle). */
+ * id, address and revision are unchanged (state and weight change in place); others are removed
+ * (still counted until idle). */
 static void service_apply(struct proxy_service *svc, struct proxy_config *cfg)
 {
 	size_t old_n = svc->nbe;
@@ -198,10 +201,13 @@ static void service_apply(struct proxy_service *svc, struct proxy_config *cfg)
 				kept[j] = 1;
 				break;
 			}
-		if (be == NULL)
+		if (be == NULL) {
 			be = backend_new(svc, bc);
-		else if (be->state != bc->state)
-			backend_set_state(be, bc->state);
+		} else {
+			if (be->state != bc->state)
+				backend_set_state(be, bc->state);
+			be->weight = bc->weight > 0 ? bc->weight : 1; /* not part of its identity */
+		}
 		nv[n++] = be;
 	}
 	/* the rest: removed, kept while connections still point at them */
@@ -274,9 +280,10 @@ static json_t *service_json(struct proxy_service *svc)
 	json_t *bs = json_array();
 	for (size_t i = 0; i < svc->nbe; i++) {
 		struct proxy_backend *be = svc->be[i];
-		json_array_append_new(bs, json_pack("{s:I,s:i,s:s,s:s,s:b}", "id", (json_int_t)be->id, "revision",
-						    be->revision, "addr", be->addr, "state", state_name(be->state),
-						    "removed", be->state == PROXY_REMOVED));
+		json_array_append_new(bs, json_pack("{s:I,s:i,s:s,s:s,s:i,s:b}", "id", (json_int_t)be->id,
+						    "revision", be->revision, "addr", be->addr, "state",
+						    state_name(be->state), "weight", be->weight, "removed",
+						    be->state == PROXY_REMOVED));
 	}
 	json_object_set_new(o, "backends", bs);
 	return o;
@@ -296,10 +303,10 @@ static json_t *stats_json(struct proxy_service *svc)
 	}
 	for (size_t i = 0; i < svc->nbe; i++) {
 		struct proxy_backend *be = svc->be[i];
-		json_t *o = json_pack("{s:I,s:i,s:s,s:s,s:b,s:i,s:i}", "id", (json_int_t)be->id, "revision",
-				      be->revision, "addr", be->addr, "state", state_name(be->state), "removed",
-				      be->state == PROXY_REMOVED, "inflight", (int)be->inflight, "idle",
-				      (int)be->nidle);
+		json_t *o = json_pack("{s:I,s:i,s:s,s:s,s:i,s:b,s:i,s:i}", "id", (json_int_t)be->id, "revision",
+				      be->revision, "addr", be->addr, "state", state_name(be->state), "weight",
+				      be->weight, "removed", be->state == PROXY_REMOVED, "inflight", (int)be->inflight,
+				      "idle", (int)be->nidle);
 		proxy_counters_json(&be->c, o);
 		json_array_append_new(bs, o);
 		char key[16];

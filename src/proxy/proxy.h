@@ -43,6 +43,7 @@ struct proxy_backend {
 	char addr[PROXY_ADDR_MAX];
 	struct sockaddr_storage sa;
 	enum proxy_state state;
+	int weight;                /* 1..PROXY_MAX_WEIGHT: share of new work (changes in place) */
 	uint32_t inflight;         /* http: requests sent and not fully answered; tcp: open connections */
 	struct proxy_upstream *idle; /* the pool of idle upstream connections */
 	uint32_t nidle;

@@ -1444,10 +1444,18 @@ static void f_target_ports(struct pctx *c, const char *name, struct ynode *v)
 	}
 }
 
+/* weight: 3: the share of the balancer's traffic each instance on this host gets, relative to
+ * the instances of other hosts (least outstanding requests per unit of weight). */
+static void f_target_weight(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_int(c, name, v, 1, 256, &c->cur_target->weight);
+}
+
 static const struct field target_fields[] = {
 	{"host", target_url},
 	{"labels", f_target_labels},
 	{"ports", f_target_ports},
+	{"weight", f_target_weight},
 };
 
 static void free_target(struct spec_target *t)
@@ -1485,6 +1493,7 @@ static void f_targets(struct pctx *c, const char *name, struct ynode *v)
 		size_t errs = c->n_errs;
 		snprintf(item, sizeof item, "%s[%zu]", name, i);
 		c->cur_target = &s->targets[s->n_targets];
+		c->cur_target->weight = 1;
 		if (e->kind == Y_MAP) {
 			WALK(c, item, e, target_fields);
 			if (map_get(e, "host") == NULL)

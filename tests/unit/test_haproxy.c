@@ -27,6 +27,7 @@ struct fsrv {
 	int admin;
 	bool down;
 	int64_t scur, qcur, stot, e5;
+	int weight; /* uweight */
 };
 
 struct fake {
@@ -71,6 +72,7 @@ static void fake_slots(struct fake *f, int n)
 		snprintf(s->name, sizeof s->name, "s%d", i + 1);
 		snprintf(s->addr, sizeof s->addr, "127.0.0.1:1");
 		s->admin = F_MAINT;
+		s->weight = 1;
 	}
 }
 
@@ -119,12 +121,12 @@ static void answer(struct fake *f, struct fconn *c, const char *cmd)
 	}
 	if (strcmp(cmd, "show stat web 4 -1") == 0) {
 		size_t o = (size_t)snprintf(out, sizeof out, "# pxname,svname,qcur,scur,stot,econ,eresp,status,sid,type,"
-							   "hrsp_5xx,rtime,ttime,addr,\n");
+							   "hrsp_5xx,rtime,ttime,addr,uweight,\n");
 		for (int i = 0; i < f->ns; i++) {
 			const struct fsrv *s = &f->s[i];
-			o += (size_t)snprintf(out + o, sizeof out - o, "web,%s,%lld,%lld,%lld,0,0,%s,%d,2,%lld,3,4,%s,\n",
+			o += (size_t)snprintf(out + o, sizeof out - o, "web,%s,%lld,%lld,%lld,0,0,%s,%d,2,%lld,3,4,%s,%d,\n",
 					      s->name, (long long)s->qcur, (long long)s->scur, (long long)s->stot,
-					      status_of(s), i + 1, (long long)s->e5, s->addr);
+					      status_of(s), i + 1, (long long)s->e5, s->addr, s->weight);
 		}
 		snprintf(out + o, sizeof out - o, "\n");
 		freply(c, out);
@@ -143,6 +145,20 @@ static void answer(struct fake *f, struct fconn *c, const char *cmd)
 			return;
 		}
 		s->admin = strcmp(a1, "ready") == 0 ? F_READY : strcmp(a1, "drain") == 0 ? F_DRAIN : F_MAINT;
+		freply(c, "\n");
+	} else if (sscanf(cmd, "set server web/%63s weight %63s", name, a1) == 2) {
+		if ((s = fsrv_find(f, name)) == NULL) {
+			freply(c, "No such server.\n\n");
+			return;
+		}
+		s->weight = atoi(a1);
+		freply(c, "\n");
+	} else if (sscanf(cmd, "shutdown sessions server web/%63s", name) == 1) {
+		if ((s = fsrv_find(f, name)) == NULL) {
+			freply(c, "No such server.\n\n");
+			return;
+		}
+		s->scur = 0;
 		freply(c, "\n");
 	} else if (sscanf(cmd, "set server web/%63s addr %63s port %63s", name, a1, a2) == 3) {
 		if ((s = fsrv_find(f, name)) == NULL)
@@ -165,6 +181,7 @@ static void answer(struct fake *f, struct fconn *c, const char *cmd)
 		snprintf(s->name, sizeof s->name, "%s", name);
 		snprintf(s->addr, sizeof s->addr, "%s", a1);
 		s->admin = F_MAINT;
+		s->weight = 1;
 		freply(c, "New server registered.\n\n");
 	} else if (sscanf(cmd, "del server web/%63s", name) == 1) {
 		if ((s = fsrv_find(f, name)) == NULL)
@@ -413,6 +430,99 @@ static void test_drain_confirmed(void **state)
 	assert_true(b2_ready(f));
 }
 
+static int n_logged(struct fake *f, const char *cmd)
+{
+	int n = 0;
+	for (int i = 0; i < f->nlog && i < 256; i++)
+		n += strcmp(f->log[i], cmd) == 0;
+	return n;
+}
+
+/* Weights: a slot gets the backend's weight before it is made ready (only when it differs), a
+ * change of weight alone is sent once, and a weight changed by hand is set back. */
+static void test_weights(void **state)
+{
+	struct fake *f = *state;
+	fake_slots(f, 3);
+	fake_listen(f);
+	struct lb_backend v[] = {be(1, 1, LB_ACTIVE), be(2, 1, LB_ACTIVE)};
+	v[0].weight = 3;
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
+	assert_true(run_until(f, b2_ready, 6000));
+	assert_true(b1_ready(f));
+	struct fsrv *s1 = fsrv_find(f, addr_server(f, "127.0.0.1:5001"));
+	struct fsrv *s2 = fsrv_find(f, addr_server(f, "127.0.0.1:5002"));
+	assert_int_equal(s1->weight, 3);
+	assert_int_equal(s2->weight, 1);
+	char cmd[96], ready[96];
+	snprintf(cmd, sizeof cmd, "set server web/%s weight 3", s1->name);
+	snprintf(ready, sizeof ready, "set server web/%s state ready", s1->name);
+	assert_true(logged(f, cmd) >= 0 && logged(f, ready) > logged(f, cmd));
+	snprintf(cmd, sizeof cmd, "set server web/%s weight 1", s2->name);
+	assert_int_equal(logged(f, cmd), -1); /* already 1 */
+	/* steady: nothing more */
+	int n = f->nlog;
+	run_until(f, NULL, 1300);
+	assert_int_equal(f->nlog, n);
+	/* a change of weight alone */
+	v[1].weight = 7;
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
+	run_until(f, NULL, 500);
+	assert_int_equal(s2->weight, 7);
+	snprintf(cmd, sizeof cmd, "set server web/%s weight 7", s2->name);
+	assert_int_equal(n_logged(f, cmd), 1);
+	/* changed by hand: set back at the next cycle */
+	s1->weight = 50;
+	run_until(f, NULL, 1300);
+	assert_int_equal(s1->weight, 3);
+	/* a weight HAProxy refuses (a static algorithm) fails the cycle: retried, nothing else sent */
+	snprintf(f->refuse_prefix, sizeof f->refuse_prefix, "set server web/%s weight", s1->name);
+	snprintf(f->refuse_text, sizeof f->refuse_text,
+		 "Backend is using a static LB algorithm and only accepts weights '0%%' and '100%%'.\n\n");
+	v[0].weight = 2;
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), 0);
+	run_until(f, NULL, 1200);
+	assert_int_equal(s1->weight, 3);
+	snprintf(cmd, sizeof cmd, "set server web/%s weight 2", s1->name);
+	assert_true(n_logged(f, cmd) >= 2);
+	assert_true(b1_ready(f) && b2_ready(f));
+	/* out of range: refused before anything happens */
+	v[0].weight = 300;
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "http", v, 2), -EINVAL);
+}
+
+/* close_backend: `shutdown sessions server` for the server holding the backend's address; nothing
+ * for an unknown backend or service. */
+static void test_close_backend(void **state)
+{
+	struct fake *f = *state;
+	fake_slots(f, 2);
+	fake_listen(f);
+	struct lb_backend v[] = {be(1, 1, LB_ACTIVE), be(2, 1, LB_ACTIVE)};
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "tcp", v, 2), 0);
+	assert_true(run_until(f, b2_ready, 6000));
+	run_until(f, NULL, 300); /* a show stat with both servers placed */
+	struct fsrv *s2 = fsrv_find(f, addr_server(f, "127.0.0.1:5002"));
+	s2->scur = 4;
+	v[1].state = LB_DRAINING;
+	assert_int_equal(lb_set_backends(f->lb, "web", "l", "tcp", v, 2), 0);
+	run_until(f, NULL, 400);
+	assert_int_equal(s2->admin, F_DRAIN);
+	assert_int_equal(lb_close_backend(f->lb, "other", 2), 0);
+	assert_int_equal(lb_close_backend(f->lb, "web", 99), 0);
+	run_until(f, NULL, 100);
+	assert_int_equal(s2->scur, 4);
+	assert_int_equal(lb_close_backend(f->lb, "web", 2), 0);
+	run_until(f, NULL, 100);
+	char cmd[96];
+	snprintf(cmd, sizeof cmd, "shutdown sessions server web/%s", s2->name);
+	assert_int_equal(n_logged(f, cmd), 1);
+	assert_int_equal(s2->scur, 0);
+	/* the drain then completes as usual */
+	assert_true(run_until(f, one_drained, 6000));
+	assert_int_equal(f->drained[0], 2);
+}
+
 static void test_drain_down(void **state)
 {
 	/* a draining server whose checks fail shows DOWN, not DRAIN: it is still confirmed */
@@ -620,6 +730,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_enable_slot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_confirmed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_weights, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unlisted_and_never_early, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),

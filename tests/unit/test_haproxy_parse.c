@@ -127,6 +127,8 @@ static void test_stat_recorded(void **state)
 	assert_int_equal(s1->stot, 3);
 	assert_int_equal(s1->rtime, 5);
 	assert_int_equal(s1->sid, 1);
+	assert_int_equal(s1->weight, 1); /* uweight */
+	assert_int_equal(s4->weight, 1);
 	assert_int_equal(s2->admin, HAPI_DRAIN);
 	assert_int_equal(s2->stot, 2);
 	assert_int_equal(s3->admin, HAPI_READY);
@@ -232,6 +234,37 @@ static void test_stat_broken(void **state)
 	assert_int_equal(hapi_parse_stat(buf, n, "web", &st, err, sizeof err), -EPROTO);
 }
 
+/* uweight: optional (-1 without the column); when there, 0..256 digits, else the answer is refused. */
+static void test_stat_uweight(void **state)
+{
+	(void)state;
+	struct hapi_stat st;
+	char err[256] = "";
+	const char *none = "# pxname,svname,qcur,scur,stot,econ,eresp,status,sid,type,hrsp_5xx,rtime,ttime,addr,\n"
+			   "web,s1,0,0,0,0,0,UP,1,2,0,0,0,1.2.3.4:5,\n\n";
+	assert_int_equal(hapi_parse_stat(none, strlen(none), "web", &st, err, sizeof err), 0);
+	assert_int_equal(st.v[0].weight, -1);
+	hapi_stat_clear(&st);
+	static const char *const vals[] = {"0", "3", "256", "257", "", "-1", "x"};
+	static const int want[] = {0, 3, 256, -2, -2, -2, -2}; /* -2: refused */
+	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+		char buf[512];
+		snprintf(buf, sizeof buf,
+			 "# pxname,svname,qcur,scur,stot,econ,eresp,status,sid,type,hrsp_5xx,rtime,ttime,addr,uweight,\n"
+			 "web,s1,0,0,0,0,0,UP,1,2,0,0,0,1.2.3.4:5,%s,\n\n",
+			 vals[i]);
+		int rc = hapi_parse_stat(buf, strlen(buf), "web", &st, err, sizeof err);
+		if (want[i] == -2) {
+			assert_int_equal(rc, -EPROTO);
+			assert_non_null(strstr(err, "bad server line for web/s1"));
+		} else {
+			assert_int_equal(rc, 0);
+			assert_int_equal(st.v[0].weight, want[i]);
+		}
+		hapi_stat_clear(&st);
+	}
+}
+
 static void test_stat_quoted(void **state)
 {
 	(void)state;
@@ -314,6 +347,18 @@ static void test_replies(void **state)
 		0);
 	assert_int_equal(reply(HAPI_CMD_ADD, "New server registered.\n\n", err, sizeof err), 0);
 	assert_int_equal(reply(HAPI_CMD_DEL, "Server deleted.\n", err, sizeof err), 0);
+	assert_int_equal(reply(HAPI_CMD_WEIGHT, "\n", err, sizeof err), 0);
+	assert_int_equal(reply(HAPI_CMD_SHUTDOWN, "\n", err, sizeof err), 0);
+	/* recorded from HAProxy 2.6.12 */
+	assert_int_equal(reply(HAPI_CMD_WEIGHT, "Absolute weight can only be between 0 and 256 inclusive.\n\n", err,
+			       sizeof err),
+			 -EPROTO);
+	assert_non_null(strstr(err, "Absolute weight"));
+	assert_int_equal(reply(HAPI_CMD_WEIGHT,
+			       "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n", err,
+			       sizeof err),
+			 -EPROTO);
+	assert_int_equal(reply(HAPI_CMD_SHUTDOWN, "No such server.\n\n", err, sizeof err), -EPROTO);
 	/* anything else fails, with HAProxy's text */
 	assert_int_equal(reply(HAPI_CMD_STATE, "No such server.\n\n", err, sizeof err), -EPROTO);
 	assert_non_null(strstr(err, "No such server."));
@@ -367,6 +412,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stat_recorded), cmocka_unit_test(test_stat_broken), cmocka_unit_test(test_stat_quoted),
+		cmocka_unit_test(test_stat_uweight),
 		cmocka_unit_test(test_info),          cmocka_unit_test(test_replies),     cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* Unit tests for lb/builtin against a fake proxy admin server on a unix socket in the same loop:
- * pushes only on change, drained reports from stats (inflight 0 or unknown backend), re-push when
- * the proxy's boot id changes, and starting the proxy when nothing answers. */
+ * pushes only on change (weights included), drained reports from stats (inflight 0 or unknown
+ * backend), backend closes, re-push when the proxy's boot id changes, and starting the proxy when
+ * nothing answers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,8 @@ struct fake {
 	char stats[8192]; /* body of GET .../stats */
 	int puts, deletes, stats_gets, health_gets;
 	char last_put[2048];
+	int posts;          /* POST requests (backend closes) */
+	char last_post[300]; /* "POST <target>" */
 	/* drained reports */
 	uint64_t drained[16];
 	int ndrained;
@@ -111,6 +114,10 @@ static void fread_(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	} else if (strncmp(m.method, "DELETE", 6) == 0) {
 		f->deletes++;
 		freply(c, 200, "{}");
+	} else if (strncmp(m.method, "POST", 4) == 0) {
+		f->posts++;
+		snprintf(f->last_post, sizeof f->last_post, "POST %s", target);
+		freply(c, 200, "{\"closed\":2}");
 	} else if (strstr(target, "/stats")) {
 		f->stats_gets++;
 		freply(c, 200, f->stats);
@@ -257,6 +264,7 @@ static void test_push_once(void **state)
 	assert_int_equal(json_integer_value(json_object_get(b1, "revision")), 2);
 	assert_string_equal(json_string_value(json_object_get(b1, "addr")), "127.0.0.1:20002");
 	assert_string_equal(json_string_value(json_object_get(b1, "state")), "active");
+	assert_int_equal(json_integer_value(json_object_get(b1, "weight")), 1); /* 0 is taken as 1 */
 	json_decref(j);
 	/* the same set again: nothing to push */
 	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
@@ -326,6 +334,64 @@ static void test_drained_when_idle(void **state)
 	run_for(f, 300);
 	assert_int_equal(f->ndrained, 2);
 	assert_int_equal(f->stats_gets, gets);
+	close_lb(f, lb);
+}
+
+/* Weights go to the proxy with every backend; a change of weight alone is pushed, and a weight
+ * out of 0..256 is refused with nothing changed. */
+static void test_weights_pushed(void **state)
+{
+	struct fake *f = *state;
+	fake_listen(f);
+	struct lb *lb = make(f, "/bin/false");
+	struct lb_backend v[2] = {be(1, 1, 20001, LB_ACTIVE), be(2, 1, 20002, LB_ACTIVE)};
+	v[1].weight = 3;
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
+	run_for(f, 300);
+	assert_int_equal(f->puts, 1);
+	json_t *j = json_loads(f->last_put, 0, NULL);
+	json_t *bs = json_object_get(j, "backends");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(bs, 0), "weight")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(bs, 1), "weight")), 3);
+	json_decref(j);
+	/* weight 0 means 1: the same set, nothing pushed */
+	v[0].weight = 1;
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
+	run_for(f, 200);
+	assert_int_equal(f->puts, 1);
+	v[1].weight = 5;
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), 0);
+	run_for(f, 200);
+	assert_int_equal(f->puts, 2);
+	j = json_loads(f->last_put, 0, NULL);
+	bs = json_object_get(j, "backends");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(bs, 1), "weight")), 5);
+	json_decref(j);
+	v[1].weight = 257;
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 2), -EINVAL);
+	run_for(f, 200);
+	assert_int_equal(f->puts, 2);
+	close_lb(f, lb);
+}
+
+/* close_backend: POST .../backends/ID/close to the proxy, for a service it serves; nothing for
+ * an unknown service. */
+static void test_close_backend(void **state)
+{
+	struct fake *f = *state;
+	fake_listen(f);
+	struct lb *lb = make(f, "/bin/false");
+	struct lb_backend v[1] = {be(7, 1, 20007, LB_DRAINING)};
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "tcp", v, 1), 0);
+	run_for(f, 300);
+	assert_int_equal(f->puts, 1);
+	assert_int_equal(lb_close_backend(lb, "other", 7), 0);
+	run_for(f, 100);
+	assert_int_equal(f->posts, 0);
+	assert_int_equal(lb_close_backend(lb, "web", 7), 0);
+	run_for(f, 200);
+	assert_int_equal(f->posts, 1);
+	assert_string_equal(f->last_post, "POST /v1/services/web/backends/7/close");
 	close_lb(f, lb);
 }
 
@@ -420,6 +486,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_push_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drained_when_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_problem_reports, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_weights_pushed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repush_on_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawns_proxy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_stats, setup, teardown),

@@ -64,6 +64,68 @@ static void test_pick_ties_among_least(void **state)
 	assert_int_equal(proxy_pick(v, 4, &rr), 0);
 }
 
+/* Runs `picks` picks of work that stays outstanding (each pick adds 1 to the chosen load). */
+static void pick_outstanding(struct proxy_cand *v, size_t n, int picks, uint64_t *rr)
+{
+	for (int k = 0; k < picks; k++) {
+		int i = proxy_pick(v, n, rr);
+		assert_true(i >= 0);
+		v[i].load++;
+	}
+}
+
+/* Weights 1 and 3: the heavy backend holds 3 times the load at every multiple of 4, and never
+ * strays from its share by more than one request. */
+static void test_pick_weights_distribution(void **state)
+{
+	(void)state;
+	struct proxy_cand v[2] = {{0, true, 1}, {0, true, 3}};
+	uint64_t rr = 0;
+	for (int round = 1; round <= 50; round++) {
+		pick_outstanding(v, 2, 4, &rr);
+		assert_int_equal(v[0].load, (uint32_t)round);
+		assert_int_equal(v[1].load, (uint32_t)(3 * round));
+	}
+	/* the order is the heavy one first: (0+1)/3 < (0+1)/1 */
+	struct proxy_cand w[2] = {{0, true, 1}, {0, true, 3}};
+	rr = 0;
+	assert_int_equal(proxy_pick(w, 2, &rr), 1);
+	/* weights 2, 3 and 5 share 100 outstanding requests 20 / 30 / 50 */
+	struct proxy_cand x[3] = {{0, true, 2}, {0, true, 3}, {0, true, 5}};
+	rr = 0;
+	pick_outstanding(x, 3, 100, &rr);
+	assert_int_equal(x[0].load, 20);
+	assert_int_equal(x[1].load, 30);
+	assert_int_equal(x[2].load, 50);
+	/* a finished request on the light one brings it back first */
+	v[0].load--;
+	assert_int_equal(proxy_pick(v, 2, &rr), 0);
+}
+
+/* Equal weights (any value, 0 meaning 1) behave exactly as unweighted least-outstanding. */
+static void test_pick_equal_weights_unchanged(void **state)
+{
+	(void)state;
+	struct proxy_cand a[4] = {{1, true, 0}, {4, true, 0}, {1, true, 0}, {0, false, 0}};
+	struct proxy_cand b[4] = {{1, true, 7}, {4, true, 7}, {1, true, 7}, {0, false, 7}};
+	uint64_t ra = 3, rb = 3;
+	for (int k = 0; k < 40; k++) {
+		int i = proxy_pick(a, 4, &ra), j = proxy_pick(b, 4, &rb);
+		assert_int_equal(i, j);
+		assert_int_equal(ra, rb);
+		a[i].load++;
+		b[j].load++;
+		if (k % 3 == 0) { /* some work finishes */
+			a[1].load = a[1].load ? a[1].load - 1 : 0;
+			b[1].load = b[1].load ? b[1].load - 1 : 0;
+		}
+	}
+	/* a weight does not make an ineligible backend eligible */
+	struct proxy_cand c[2] = {{0, false, 256}, {9, true, 1}};
+	uint64_t rc = 0;
+	assert_int_equal(proxy_pick(c, 2, &rc), 1);
+}
+
 static void test_hist_buckets(void **state)
 {
 	(void)state;
@@ -150,7 +212,7 @@ static void test_config_good(void **state)
 	char err[256];
 	assert_int_equal(parse("{\"listen\":\"127.0.0.1:8080\",\"protocol\":\"tcp\",\"backends\":["
 			       "{\"id\":1,\"revision\":2,\"addr\":\"127.0.0.1:20001\",\"state\":\"active\"},"
-			       "{\"id\":7,\"revision\":3,\"addr\":\"[::1]:20002\",\"state\":\"draining\"}]}",
+			       "{\"id\":7,\"revision\":3,\"addr\":\"[::1]:20002\",\"state\":\"draining\",\"weight\":256}]}",
 			       &c, err),
 			 0);
 	assert_string_equal(c.listen, "127.0.0.1:8080");
@@ -161,6 +223,8 @@ static void test_config_good(void **state)
 	assert_int_equal(c.v[0].state, PROXY_ACTIVE);
 	assert_int_equal(c.v[1].state, PROXY_DRAINING);
 	assert_int_equal(c.v[1].sa.ss_family, AF_INET6);
+	assert_int_equal(c.v[0].weight, 1); /* the default */
+	assert_int_equal(c.v[1].weight, 256);
 	proxy_config_free(&c);
 	assert_int_equal(parse("{\"listen\":\"127.0.0.1:0\"}", &c, err), 0);
 	assert_int_equal(c.n, 0);
@@ -186,7 +250,13 @@ static void test_config_bad(void **state)
 		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"addr\":\"127.0.0.1:1\"}]}",
 		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":-1,\"addr\":\"127.0.0.1:1\"}]}",
 		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"state\":\"x\"}]}",
-		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"weight\":2}]}",
+		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"weight\":0}]}",
+		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"weight\":257}]}",
+		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"weight\":-3}]}",
+		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"weight\":\"3\"}]}",
+		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"weight\":1.5}]}",
+		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"weight\":null}]}",
+		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\",\"wieght\":2}]}",
 		"{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\"},"
 		"{\"id\":1,\"addr\":\"127.0.0.1:2\"}]}",
 		"{\"listen\":\"127.0.0.1:80\",\"listen\":\"127.0.0.1:81\"}",
@@ -201,6 +271,19 @@ static void test_config_bad(void **state)
 	}
 }
 
+/* A bad weight is named in the message, with the range. */
+static void test_config_weight_message(void **state)
+{
+	(void)state;
+	struct proxy_config c;
+	char err[256] = "";
+	assert_int_equal(parse("{\"listen\":\"127.0.0.1:80\",\"backends\":[{\"id\":1,\"addr\":\"127.0.0.1:1\"},"
+			       "{\"id\":2,\"addr\":\"127.0.0.1:2\",\"weight\":300}]}",
+			       &c, err),
+			 -EINVAL);
+	assert_string_equal(err, "backends[1].weight: an integer from 1 to 256 is required");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,11 +291,14 @@ int main(void)
 		cmocka_unit_test(test_pick_least_load),
 		cmocka_unit_test(test_pick_none),
 		cmocka_unit_test(test_pick_ties_among_least),
+		cmocka_unit_test(test_pick_weights_distribution),
+		cmocka_unit_test(test_pick_equal_weights_unchanged),
 		cmocka_unit_test(test_hist_buckets),
 		cmocka_unit_test(test_hist_quantiles),
 		cmocka_unit_test(test_counters_json),
 		cmocka_unit_test(test_config_good),
 		cmocka_unit_test(test_config_bad),
+		cmocka_unit_test(test_config_weight_message),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

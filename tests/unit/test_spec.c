@@ -465,6 +465,8 @@ static void test_zones_and_ports(void **state)
 	assert_int_equal(s->targets[0].n_ports, 2);
 	assert_int_equal(s->targets[0].ports[0], 8081);
 	assert_int_equal(s->targets[1].n_ports, 0);
+	assert_int_equal(s->targets[0].weight, 1); /* the default */
+	assert_int_equal(s->targets[2].weight, 1);
 	assert_string_equal(s->strategy.zones.label, "zone");
 	assert_true(s->strategy.zones.one_per_batch);
 	assert_int_equal(s->strategy.zones.min_available.value, 50);
@@ -491,6 +493,19 @@ static void test_zones_and_ports(void **state)
 		   "spec.yaml:4:41: ports[1]: port 80 is listed twice");
 	expect_one(state, BASE "targets: [{host: ssh://u@h, ports: []}]\n",
 		   "spec.yaml:4:36: ports: must not be empty (leave it out to use the daemon's port range)");
+	/* weight: 1..256 per target, default 1 (plain-URL targets too) */
+	const char *w = BASE "targets: [{host: ssh://u@a, weight: 3}, ssh://u@b, {host: ssh://u@c, weight: 256}]\n";
+	assert_int_equal(parse(f, w), 0);
+	assert_int_equal(f->s.n_targets, 3);
+	assert_int_equal(f->s.targets[0].weight, 3);
+	assert_int_equal(f->s.targets[1].weight, 1);
+	assert_int_equal(f->s.targets[2].weight, 256);
+	expect_one(state, BASE "targets: [{host: ssh://u@h, weight: 0}]\n",
+		   "spec.yaml:4:37: weight: 0 is out of range (1 to 256)");
+	expect_one(state, BASE "targets: [{host: ssh://u@h, weight: 257}]\n",
+		   "spec.yaml:4:37: weight: 257 is out of range (1 to 256)");
+	expect_one(state, BASE "targets: [{host: ssh://u@h, weight: heavy}]\n",
+		   "spec.yaml:4:37: weight: expected an integer, got a string");
 	expect_one(state, BASE "strategy: {zones: {label: zone}}\n",
 		   "spec.yaml:4:19: strategy.zones: zones are labels of ssh targets (targets: local has none)");
 	expect_one(state, BASE "targets: [ssh://u@h]\nstrategy: {zones: {label: zone}}\n",
