@@ -62,11 +62,13 @@ wait_until 10 serving 2 || { servers; fail "v2 not served again after a quick re
 [ "$(noticed)" -gt "$before" ] || fail "the restart was not noticed"
 
 log "the daemon killed and started again: it finds its servers by address and changes nothing"
-before=$(servers)
+# HAProxy's own check may show a transition ("UP 1/3") at any moment: compare the states alone.
+settled() { servers | sed 's|_[0-9]*/[0-9]*||'; }
+before=$(settled)
 kill9_daemon
 start_daemon
 sleep 2.5
-[ "$(servers)" = "$before" ] || { echo "$before"; servers; fail "the daemon's restart changed HAProxy's servers"; }
+[ "$(settled)" = "$before" ] || { echo "$before"; servers; fail "the daemon's restart changed HAProxy's servers"; }
 serving 2 || fail "v2 not served after the daemon's restart"
 grep 'mod=lb' "$T/daemon.log"
 log "ok (rollout completed ${took}s after apply, across a HAProxy restart)"
