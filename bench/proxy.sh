@@ -17,6 +17,7 @@ done
 D=$(mktemp -d /tmp/rollout-bench.XXXXXX)
 PIDS=()
 cleanup() {
+	exec 2>/dev/null # bash's "Killed" notices for what we stop here are noise
 	# nginx's master stops its workers on TERM; a KILL would leave them running. So TERM first.
 	if [ -f "$D/nginx.pid" ]; then
 		kill -TERM "$(cat "$D/nginx.pid")" 2>/dev/null
