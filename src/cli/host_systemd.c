@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "driver/driver.h"
@@ -145,13 +146,15 @@ char *host_systemd_unit_text(const char *exe, const char *dir)
 static int write_file(const char *path, const char *data, size_t len, mode_t mode)
 {
 	char *tmp = xasprintf("%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	int rc = 0;
 	if (fd < 0) {
 		rc = -errno;
 		free(tmp);
 		return rc;
 	}
+	if (fchmod(fd, mode) != 0) /* before any byte: a leftover temporary file may have had another */
+		rc = -errno;
 	for (size_t off = 0; rc == 0 && off < len;) {
 		ssize_t w = write(fd, data + off, len - off);
 		if (w < 0 && errno == EINTR)
@@ -161,8 +164,6 @@ static int write_file(const char *path, const char *data, size_t len, mode_t mod
 		else
 			off += (size_t)w;
 	}
-	if (rc == 0 && fchmod(fd, mode) != 0)
-		rc = -errno;
 	if (rc == 0 && fsync(fd) != 0)
 		rc = -errno;
 	if (close(fd) != 0 && rc == 0)
@@ -172,6 +173,19 @@ static int write_file(const char *path, const char *data, size_t len, mode_t mod
 	if (rc != 0)
 		unlink(tmp);
 	free(tmp);
+	if (rc == 0) { /* the rename itself, durable */
+		char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+		if (slash != NULL) {
+			*slash = '\0';
+			int dfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (dfd >= 0) {
+				if (fsync(dfd) != 0)
+					rc = -errno;
+				close(dfd);
+			}
+		}
+		free(dir);
+	}
 	return rc;
 }
 
@@ -364,7 +378,11 @@ int host_systemd_stop(const struct host_systemd_ops *ops, const char *dir, const
 		snprintf(sig, sizeof sig, "--signal=%d", signo);
 		ctl(ops, "kill", sig, unit);
 		*how = "stopped";
-		for (long waited = 0; main_pid(ops, unit, &p) == 0 && p > 0; waited += 20) {
+		struct timespec t0, t;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (main_pid(ops, unit, &p) == 0 && p > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			long waited = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
 			if (waited >= grace_ms) {
 				ctl(ops, "kill", "--signal=9", unit);
 				*how = "killed after the grace period";

@@ -483,6 +483,11 @@ static int batch_goal(const struct spec *spec, const struct engine_state *st)
 	return g < cap ? g : cap;
 }
 
+int engine_batch_goal(const struct spec *spec, const struct engine_state *st)
+{
+	return batch_goal(spec, st);
+}
+
 /* Zones one_per_batch: once `goal` new instances are in place, the zone step moves past every
  * zone they fill (zones with no share are skipped). */
 static void advance_zone(const struct spec *spec, struct engine_state *st, int goal)
@@ -599,8 +604,7 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 			} else if (analysis && st->verdict == VERDICT_INCONCLUSIVE) {
 				set_reason(ro, "analysis inconclusive after batch %d%s: %s; promote to continue or abort",
 					   ro->batch + 1, zone_cut ? " in its zone" : "", st->verdict_reason);
-				if (zone_cut)
-					advance_zone(spec, st, goal);
+				advance_zone(spec, st, goal); /* past the zones now full, as the other branches */
 				enter_pause(st, zone_cut ? PAUSE_ANALYSIS_ZONE : PAUSE_ANALYSIS, 0, now);
 				emit_event(out, INTENT_ROLLOUT, EV_PAUSED, 0, "rollout %llu paused: %s",
 					   (unsigned long long)ro->id, ro->reason);

@@ -173,6 +173,11 @@ enum engine_obs_kind {
 	OBS_EXITED,       /* the process is gone */
 };
 
+/* The new-revision count the current batch aims at: cumulative, capped at replicas (all of them
+ * on the fast path, for a scale, outside a rollout) and, with zones one_per_batch, at the end of
+ * the zone the batch is in. What status shows as the batch goal. */
+int engine_batch_goal(const struct spec *spec, const struct engine_state *st);
+
 /* Fills a fresh state for a service with no revision yet. */
 void engine_state_init(struct engine_state *st);
 /* Frees the instance array. */

@@ -155,60 +155,67 @@ const char *spec_target_zone(const struct spec *s, const struct spec_target *t)
 	return "";
 }
 
-/* Whether target i is the first with its zone (so zones are counted once, in target order). */
-static bool first_of_zone(const struct spec *s, size_t i)
-{
-	const char *z = spec_target_zone(s, &s->targets[i]);
-	for (size_t j = 0; j < i; j++)
-		if (strcmp(spec_target_zone(s, &s->targets[j]), z) == 0)
-			return false;
-	return true;
-}
-
-size_t spec_zone_count(const struct spec *s)
+/* The zone names in the order of targets into names[0..max) (borrowed); returns how many there
+ * are, counting at most max + 1 (more than max: too many). O(targets x zones). */
+static size_t collect_zones(const struct spec *s, const char **names, size_t max)
 {
 	if (s->strategy.zones.label == NULL || s->targets_local)
 		return 0;
 	size_t n = 0;
-	for (size_t i = 0; i < s->n_targets; i++)
-		n += first_of_zone(s, i);
+	for (size_t i = 0; i < s->n_targets && n <= max; i++) {
+		const char *z = spec_target_zone(s, &s->targets[i]);
+		size_t k = 0;
+		while (k < n && k < max && strcmp(names[k], z) != 0)
+			k++;
+		if (k == n) {
+			if (n < max)
+				names[n] = z;
+			n++;
+		}
+	}
 	return n;
+}
+
+size_t spec_zone_count(const struct spec *s)
+{
+	const char *names[SPEC_ZONES_MAX];
+	return collect_zones(s, names, SPEC_ZONES_MAX);
 }
 
 const char *spec_zone_name(const struct spec *s, size_t z)
 {
-	for (size_t i = 0, k = 0; i < s->n_targets; i++)
-		if (first_of_zone(s, i) && k++ == z)
-			return spec_target_zone(s, &s->targets[i]);
-	return "";
+	const char *names[SPEC_ZONES_MAX];
+	size_t n = collect_zones(s, names, SPEC_ZONES_MAX);
+	return z < n && z < SPEC_ZONES_MAX ? names[z] : "";
 }
 
 int spec_zone_index(const struct spec *s, const char *name)
 {
-	if (s->strategy.zones.label == NULL || s->targets_local)
-		return -1;
-	int z = 0;
-	for (size_t i = 0; i < s->n_targets; i++) {
-		if (!first_of_zone(s, i))
-			continue;
-		if (strcmp(spec_target_zone(s, &s->targets[i]), name) == 0)
-			return z;
-		z++;
-	}
+	const char *names[SPEC_ZONES_MAX];
+	size_t n = collect_zones(s, names, SPEC_ZONES_MAX);
+	for (size_t z = 0; z < n && z < SPEC_ZONES_MAX; z++)
+		if (strcmp(names[z], name) == 0)
+			return (int)z;
 	return -1;
 }
 
 void spec_zone_shares(const struct spec *s, int replicas, int *share)
 {
-	size_t nz = spec_zone_count(s), h = s->n_targets;
+	const char *names[SPEC_ZONES_MAX];
+	size_t nz = collect_zones(s, names, SPEC_ZONES_MAX), h = s->n_targets;
+	if (nz > SPEC_ZONES_MAX)
+		nz = SPEC_ZONES_MAX; /* a spec the parser refuses; never past the caller's array */
 	for (size_t z = 0; z < nz; z++)
 		share[z] = 0;
 	if (nz == 0)
 		return;
 	for (size_t i = 0; i < h; i++) {
-		int z = spec_zone_index(s, spec_target_zone(s, &s->targets[i]));
-		if (z >= 0)
-			share[z] += replicas / (int)h + ((int)i < replicas % (int)h);
+		const char *tz = spec_target_zone(s, &s->targets[i]);
+		for (size_t z = 0; z < nz; z++)
+			if (strcmp(names[z], tz) == 0) {
+				share[z] += replicas / (int)h + ((int)i < replicas % (int)h);
+				break;
+			}
 	}
 }
 

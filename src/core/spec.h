@@ -190,7 +190,8 @@ const struct spec_pause *spec_pause_after(const struct spec_strategy *st, int ba
 int spec_max_failures(const struct spec_strategy *st, int replicas);
 
 /* Zones (strategy.zones with ssh targets): the distinct values of the zone label in the order of
- * targets. spec_zone_count is 0 without zone rules. */
+ * targets. spec_zone_count is 0 without zone rules, and counts at most SPEC_ZONES_MAX + 1 (more
+ * zones than allowed: the parser refuses such a spec). Each call is O(targets x zones). */
 size_t spec_zone_count(const struct spec *s);
 const char *spec_zone_name(const struct spec *s, size_t z);
 /* The zone index of a zone name, or -1 when no target has it. */

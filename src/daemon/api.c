@@ -69,6 +69,7 @@ struct conn {
 struct api_req {
 	struct conn *conn; /* NULL once the connection is gone */
 	char *mem;         /* head copy with NULs written in, then the body */
+	size_t mem_len;    /* wiped on free: a body may hold secret env values, a head the token */
 	const char *method, *path, *body;
 	size_t body_len;
 	char *names[MAX_SEGS + MAX_QUERY], *values[MAX_SEGS + MAX_QUERY];
@@ -239,6 +240,8 @@ static void req_free(struct api_req *req)
 		free(req->names[i]);
 		free(req->values[i]);
 	}
+	if (req->mem != NULL)
+		xwipe(req->mem, req->mem_len);
 	free(req->mem);
 	free(req);
 }
@@ -580,6 +583,8 @@ static void conn_handle_closed(uv_handle_t *h)
 		c->next->prev = c->prev;
 	api->nconns--;
 	struct api_req *req = c->req;
+	if (c->buf != NULL)
+		xwipe(c->buf, c->len); /* a request read in part may hold a secret or the token */
 	free(c->buf);
 	free(c);
 	if (req) {
@@ -616,7 +621,13 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 		size_t ncap = c->cap ? c->cap * 2 : 16384;
 		if (ncap > BUF_MAX)
 			ncap = BUF_MAX;
-		c->buf = xrealloc(c->buf, ncap);
+		char *nb = xmalloc(ncap); /* not realloc: the old buffer is wiped, not left to the allocator */
+		if (c->buf != NULL) {
+			memcpy(nb, c->buf, c->len);
+			xwipe(c->buf, c->len);
+			free(c->buf);
+		}
+		c->buf = nb;
 		c->cap = ncap;
 	}
 	*b = uv_buf_init(c->len < c->cap ? c->buf + c->len : NULL, (unsigned)(c->cap - c->len));
@@ -763,7 +774,8 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 	struct api *api = c->api;
 	size_t hl = c->head_len;
 	struct api_req *req = xcalloc(1, sizeof *req);
-	req->mem = xmalloc(hl + body_len + 2);
+	req->mem_len = hl + body_len + 2;
+	req->mem = xmalloc(req->mem_len);
 	memcpy(req->mem, c->buf, hl);
 	memcpy(req->mem + hl + 1, c->buf + hl, body_len);
 	req->mem[hl + 1 + body_len] = '\0';
@@ -787,6 +799,7 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 	req->method = method;
 
 	memmove(c->buf, c->buf + consumed, c->len - consumed);
+	xwipe(c->buf + c->len - consumed, consumed); /* the request's bytes live on in req->mem only */
 	c->len -= consumed;
 	reset_parser(c);
 	c->state = C_HEAD;

@@ -1136,8 +1136,7 @@ static const char *pause_name(enum engine_pause_reason p)
 static void waiting_for(const struct svc *s, int new_total, int new_avail, int old_total, char *buf, size_t len)
 {
 	const struct engine_rollout *ro = &s->st.ro;
-	int goal = ro->fast || engine_ro_done(ro->state) ? s->st.replicas
-							 : spec_batch_goal(&s->spec.strategy, s->st.replicas, ro->batch);
+	int goal = engine_batch_goal(&s->spec, &s->st);
 	bool analysis = s->spec.strategy.analysis.enabled && !ro->fast && ro->kind == RO_KIND_DEPLOY;
 	if (ro->state == RO_PAUSED)
 		snprintf(buf, len, "%s", ro->reason[0] ? ro->reason : "paused");
@@ -1223,9 +1222,7 @@ json_t *svc_status_json(struct svc *s)
 	} else {
 		int batches = ro->fast || ro->kind == RO_KIND_SCALE ? 1
 								    : spec_batch_count(&s->spec.strategy, s->st.replicas);
-		int goal = ro->fast || ro->kind == RO_KIND_SCALE || engine_ro_done(ro->state)
-				   ? s->st.replicas
-				   : spec_batch_goal(&s->spec.strategy, s->st.replicas, ro->batch);
+		int goal = engine_batch_goal(&s->spec, &s->st);
 		const char *pn = ro->state == RO_PAUSED ? pause_name(ro->pause) : NULL;
 		json_t *rj = json_pack("{s:I,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I}", "id",
 				       (json_int_t)ro->id, "kind", engine_ro_kind_name(ro->kind), "state",

@@ -606,6 +606,41 @@ static void test_zones_adopt_unzoned(void **state)
 	world_free(&w);
 }
 
+/* An inconclusive verdict where a batch ends exactly at a zone's end: one pause; promote goes on in
+ * the next zone with the next batch (no second pause without anything new). */
+static void test_zones_inconclusive_at_zone_end(void **state)
+{
+	(void)state;
+	struct world w;
+	zoned_world(&w, true, 0);
+	struct amount b[2] = {{false, 2}, {true, 100}};
+	w.spec.strategy.batches = xmalloc(sizeof b);
+	memcpy(w.spec.strategy.batches, b, sizeof b);
+	w.spec.strategy.n_batches = 2;
+	deploy_v1(&w);
+	w.spec.strategy.analysis.enabled = true;
+	apply(&w, 2);
+	for (int i = 0; i < 200 && w.st.ro.state != RO_PAUSED; i++) {
+		w.st.verdict = VERDICT_INCONCLUSIVE;
+		w.st.verdict_since = w.now;
+		step(&w);
+		w.now += 100;
+	}
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	assert_int_equal(w.st.ro.pause, PAUSE_ANALYSIS);
+	assert_int_equal(w.st.ro.zone_step, 1); /* zone a is full: the next batch starts in b */
+	assert_int_equal(zone_count(&w, "a", 2, true), 2);
+	w.out.n = 0;
+	assert_int_equal(engine_promote(&w.st, w.now, &w.out), 0);
+	assert_int_equal(w.st.ro.batch, 1);
+	w.st.verdict = VERDICT_INCONCLUSIVE;
+	w.st.verdict_since = w.now;
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_PROGRESSING); /* no pause again before zone b changed */
+	assert_int_equal(zone_count(&w, "b", 2, false), 1); /* surge 1: the first of zone b starts */
+	world_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -625,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_zones_one_per_batch),
 		cmocka_unit_test(test_zones_spread_with_floor),
 		cmocka_unit_test(test_zones_adopt_unzoned),
+		cmocka_unit_test(test_zones_inconclusive_at_zone_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
