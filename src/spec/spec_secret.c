@@ -6,9 +6,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "spec/spec_yaml.h"
+#include "spec/ytree.h"
 #include "util/xmalloc.h"
 
 /* ---- the pairs ------------------------------------------------------------------------------- */
@@ -85,136 +85,25 @@ void spec_secret_copy(struct spec_secrets *dst, const struct spec_secrets *src)
 		spec_secret_set(dst, src->v[i].name, src->v[i].value);
 }
 
-/* ---- a tree of the document with libyaml's marks ---------------------------------------------- */
-
-enum rkind { R_SCALAR, R_SEQ, R_MAP };
-
-struct rnode {
-	enum rkind kind;
-	size_t start, end; /* libyaml mark indexes: characters from the start of the text */
-	char *text;        /* scalars: the value, NUL-terminated (wiped on free) */
-	size_t len;
-	bool is_true;      /* a plain scalar that YAML's core schema reads as true */
-	struct rnode **kids; /* seq: items; map: key, value, key, value ... */
-	size_t n, cap;
-};
-
-struct rtree {
-	struct rnode **all;
-	size_t n_all, cap_all;
-	struct rnode *root;
-};
-
-static void rtree_free(struct rtree *t)
+static bool is_scalar(const struct ynode *n)
 {
-	for (size_t i = 0; i < t->n_all; i++) {
-		struct rnode *n = t->all[i];
-		if (n->text != NULL) {
-			xwipe(n->text, n->len);
-			free(n->text);
-		}
-		free(n->kids);
-		free(n);
-	}
-	free(t->all);
-	memset(t, 0, sizeof *t);
+	return n->kind != Y_SEQ && n->kind != Y_MAP;
 }
 
-static bool plain_true(const yaml_event_t *ev)
+/* A plain scalar that YAML's core schema reads as true (as spec_parse does for `secret:`). */
+static bool is_true(const struct ynode *n)
 {
-	const char *v = (const char *)ev->data.scalar.value;
-	const char *tag = (const char *)ev->data.scalar.tag;
-	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || (tag != NULL && strcmp(tag, YAML_STR_TAG) == 0))
-		return false;
-	return strcmp(v, "true") == 0 || strcmp(v, "True") == 0 || strcmp(v, "TRUE") == 0;
-}
-
-/* Builds the tree from libyaml's events, within spec_parse's limits. Returns 0 (t->root NULL for
- * an empty stream) or -EINVAL: a syntax error, a limit, an alias or a second document. */
-static int rtree_build(struct rtree *t, const char *text, size_t len)
-{
-	yaml_parser_t p;
-	yaml_event_t ev;
-	struct rnode *stack[SPEC_PARSE_MAX_DEPTH + 1];
-	size_t depth = 0, nodes = 0;
-	int docs = 0, rc = 0;
-	bool done = false;
-
-	if (!yaml_parser_initialize(&p))
-		abort();
-	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-	while (!done && rc == 0) {
-		if (!yaml_parser_parse(&p, &ev)) {
-			rc = -EINVAL;
-			break;
-		}
-		struct rnode *n = NULL;
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++docs > 1)
-				rc = -EINVAL;
-			break;
-		case YAML_ALIAS_EVENT:
-			rc = -EINVAL;
-			break;
-		case YAML_SCALAR_EVENT:
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			if (++nodes > SPEC_PARSE_MAX_NODES ||
-			    (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.length > SPEC_PARSE_MAX_STRING) ||
-			    (ev.type != YAML_SCALAR_EVENT && depth >= SPEC_PARSE_MAX_DEPTH)) {
-				rc = -EINVAL;
-				break;
-			}
-			n = xcalloc(1, sizeof *n);
-			xgrow((void **)&t->all, &t->cap_all, t->n_all + 1, sizeof *t->all);
-			t->all[t->n_all++] = n;
-			n->start = ev.start_mark.index;
-			n->end = ev.end_mark.index;
-			if (ev.type == YAML_SCALAR_EVENT) {
-				n->kind = R_SCALAR;
-				n->text = xstrndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
-				n->len = ev.data.scalar.length;
-				n->is_true = plain_true(&ev);
-			} else {
-				n->kind = ev.type == YAML_MAPPING_START_EVENT ? R_MAP : R_SEQ;
-			}
-			if (depth > 0) {
-				struct rnode *parent = stack[depth - 1];
-				xgrow((void **)&parent->kids, &parent->cap, parent->n + 1, sizeof *parent->kids);
-				parent->kids[parent->n++] = n;
-			} else {
-				t->root = n;
-			}
-			if (n->kind != R_SCALAR)
-				stack[depth++] = n;
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			depth--;
-			break;
-		default:
-			break;
-		}
-		if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.value != NULL)
-			xwipe(ev.data.scalar.value, ev.data.scalar.length);
-		yaml_event_delete(&ev);
-	}
-	yaml_parser_delete(&p);
-	return rc;
+	return n->kind == Y_BOOL && (n->text[0] == 't' || n->text[0] == 'T');
 }
 
 /* The value of key `name` in map m (the first, as spec_parse reads it), or NULL. */
-static struct rnode *rmap_get(const struct rnode *m, const char *name)
+static struct ynode *rmap_get(const struct ynode *m, const char *name)
 {
-	if (m == NULL || m->kind != R_MAP)
+	if (m == NULL || m->kind != Y_MAP)
 		return NULL;
 	for (size_t i = 0; i + 1 < m->n; i += 2) {
-		const struct rnode *k = m->kids[i];
-		if (k->kind == R_SCALAR && k->len == strlen(name) && memcmp(k->text, name, k->len) == 0)
+		const struct ynode *k = m->kids[i];
+		if (is_scalar(k) && k->len == strlen(name) && memcmp(k->text, name, k->len) == 0)
 			return m->kids[i + 1];
 	}
 	return NULL;
@@ -250,16 +139,17 @@ int spec_secret_redact(const char *text, size_t len, char **out, struct spec_sec
 	if (text == NULL || len > SPEC_PARSE_MAX_BYTES ||
 	    (len >= 2 && ((unsigned char)text[0] == 0xFE || (unsigned char)text[0] == 0xFF)))
 		return -EINVAL;
-	struct rtree t = {0};
-	int rc = rtree_build(&t, text, len);
+	struct ytree t;
+	struct ytree_error yerr;
+	int rc = ytree_build(&t, text, len, &yerr);
 	struct range *rg = NULL;
 	size_t n_rg = 0;
-	struct rnode *env = rc == 0 ? rmap_get(rmap_get(t.root, "template"), "env") : NULL;
-	for (size_t i = 0; env != NULL && env->kind == R_MAP && i + 1 < env->n; i += 2) {
-		struct rnode *k = env->kids[i], *v = env->kids[i + 1];
-		struct rnode *sec = rmap_get(v, "secret"), *val = rmap_get(v, "value");
-		if (k->kind != R_SCALAR || strlen(k->text) != k->len || sec == NULL || sec->kind != R_SCALAR ||
-		    !sec->is_true || val == NULL || val->kind != R_SCALAR)
+	struct ynode *env = rc == 0 ? rmap_get(rmap_get(t.root, "template"), "env") : NULL;
+	for (size_t i = 0; env != NULL && env->kind == Y_MAP && i + 1 < env->n; i += 2) {
+		struct ynode *k = env->kids[i], *v = env->kids[i + 1];
+		struct ynode *sec = rmap_get(v, "secret"), *val = rmap_get(v, "value");
+		if (!is_scalar(k) || strlen(k->text) != k->len || sec == NULL || !is_true(sec) || val == NULL ||
+		    !is_scalar(val))
 			continue;
 		struct range r = {byte_of(text, len, val->start), byte_of(text, len, val->end)};
 		/* A block scalar's range takes its line breaks: they stay, the next key keeps its line. */
@@ -273,7 +163,7 @@ int spec_secret_redact(const char *text, size_t len, char **out, struct spec_sec
 		rg[n_rg++] = r;
 		spec_secret_set(secrets, k->text, val->text);
 	}
-	rtree_free(&t);
+	ytree_free(&t);
 	if (rc < 0) {
 		free(rg);
 		spec_secret_clear(secrets);

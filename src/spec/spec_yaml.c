@@ -9,23 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
+#include "spec/ytree.h"
 #include "util/xmalloc.h"
 
-/* ---- the document tree ---------------------------------------------------------------------- */
-
-/* Scalar kinds follow YAML's core schema for plain scalars; every quoted scalar is a string. */
-enum ykind { Y_NULL, Y_BOOL, Y_INT, Y_FLOAT, Y_STR, Y_SEQ, Y_MAP };
-
-struct ynode {
-	enum ykind kind;
-	int line, col; /* 1-based */
-	char *text;    /* scalars: NUL-terminated copy (may hold an inner NUL: see len) */
-	size_t len;
-	struct ynode **kids; /* seq: items; map: key, value, key, value ... */
-	size_t n, cap;
-};
+/* ---- the parse context (the document tree is ytree.c's) ---------------------------------- */
 
 struct perr {
 	int line, col;
@@ -37,8 +25,7 @@ struct pctx {
 	struct spec *s;
 	struct perr *errs;
 	size_t n_errs, cap_errs;
-	struct ynode **all; /* every node, for freeing */
-	size_t n_all, cap_all;
+	struct ytree tree;
 	struct ynode *root;
 	/* Which sections were written (even if invalid), and where values stood, for the checks that
 	 * span several fields. */
@@ -111,187 +98,6 @@ static bool is_digits(const char *s, size_t n)
 		if (s[i] < '0' || s[i] > '9')
 			return false;
 	return true;
-}
-
-static enum ykind plain_kind(const char *s, size_t n)
-{
-	static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-	static const char *const bools[] = {"true", "True", "TRUE", "false", "False", "FALSE"};
-	for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
-		if (strlen(nulls[i]) == n && memcmp(nulls[i], s, n) == 0)
-			return Y_NULL;
-	for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-		if (strlen(bools[i]) == n && memcmp(bools[i], s, n) == 0)
-			return Y_BOOL;
-	size_t i = (n > 0 && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
-	if (is_digits(s + i, n - i))
-		return Y_INT;
-	const char *dot = memchr(s + i, '.', n - i);
-	if (dot != NULL) {
-		size_t a = (size_t)(dot - (s + i)), b = n - i - a - 1;
-		if ((a == 0 || is_digits(s + i, a)) && (b == 0 || is_digits(dot + 1, b)) && a + b > 0)
-			return Y_FLOAT;
-	}
-	return Y_STR;
-}
-
-static struct ynode *node_new(struct pctx *c, enum ykind kind, yaml_mark_t m)
-{
-	struct ynode *n = xcalloc(1, sizeof *n);
-	n->kind = kind;
-	n->line = (int)m.line + 1;
-	n->col = (int)m.column + 1;
-	xgrow((void **)&c->all, &c->cap_all, c->n_all + 1, sizeof *c->all);
-	c->all[c->n_all++] = n;
-	return n;
-}
-
-/* Every scalar is wiped: it may be a secret env value. */
-static void tree_free(struct pctx *c)
-{
-	for (size_t i = 0; i < c->n_all; i++) {
-		struct ynode *n = c->all[i];
-		if (n->text != NULL) {
-			xwipe(n->text, n->len);
-			free(n->text);
-		}
-		free(n->kids);
-		free(n);
-	}
-	free(c->all);
-	c->all = NULL;
-	c->n_all = c->cap_all = 0;
-}
-
-/* 1-based line and column of byte offset off in text. */
-static void offset_pos(const char *text, size_t len, size_t off, int *line, int *col)
-{
-	*line = 1;
-	*col = 1;
-	for (size_t i = 0; i < off && i < len; i++) {
-		if (text[i] == '\n') {
-			(*line)++;
-			*col = 1;
-		} else {
-			(*col)++;
-		}
-	}
-}
-
-static void syntax_error(struct pctx *c, yaml_parser_t *p, const char *text, size_t len)
-{
-	int line, col;
-	const char *problem = p->problem ? p->problem : "cannot parse";
-	if (p->error == YAML_READER_ERROR) {
-		offset_pos(text, len, p->problem_offset, &line, &col);
-		perr_add(c, line, col, "YAML syntax error: %s", problem);
-		return;
-	}
-	line = (int)p->problem_mark.line + 1;
-	col = (int)p->problem_mark.column + 1;
-	if (p->context != NULL)
-		perr_add(c, line, col, "YAML syntax error: %s (%s at line %d, column %d)", problem, p->context,
-			 (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
-	else
-		perr_add(c, line, col, "YAML syntax error: %s", problem);
-}
-
-/* Builds the tree from libyaml's events, enforcing the limits. Returns 0 with c->root set (NULL for
- * an empty stream), or -EINVAL with exactly one message (syntax error or limit). */
-static int tree_build(struct pctx *c, const char *text, size_t len)
-{
-	yaml_parser_t p;
-	yaml_event_t ev;
-	struct ynode *stack[SPEC_PARSE_MAX_DEPTH + 1];
-	size_t depth = 0, nodes = 0;
-	int docs = 0, rc = 0;
-	bool done = false;
-
-	if (!yaml_parser_initialize(&p))
-		abort();
-	yaml_parser_set_input_string(&p, (const unsigned char *)(text ? text : ""), text ? len : 0);
-	while (!done && rc == 0) {
-		if (!yaml_parser_parse(&p, &ev)) {
-			syntax_error(c, &p, text, len);
-			rc = -EINVAL;
-			break;
-		}
-		yaml_mark_t m = ev.start_mark;
-		struct ynode *n = NULL;
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++docs > 1) {
-				perr_add(c, (int)m.line + 1, (int)m.column + 1,
-					 "only one YAML document is allowed in a spec");
-				rc = -EINVAL;
-			}
-			break;
-		case YAML_ALIAS_EVENT:
-			perr_add(c, (int)m.line + 1, (int)m.column + 1,
-				 "YAML aliases (*name) are not supported in a spec; write the value out");
-			rc = -EINVAL;
-			break;
-		case YAML_SCALAR_EVENT:
-			if (ev.data.scalar.length > SPEC_PARSE_MAX_STRING) {
-				perr_add(c, (int)m.line + 1, (int)m.column + 1,
-					 "a string is longer than %d KiB, the limit", SPEC_PARSE_MAX_STRING / 1024);
-				rc = -EINVAL;
-				break;
-			}
-			/* fall through */
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			if (++nodes > SPEC_PARSE_MAX_NODES) {
-				perr_add(c, (int)m.line + 1, (int)m.column + 1,
-					 "more than %d YAML nodes; a spec is not that large", SPEC_PARSE_MAX_NODES);
-				rc = -EINVAL;
-				break;
-			}
-			if (ev.type == YAML_SCALAR_EVENT) {
-				const char *v = (const char *)ev.data.scalar.value;
-				size_t vl = ev.data.scalar.length;
-				/* A plain scalar tagged !!str is a string, as a quoted one is. */
-				const char *tag = (const char *)ev.data.scalar.tag;
-				bool plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-					     !(tag != NULL && strcmp(tag, YAML_STR_TAG) == 0);
-				n = node_new(c, plain ? plain_kind(v, vl) : Y_STR, m);
-				n->text = xstrndup(v, vl);
-				n->len = vl;
-			} else {
-				if (depth >= SPEC_PARSE_MAX_DEPTH) {
-					perr_add(c, (int)m.line + 1, (int)m.column + 1,
-						 "nesting deeper than %d levels", SPEC_PARSE_MAX_DEPTH);
-					rc = -EINVAL;
-					break;
-				}
-				n = node_new(c, ev.type == YAML_MAPPING_START_EVENT ? Y_MAP : Y_SEQ, m);
-			}
-			if (depth > 0) {
-				struct ynode *parent = stack[depth - 1];
-				xgrow((void **)&parent->kids, &parent->cap, parent->n + 1, sizeof *parent->kids);
-				parent->kids[parent->n++] = n;
-			} else {
-				c->root = n;
-			}
-			if (n->kind == Y_MAP || n->kind == Y_SEQ)
-				stack[depth++] = n;
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			depth--;
-			break;
-		default:
-			break;
-		}
-		if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.value != NULL)
-			xwipe(ev.data.scalar.value, ev.data.scalar.length);
-		yaml_event_delete(&ev);
-	}
-	yaml_parser_delete(&p);
-	return rc;
 }
 
 /* ---- helpers for typed values ------------------------------------------------------------- */
@@ -1808,12 +1614,16 @@ void spec_errors_clear(struct spec_errors *e)
 int spec_parse(const char *text, size_t len, const char *file, struct spec *out, struct spec_errors *errs)
 {
 	struct pctx c = {.s = out};
+	struct ytree_error yerr;
 	const char *fname = file ? file : "<spec>";
 
 	spec_init(out);
 	if (len > SPEC_PARSE_MAX_BYTES) {
 		perr_add(&c, 1, 1, "the spec is larger than 1 MiB, the limit");
-	} else if (tree_build(&c, text, len) == 0) {
+	} else if (ytree_build(&c.tree, text, len, &yerr) < 0) {
+		perr_add(&c, yerr.line, yerr.col, "%s", yerr.msg);
+	} else {
+		c.root = c.tree.root;
 		if (c.root == NULL || c.root->kind == Y_NULL) {
 			perr_add(&c, 1, 1, "the spec is empty; it needs at least service, listen and template");
 		} else if (c.root->kind != Y_MAP) {
@@ -1824,7 +1634,7 @@ int spec_parse(const char *text, size_t len, const char *file, struct spec *out,
 			check_spec(&c);
 		}
 	}
-	tree_free(&c);
+	ytree_free(&c.tree);
 	if (c.n_errs == 0) {
 		if (file != NULL)
 			out->file = xstrdup(file);
