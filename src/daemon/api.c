@@ -53,6 +53,8 @@ struct conn {
 	bool reading;
 	bool shutting; /* conn_finish() ran */
 	bool paused;   /* the client does not read its responses: stop taking requests */
+	bool tcp;      /* accepted on the TCP listener (counted against its own cap) */
+	bool head_req; /* the current request is HEAD: responses carry no body */
 	char *buf;
 	size_t len, cap;
 	struct http1_parser parser;
@@ -93,11 +95,12 @@ struct api {
 	size_t nroutes, cap_routes;
 	struct conn *conns;
 	int nconns;
+	int nconns_tcp; /* of nconns: the TCP listener's, so TCP clients cannot fill the unix socket's */
 	int pending; /* handles being closed by api_close() */
 	bool closing;
 	void (*done)(void *);
 	void *done_arg;
-	uint64_t head_ms, idle_ms;
+	uint64_t head_ms, idle_ms, body_ms;
 	char scratch[4096];
 };
 
@@ -139,14 +142,16 @@ int api_new(uv_loop_t *loop, struct api **out)
 	api->loop = loop;
 	api->head_ms = 10000;
 	api->idle_ms = 30000;
+	api->body_ms = 60000;
 	*out = api;
 	return 0;
 }
 
-void api_set_timeouts(struct api *api, uint64_t head_ms, uint64_t idle_ms)
+void api_set_timeouts(struct api *api, uint64_t head_ms, uint64_t idle_ms, uint64_t body_ms)
 {
 	api->head_ms = head_ms;
 	api->idle_ms = idle_ms;
+	api->body_ms = body_ms;
 }
 
 /* ---- routing ---- */
@@ -365,6 +370,8 @@ static void conn_respond(struct conn *c, int status, const char *ctype, const ch
 			       status, reason(status), ctype, n, extra ? extra : "",
 			       keep ? "" : "Connection: close\r\n");
 	size_t hn = strlen(head);
+	if (c->head_req) /* the same head as for GET, no body (RFC 9110 9.3.2) */
+		n = 0;
 	char *all = xmalloc(hn + n);
 	memcpy(all, head, hn);
 	memcpy(all + hn, body, n);
@@ -582,6 +589,7 @@ static void conn_handle_closed(uv_handle_t *h)
 	if (c->next)
 		c->next->prev = c->prev;
 	api->nconns--;
+	api->nconns_tcp -= c->tcp;
 	struct api_req *req = c->req;
 	if (c->buf != NULL)
 		xwipe(c->buf, c->len); /* a request read in part may hold a secret or the token */
@@ -624,6 +632,9 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 		char *nb = xmalloc(ncap); /* not realloc: the old buffer is wiped, not left to the allocator */
 		if (c->buf != NULL) {
 			memcpy(nb, c->buf, c->len);
+			/* a parsed head whose body is still coming points into the buffer: move it along */
+			if (c->state == C_BODY)
+				http1_msg_rebase(&c->msg, c->buf, nb);
 			xwipe(c->buf, c->len);
 			free(c->buf);
 		}
@@ -773,6 +784,8 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 	struct http1_msg *m = &c->msg;
 	struct api *api = c->api;
 	size_t hl = c->head_len;
+	/* the head is parsed in place: its fields must lie in the current buffer (alloc_cb rebases) */
+	assert(m->method >= c->buf && m->target + m->target_len <= c->buf + hl);
 	struct api_req *req = xcalloc(1, sizeof *req);
 	req->mem_len = hl + body_len + 2;
 	req->mem = xmalloc(req->mem_len);
@@ -863,8 +876,7 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 	free(tmp);
 
 	if (err || !found) {
-		/* no route answers HEAD: a 405 with a body the client will not read ends the connection */
-		bool keep = m->keep_alive && strcmp(method, "HEAD") != 0;
+		bool keep = m->keep_alive; /* HEAD included: its answer carries no body (conn_respond) */
 		req_free(req);
 		if (err) {
 			conn_error(c, 400, err, keep, NULL);
@@ -888,6 +900,7 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 static bool step_head(struct conn *c)
 {
 	struct api *api = c->api;
+	c->head_req = false;
 	if (c->len == 0) {
 		c->head_timer = false;
 		arm(c, api->idle_ms);
@@ -906,6 +919,7 @@ static bool step_head(struct conn *c)
 		return false;
 	}
 	c->head_len = (size_t)rc;
+	c->head_req = c->msg.method_len == 4 && memcmp(c->msg.method, "HEAD", 4) == 0;
 	c->unauth = c->need_auth && !authorized(c);
 	if (c->unauth && !open_route(c)) {
 		conn_error(c, 401, "missing or wrong bearer token", false, "WWW-Authenticate: Bearer\r\n");
@@ -928,7 +942,8 @@ static bool step_head(struct conn *c)
 	if (c->msg.expect_continue && pending)
 		conn_write(c, xstrdup("HTTP/1.1 100 Continue\r\n\r\n"), 25);
 	c->state = C_BODY;
-	arm(c, api->idle_ms);
+	/* one deadline for the whole body: a byte now and then does not extend it */
+	arm(c, api->body_ms);
 	return true;
 }
 
@@ -937,10 +952,8 @@ static bool step_body(struct conn *c)
 {
 	if (!c->chunked) {
 		size_t cl = (size_t)c->msg.content_length;
-		if (c->len - c->head_len < cl) {
-			arm(c, c->api->idle_ms);
-			return false;
-		}
+		if (c->len - c->head_len < cl)
+			return false; /* the body deadline armed by step_head runs on */
 		dispatch(c, cl, c->head_len + cl);
 		return true;
 	}
@@ -968,10 +981,8 @@ static bool step_body(struct conn *c)
 	memmove(c->buf + keep, c->buf + c->raw_off, c->len - c->raw_off);
 	c->len -= c->raw_off - keep;
 	c->raw_off = keep;
-	if (!c->dec.done) {
-		arm(c, c->api->idle_ms);
+	if (!c->dec.done)
 		return false;
-	}
 	dispatch(c, c->body_len, keep);
 	return true;
 }
@@ -1021,9 +1032,26 @@ static void on_connection(uv_stream_t *server, int status)
 	api->conns = c;
 	api->nconns++;
 	c->need_auth = tcp;
+	c->tcp = tcp;
+	api->nconns_tcp += tcp;
 	reset_parser(c);
 	c->state = C_HEAD;
-	if (uv_accept(server, &c->h.stream) < 0 || api->nconns > API_MAX_CONNS) {
+	if (uv_accept(server, &c->h.stream) < 0) {
+		conn_close(c);
+		return;
+	}
+	/* Each listener has its own cap, so TCP clients cannot lock the local CLI out. One over it
+	 * is told why (the CLI then says "busy", not "no daemon") and closed at once: the answer
+	 * is a best-effort write into an empty socket buffer, nothing is kept for it. */
+	if ((tcp ? api->nconns_tcp : api->nconns - api->nconns_tcp) > API_MAX_CONNS) {
+		static const char msg[] = "{\"error\":\"daemon busy: too many open API connections\"}\n";
+		char busy[256];
+		int n = snprintf(busy, sizeof busy,
+				 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+				 "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+				 sizeof msg - 1, msg);
+		uv_buf_t b = uv_buf_init(busy, (unsigned)n);
+		uv_try_write(&c->h.stream, &b, 1);
 		conn_close(c);
 		return;
 	}

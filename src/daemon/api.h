@@ -16,7 +16,7 @@ struct api_req;
  * api_sse_end() after api_sse_start(); it may do so later, from another callback. */
 typedef void (*api_handler)(struct api_req *req, void *ctx);
 
-#define API_MAX_CONNS 256
+#define API_MAX_CONNS 256 /* per listener: the unix socket and TCP each have their own */
 #define API_MAX_HEAD (16 * 1024)
 #define API_MAX_BODY (1024 * 1024)
 
@@ -30,9 +30,10 @@ int api_listen_unix(struct api *api, const char *path);
 int api_listen_tcp(struct api *api, const char *host_port, const char *token);
 /* The bound TCP port (useful after binding port 0), or a negative errno. */
 int api_tcp_port(struct api *api);
-/* Changes the timeouts: head_ms to send a request head once it started, idle_ms between requests
- * and while a body trickles in. Defaults 10 s and 30 s. */
-void api_set_timeouts(struct api *api, uint64_t head_ms, uint64_t idle_ms);
+/* Changes the timeouts: head_ms to send a request head once its first byte came, idle_ms between
+ * requests, body_ms to send the whole body once the head is in. Bytes never extend a deadline.
+ * Defaults 10 s, 30 s and 60 s. */
+void api_set_timeouts(struct api *api, uint64_t head_ms, uint64_t idle_ms, uint64_t body_ms);
 /* Adds a route. method is "GET", "POST", ...; pattern like "/v1/services/{name}/pause", where a
  * {name} segment matches one non-empty path segment. Strings are copied; ctx is passed through. */
 void api_route(struct api *api, const char *method, const char *pattern, api_handler fn, void *ctx);

@@ -93,6 +93,23 @@ static bool ieq(const char *s, size_t n, const char *lit)
 	return i == n && lit[i] == '\0';
 }
 
+static const char *rebase(const char *p, const char *from, const char *to)
+{
+	return p == NULL ? NULL : to + (p - from);
+}
+
+void http1_msg_rebase(struct http1_msg *msg, const char *from, const char *to)
+{
+	msg->method = rebase(msg->method, from, to);
+	msg->target = rebase(msg->target, from, to);
+	msg->reason = rebase(msg->reason, from, to);
+	msg->host = rebase(msg->host, from, to);
+	for (size_t i = 0; i < msg->nheaders; i++) {
+		msg->headers[i].name = rebase(msg->headers[i].name, from, to);
+		msg->headers[i].value = rebase(msg->headers[i].value, from, to);
+	}
+}
+
 int http1_find(const struct http1_msg *msg, const char *name, size_t from)
 {
 	size_t n = strlen(name);

@@ -111,6 +111,11 @@ int http1_status(int err);
 /* A short human description of an error code, for error bodies and logs. */
 const char *http1_strerror(int err);
 
+/* Moves every pointer of msg (and of its headers) from the buffer at from to the same offsets in
+ * the buffer at to, for a caller that copied the bytes to a bigger buffer while a head is held.
+ * Both buffers must be valid during the call. */
+void http1_msg_rebase(struct http1_msg *msg, const char *from, const char *to);
+
 /* Finds a header by case-insensitive name. Returns its index in msg->headers or -1. */
 int http1_find(const struct http1_msg *msg, const char *name, size_t from);
 

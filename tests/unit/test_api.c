@@ -73,6 +73,19 @@ static void h_echo(struct api_req *req, void *ctx)
 					   api_header(req, "user-agent")));
 }
 
+/* The length and FNV-1a hash of the body: for bodies too big to echo. */
+static void h_digest(struct api_req *req, void *ctx)
+{
+	(void)ctx;
+	size_t n;
+	const unsigned char *body = (const unsigned char *)api_req_body(req, &n);
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ body[i]) * 16777619u;
+	api_reply_json(req, 200, json_pack("{s:I, s:I, s:s}", "len", (json_int_t)n, "hash", (json_int_t)h,
+					   "method", api_req_method(req)));
+}
+
 static void h_fail(struct api_req *req, void *ctx)
 {
 	(void)ctx;
@@ -173,10 +186,11 @@ static int setup(void **state)
 	uv_timer_init(&f->loop, &f->async_timer);
 	f->async_timer.data = f;
 	api_new(&f->loop, &f->api);
-	api_set_timeouts(f->api, 300, 1000);
+	api_set_timeouts(f->api, 300, 1000, 600);
 	api_route(f->api, "GET", "/v1/services/{name}", h_service, f);
 	api_route(f->api, "POST", "/v1/services/{name}/pause", h_pause, f);
 	api_route(f->api, "POST", "/v1/echo", h_echo, f);
+	api_route(f->api, "POST", "/v1/digest", h_digest, f);
 	api_route(f->api, "GET", "/v1/async", h_async, f);
 	api_route(f->api, "GET", "/v1/hang", h_hang, f);
 	api_route(f->api, "GET", "/v1/events", h_events, f);
@@ -615,11 +629,15 @@ static void test_max_conns(void **state)
 		client_unix(&c, f->sock);
 		fds[i] = c.fd;
 	}
-	/* one too many: accepted and closed at once, long before the 1 s idle timeout */
+	/* one too many: told it is busy (a 503, not silence: the CLI must not say "no daemon") and
+	 * closed at once, long before the 1 s idle timeout */
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	client_unix(&c, f->sock);
-	assert_int_equal(client_fill(&c), 0);
+	assert_int_equal(client_read(&c, r), 0);
+	assert_int_equal(r->status, 503);
+	assert_non_null(strstr(r->body, "daemon busy"));
+	assert_true(client_sees_eof(&c));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	assert_true(ms < 800);
@@ -638,6 +656,139 @@ static void test_max_conns(void **state)
 	for (int i = 0; i < API_MAX_CONNS; i++)
 		close(fds[i]);
 	free(r);
+}
+
+/* TCP clients (no token needed to connect) filling their cap leave the unix socket's capacity
+ * alone: the local CLI still gets in. */
+static void test_max_conns_per_listener(void **state)
+{
+	struct fixture *f = *state;
+	static int fds[API_MAX_CONNS + 8];
+	static struct client c;
+	static struct resp r;
+	for (int i = 0; i < API_MAX_CONNS + 8; i++) {
+		client_tcp(&c, f->port);
+		fds[i] = c.fd;
+	}
+	usleep(100000); /* let the server accept them all */
+	for (int i = 0; i < 4; i++) {
+		once(f, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+		assert_int_equal(r.status, 200);
+	}
+	for (int i = 0; i < API_MAX_CONNS + 8; i++)
+		close(fds[i]);
+}
+
+/* Sends head, then body in pieces with pauses between, so the body spans many reads after the
+ * server's buffer has grown; returns the digest reply. */
+static void send_split(struct client *c, const char *head, const char *body, size_t n, size_t piece)
+{
+	client_send(c, head, strlen(head));
+	usleep(20000);
+	for (size_t off = 0; off < n; off += piece) {
+		client_send(c, body + off, n - off < piece ? n - off : piece);
+		if ((off / piece) % 16 == 0)
+			usleep(2000);
+	}
+}
+
+/* Bodies that arrive after the connection's buffer grew (about 12 KiB and up) reach the handler
+ * intact, and the head's fields are still right: today's bug wrote through stale pointers. */
+static void test_big_bodies(void **state)
+{
+	struct fixture *f = *state;
+	struct client *c = malloc(sizeof *c);
+	struct resp *r = malloc(sizeof *r);
+	size_t sizes[] = {13000, 20 * 1024, 300 * 1024, 900 * 1024, API_MAX_BODY};
+	char *body = malloc(API_MAX_BODY);
+	for (size_t i = 0; i < API_MAX_BODY; i++)
+		body[i] = (char)('a' + (i * 7 + i / 1000) % 26);
+	for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+		size_t n = sizes[k];
+		uint32_t h = 2166136261u;
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ (unsigned char)body[i]) * 16777619u;
+		char head[256];
+		snprintf(head, sizeof head,
+			 "POST /v1/digest HTTP/1.1\r\nHost: x\r\nUser-Agent: t/2\r\nContent-Length: %zu\r\n\r\n", n);
+		client_unix(c, f->sock);
+		send_split(c, head, body, n, 4096);
+		assert_int_equal(client_read(c, r), 0);
+		assert_int_equal(r->status, 200);
+		json_t *j = body_json(r);
+		assert_int_equal(json_integer_value(json_object_get(j, "len")), n);
+		assert_int_equal(json_integer_value(json_object_get(j, "hash")), h);
+		assert_string_equal(json_string_value(json_object_get(j, "method")), "POST");
+		json_decref(j);
+		/* and the connection goes on */
+		request(c, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", r);
+		assert_int_equal(r->status, 200);
+		close(c->fd);
+	}
+	/* chunked, in many chunks */
+	client_unix(c, f->sock);
+	const char *chead = "POST /v1/digest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+	client_send(c, chead, strlen(chead));
+	usleep(20000);
+	uint32_t h = 2166136261u;
+	size_t total = 0;
+	for (size_t off = 0; off < 200 * 1024; off += 1000, total += 1000) {
+		char line[16];
+		snprintf(line, sizeof line, "%x\r\n", 1000);
+		client_send(c, line, strlen(line));
+		client_send(c, body + off, 1000);
+		client_send(c, "\r\n", 2);
+		for (size_t i = off; i < off + 1000; i++)
+			h = (h ^ (unsigned char)body[i]) * 16777619u;
+	}
+	client_send(c, "0\r\n\r\n", 5);
+	assert_int_equal(client_read(c, r), 0);
+	assert_int_equal(r->status, 200);
+	json_t *j = body_json(r);
+	assert_int_equal(json_integer_value(json_object_get(j, "len")), total);
+	assert_int_equal(json_integer_value(json_object_get(j, "hash")), h);
+	json_decref(j);
+	close(c->fd);
+	/* the reproduction: 1,000,000 bytes to the open route, on TCP without a token */
+	client_tcp(c, f->port);
+	send_split(c, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", body, 1000000, 8192);
+	assert_int_equal(client_read(c, r), 0);
+	assert_int_equal(r->status, 200);
+	close(c->fd);
+	once(f, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", r);
+	assert_int_equal(r->status, 200);
+	free(body);
+	free(c);
+	free(r);
+}
+
+/* A body dribbled a byte at a time gets 408 at the body deadline (600 ms here), although every
+ * byte comes well within the idle timeout (1 s). */
+static void test_body_deadline(void **state)
+{
+	struct fixture *f = *state;
+	static struct client c;
+	static struct resp r;
+	client_unix(&c, f->sock);
+	const char *h = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+	client_send(&c, h, strlen(h));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool answered = false;
+	for (int i = 0; i < 40 && !answered; i++) {
+		usleep(100000);
+		if (send(c.fd, "x", 1, MSG_NOSIGNAL) != 1)
+			break; /* already closed */
+		char b;
+		answered = recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+	}
+	assert_int_equal(client_read(&c, &r), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(r.status, 408);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms < 2500); /* 40 bytes take 4 s: the deadline, not the byte count, ended it */
+	assert_true(client_sees_eof(&c));
+	close(c.fd);
 }
 
 /* A client that pipelines requests for big responses without reading: the server stops taking
@@ -670,11 +821,22 @@ static void test_head_method(void **state)
 	struct fixture *f = *state;
 	static struct client c;
 	static struct resp r;
-	client_unix(&c, f->sock);
-	request(&c, "HEAD /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-	assert_int_equal(r.status, 405);
-	assert_true(client_sees_eof(&c));
-	close(c.fd);
+	/* HEAD gets the head a GET would get and no body, and the connection stays usable: the next
+	 * bytes on it are the next response's */
+	const char *heads[] = {"HEAD /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n",
+			       "HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n"};
+	int want[] = {405, 404};
+	for (int i = 0; i < 2; i++) {
+		client_unix(&c, f->sock);
+		client_send(&c, heads[i], strlen(heads[i]));
+		request(&c, "GET /v1/services/a HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+		/* request() read the HEAD answer as a response with a body: it must be the GET's */
+		assert_int_equal(r.status, want[i]);
+		assert_non_null(strstr(r.head, "Content-Length: "));
+		assert_true(r.body_len > 0);
+		assert_int_equal(r.body[0], 'H'); /* the body it read is the next response's head */
+		close(c.fd);
+	}
 }
 
 static void test_tcp_token(void **state)
@@ -786,6 +948,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_conns_per_listener, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_bodies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_body_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head_method, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipeline_backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_route_dashboard, setup, teardown),
