@@ -264,12 +264,19 @@ int cmd_call(struct cmd_ctx *ctx, const char *method, const char *path, json_t *
 		return CMD_EXIT_NODAEMON;
 	}
 	if (rc != 0) {
-		fprintf(ctx->err, "rollout: %s %s: %s\n", method, path, client_error(c));
-		cmd_print_nodaemon(ctx);
+		/* something answers on the socket but the exchange failed: not "no daemon" */
+		fprintf(ctx->err, "rollout: %s %s: %s; the daemon on %s did not answer, try again\n", method,
+			path, client_error(c), ctx->sock);
 		return CMD_EXIT_NODAEMON;
 	}
 	if (status_out)
 		*status_out = status;
+	if (status == 503 && json_is_true(json_object_get(j, "busy"))) { /* at its connection cap */
+		fprintf(ctx->err, "rollout: %s; try again\n",
+			output_jstr(j, "error", "the daemon is too busy to answer"));
+		json_decref(j);
+		return CMD_EXIT_NODAEMON;
+	}
 	if (status >= 200 && status < 300) {
 		if (j == NULL) {
 			fprintf(ctx->err, "rollout: %s %s: the daemon's reply is not JSON\n", method, path);

@@ -107,7 +107,8 @@ int cmd_parse_duration(const char *s, int64_t *ms);
  * returns CMD_EXIT_OK with *resp the parsed JSON (caller frees). Otherwise prints what went
  * wrong to ctx->err ("rollout: <error>" and each line of an "errors" array, or the no-daemon
  * hint), sets *resp NULL and returns the exit status: CMD_EXIT_NODAEMON when the daemon cannot
- * be reached, CMD_EXIT_USAGE for 4xx (no such service, invalid spec, not applicable now),
+ * be reached (nothing listens, it is at its connection cap, or the exchange broke off: the
+ * message says which), CMD_EXIT_USAGE for 4xx (no such service, invalid spec, not applicable now),
  * CMD_EXIT_FAILED for 5xx or a reply that is not JSON. status_out (may be NULL) receives the
  * HTTP status, 0 without a reply. */
 int cmd_call(struct cmd_ctx *ctx, const char *method, const char *path, json_t *body, json_t **resp,

@@ -21,6 +21,8 @@
 #define BUF_MAX (API_MAX_HEAD + API_MAX_BODY + 4096)
 #define SSE_MAX_QUEUE (4 * 1024 * 1024) /* unsent bytes before a slow SSE client is dropped */
 #define WQ_MAX (1024 * 1024) /* unsent response bytes before pipelined requests wait */
+#define API_MAX_REFUSING 64 /* clients over a listener's cap that are told 503 rather than cut */
+#define REFUSE_MS 1000      /* how long such a client has to read it */
 
 struct route {
 	char *method;
@@ -55,6 +57,8 @@ struct conn {
 	bool paused;   /* the client does not read its responses: stop taking requests */
 	bool tcp;      /* accepted on the TCP listener (counted against its own cap) */
 	bool head_req; /* the current request is HEAD: responses carry no body */
+	bool refused;  /* over its listener's cap: told 503, closed when the client is done */
+	bool shut;     /* the write side is shut (shutdown_cb ran) */
 	char *buf;
 	size_t len, cap;
 	struct http1_parser parser;
@@ -340,7 +344,11 @@ static void shutdown_cb(uv_shutdown_t *s, int status)
 	(void)status;
 	struct conn *c = s->data;
 	free(s);
-	if (!uv_is_closing(&c->h.handle))
+	c->shut = true;
+	/* a refused client still has to read the 503: closing both ways now could reach it before
+	 * it saw its connect succeed (curl then reports "could not connect"); its EOF or the timer
+	 * closes */
+	if (!uv_is_closing(&c->h.handle) && !(c->refused && !c->eof))
 		conn_close(c);
 }
 
@@ -656,7 +664,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		uv_read_stop(s);
 		c->reading = false;
 		c->eof = true;
-		if (c->state == C_CLOSING)
+		if (c->state == C_CLOSING && !(c->refused && c->shut))
 			return; /* the pending shutdown (or its timer) closes */
 		if (n == UV_EOF && c->state == C_HEAD && c->len == 0)
 			conn_finish(c); /* let queued responses drain */
@@ -1040,19 +1048,38 @@ static void on_connection(uv_stream_t *server, int status)
 		conn_close(c);
 		return;
 	}
-	/* Each listener has its own cap, so TCP clients cannot lock the local CLI out. One over it
-	 * is told why (the CLI then says "busy", not "no daemon") and closed at once: the answer
-	 * is a best-effort write into an empty socket buffer, nothing is kept for it. */
-	if ((tcp ? api->nconns_tcp : api->nconns - api->nconns_tcp) > API_MAX_CONNS) {
-		static const char msg[] = "{\"error\":\"daemon busy: too many open API connections\"}\n";
+	/* Each listener has its own cap, so TCP clients cannot lock the local CLI out. A client over
+	 * it is told why (the CLI then says "busy", not "no daemon"): a 503, the write side shut,
+	 * and the connection closed once the client closes or after a second; beyond API_MAX_REFUSING
+	 * such clients at once, closed at once without a word. */
+	size_t open = tcp ? api->nconns_tcp : api->nconns - api->nconns_tcp;
+	if (open > API_MAX_CONNS) {
+		if (open > API_MAX_CONNS + API_MAX_REFUSING) {
+			conn_close(c);
+			return;
+		}
+		static const char msg[] = "{\"error\":\"daemon busy: too many open API connections\",\"busy\":true}\n";
 		char busy[256];
 		int n = snprintf(busy, sizeof busy,
 				 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
 				 "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
 				 sizeof msg - 1, msg);
-		uv_buf_t b = uv_buf_init(busy, (unsigned)n);
-		uv_try_write(&c->h.stream, &b, 1);
-		conn_close(c);
+		c->refused = true;
+		c->state = C_CLOSING;
+		conn_write(c, xstrndup(busy, (size_t)n), (size_t)n);
+		if (uv_is_closing(&c->h.handle))
+			return;
+		c->shutting = true;
+		uv_timer_start(&c->timer, timeout_cb, REFUSE_MS, 0);
+		uv_shutdown_t *sd = xmalloc(sizeof *sd);
+		sd->data = c;
+		if (uv_shutdown(sd, &c->h.stream, shutdown_cb) < 0) {
+			free(sd);
+			conn_close(c);
+			return;
+		}
+		if (uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0)
+			c->reading = true; /* into the scratch buffer, to see the client's EOF */
 		return;
 	}
 	if (tcp)

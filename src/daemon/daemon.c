@@ -371,18 +371,52 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-static char *read_token(const char *path)
+#define TOKEN_MAX 1024 /* bytes of a bearer token; a longer file is refused, never cut */
+
+/* The bearer token: the first line of path, which only its owner may read. Returns it (the
+ * caller wipes and frees it), or NULL with why in err. */
+static char *read_token(const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return NULL;
-	char buf[256] = {0};
-	char *r = fgets(buf, sizeof buf, f);
-	fclose(f);
-	if (r == NULL)
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+		snprintf(err, errlen,
+			 S_ISREG(st.st_mode) ? "token file %s is readable by others (mode %04o): chmod 600 it"
+					     : "token file %s is not a regular file",
+			 path, (unsigned)(st.st_mode & 07777));
+		close(fd);
 		return NULL;
-	buf[strcspn(buf, "\r\n")] = '\0';
-	char *t = buf[0] ? xstrdup(buf) : NULL;
+	}
+	char buf[TOKEN_MAX + 2];
+	size_t n = 0;
+	ssize_t k;
+	while (n < sizeof buf && (k = read(fd, buf + n, sizeof buf - n)) > 0)
+		n += (size_t)k;
+	close(fd);
+	size_t len = 0;
+	while (len < n && buf[len] != '\n' && buf[len] != '\r')
+		len++;
+	char *t = NULL;
+	if (len > TOKEN_MAX)
+		snprintf(err, errlen, "the token in %s is longer than %d bytes", path, TOKEN_MAX);
+	else if (len == 0)
+		snprintf(err, errlen, "token file %s: the first line is empty", path);
+	else {
+		size_t bad = 0;
+		while (bad < len && buf[bad] > ' ' && buf[bad] < 0x7f)
+			bad++;
+		if (bad < len)
+			snprintf(err, errlen, "the token in %s holds a space or a control or non-ASCII byte",
+				 path);
+		else
+			t = xstrndup(buf, len);
+	}
 	xwipe(buf, sizeof buf);
 	return t;
 }
@@ -479,9 +513,10 @@ int daemon_run(const struct daemon_opts *o)
 		return 1;
 	}
 	if (o->api_tcp != NULL) {
-		char *tok = o->token_file ? read_token(o->token_file) : NULL;
+		char why[PATH_MAX + 128] = "--api needs a token: --token-file FILE with one line";
+		char *tok = o->token_file ? read_token(o->token_file, why, sizeof why) : NULL;
 		if (tok == NULL) {
-			fprintf(stderr, "rollout: --api needs a token: --token-file FILE with one line\n");
+			fprintf(stderr, "rollout: %s\n", why);
 			return 2;
 		}
 		r = api_listen_tcp(d->api, o->api_tcp, tok);

@@ -594,6 +594,8 @@ static void test_call_statuses(void **state)
 	    {"GET /v1/services", 0, 500, "oops"},
 	    {"GET /v1/services", -ECONNREFUSED, 0, NULL},
 	    {"GET /v1/services", -EIO, 0, NULL},
+	    {"GET /v1/services", 0, 503, "{\"error\":\"daemon busy: too many open API connections\",\"busy\":true}"},
+	    {"GET /v1/services", 0, 503, "{\"error\":\"store unavailable\"}"},
 	    {"GET /v1/services", 0, 200, "{\"services\":[]}"},
 	    {"GET /v1/services", 0, 200, "not json"},
 	};
@@ -617,6 +619,17 @@ static void test_call_statuses(void **state)
 						  "rollout daemon --data /d\n"));
 	assert_int_equal(cmd_call(&h.ctx, "GET", "/v1/services", NULL, &r, NULL), CMD_EXIT_NODAEMON);
 	assert_non_null(strstr(sink_text(&h.err), "fake failure"));
+	/* something answered: not "no daemon" (said once so far, for the refused connect) */
+	assert_non_null(strstr(sink_text(&h.err), "the daemon on /d/rollout.sock did not answer, try again\n"));
+	const char *first = strstr(sink_text(&h.err), "no daemon answers");
+	assert_null(strstr(first + 1, "no daemon answers"));
+	/* at its connection cap: busy, exit 3; another 503 is a daemon error, exit 1 */
+	assert_int_equal(cmd_call(&h.ctx, "GET", "/v1/services", NULL, &r, NULL), CMD_EXIT_NODAEMON);
+	assert_non_null(strstr(sink_text(&h.err), "rollout: daemon busy: too many open API connections; try again\n"));
+	assert_int_equal(cmd_call(&h.ctx, "GET", "/v1/services", NULL, &r, NULL), CMD_EXIT_FAILED);
+	assert_non_null(strstr(sink_text(&h.err), "rollout: store unavailable\n"));
+	first = strstr(sink_text(&h.err), "no daemon answers");
+	assert_null(strstr(first + 1, "no daemon answers"));
 	assert_int_equal(cmd_call(&h.ctx, "GET", "/v1/services", NULL, &r, NULL), CMD_EXIT_OK);
 	assert_true(json_is_array(json_object_get(r, "services")));
 	json_decref(r);
