@@ -14,9 +14,21 @@ ifeq ($(SAN),1)
 CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
 endif
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LIBS    := $(PKG_LIBS) -lm -lpthread
+# The libraries' flags come from pkg-config only after scripts/deps.sh has installed what is
+# missing: $(BUILD)/deps.mk is an included makefile, so make builds it (running deps.sh) before
+# anything else, with or without -j, then reads it and starts over. Computing them here, when the
+# Makefile is parsed, would run pkg-config before the packages exist on a fresh machine.
+NODEPS_GOALS := clean format deps
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+include $(BUILD)/deps.mk
+endif
+$(BUILD)/deps.mk: scripts/deps.sh
+	@bash scripts/deps.sh
+	@mkdir -p $(dir $@)
+	@c=$$(pkg-config --cflags $(PKGS)) && l=$$(pkg-config --libs $(PKGS)) && \
+	  printf 'PKG_CFLAGS := %s\nPKG_LIBS := %s\n' "$$c" "$$l" >$@.tmp && mv $@.tmp $@ || \
+	  { echo "make: pkg-config does not find $(PKGS) (scripts/deps.sh installs them)" >&2; exit 1; }
+LIBS    = $(PKG_LIBS) -lm -lpthread
 
 LIB_SRC   := $(filter-out src/cli/main.c,$(wildcard src/*/*.c))
 # The simulator links the pure core and the allocator only: no libuv, no libcurl, no I/O.
@@ -29,7 +41,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all deps test unit sim e2e asan-bins fuzz fuzz-bins demo bench clean format
-all: deps $(BUILD)/rollout $(BUILD)/hello $(BUILD)/rollout-sim
+all: $(BUILD)/rollout $(BUILD)/hello $(BUILD)/rollout-sim
 
 deps:
 	@bash scripts/deps.sh
@@ -78,7 +90,7 @@ sim: $(BUILD)/rollout-sim
 
 # libFuzzer targets (clang): build-fuzz/fuzz/fuzz_*, the library compiled once with coverage.
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-fuzz: deps
+fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang FUZZ=1 fuzz-bins
 
 fuzz-bins: $(FUZZ_BIN)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages rollout needs to build and test; only those missing. Idempotent.
 set -euo pipefail
-pkgs=(build-essential pkg-config clang libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
+pkgs=(build-essential pkg-config clang libclang-rt-14-dev libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libcmocka-dev curl wrk iproute2 procps psmisc python3 prometheus haproxy
       openssh-server openssh-client chromium)
 [ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light ansible-core)
