@@ -18,6 +18,7 @@ endif
 # missing: $(BUILD)/deps.mk is an included makefile, so make builds it (running deps.sh) before
 # anything else, with or without -j, then reads it and starts over. Computing them here, when the
 # Makefile is parsed, would run pkg-config before the packages exist on a fresh machine.
+.DEFAULT_GOAL := all
 NODEPS_GOALS := clean format deps
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 include $(BUILD)/deps.mk
@@ -40,7 +41,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test unit sim e2e asan-bins fuzz fuzz-bins demo bench clean format
+.PHONY: FORCE all deps test unit sim e2e asan-bins fuzz fuzz-bins demo bench clean format
 all: $(BUILD)/rollout $(BUILD)/hello $(BUILD)/rollout-sim
 
 deps:
@@ -52,6 +53,16 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# `rollout version` names the commit it was built from; the stamp changes only when the commit
+# does, so cmd_version.o alone is rebuilt. Outside git (an archive) set ROLLOUT_GIT=... by hand.
+ROLLOUT_GIT ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/git.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(ROLLOUT_GIT)' | cmp -s - $@ || echo '$(ROLLOUT_GIT)' >$@
+$(BUILD)/src/cli/cmd_version.o: $(BUILD)/git.stamp
+$(BUILD)/src/cli/cmd_version.o: CFLAGS += -DROLLOUT_GIT='"$(ROLLOUT_GIT)"'
+FORCE:
 
 $(BUILD)/librollout.a: $(LIB_OBJ)
 	@rm -f $@

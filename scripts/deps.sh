@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config clang libclang-rt-14-dev libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libcmocka-dev curl wrk iproute2 procps psmisc python3 prometheus haproxy
-      openssh-server openssh-client chromium)
+      openssh-server openssh-client chromium systemd)
 [ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light ansible-core)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -30,7 +30,7 @@ int daemon_main(struct cmd_ctx *ctx, int argc, char **argv)
 	static const struct cmd_opt opts[] = {
 		{"--api", NULL, true},   {"--token-file", NULL, true}, {"--ports", NULL, true},
 		{"--log-json", NULL, false}, {"--debug", NULL, false},   {"--keep-events", NULL, true},
-		{NULL, NULL, false},
+		{"--socket-group", NULL, true}, {NULL, NULL, false},
 	};
 	struct cmd_args a;
 	int r = cmd_parse(ctx, opts, argc, argv, &a, 0, 0);
@@ -43,6 +43,7 @@ int daemon_main(struct cmd_ctx *ctx, int argc, char **argv)
 		.port_lo = 20000,
 		.port_hi = 29999,
 		.keep_events = 10000,
+		.socket_group = a.set[6] ? a.val[6] : NULL,
 	};
 	if (a.set[5]) {
 		char *end;
@@ -67,7 +68,7 @@ int daemon_main(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_daemon_entry = {
 	.name = "daemon",
-	.usage = "[--data DIR] [--api ADDR --token-file FILE] [--ports LO-HI] [--keep-events N] [--log-json] [--debug]",
+	.usage = "[--data DIR] [--api ADDR --token-file FILE] [--ports LO-HI] [--keep-events N] [--socket-group NAME] [--log-json] [--debug]",
 	.summary = "run the control plane (one per data directory)",
 	.exec = daemon_main,
 };

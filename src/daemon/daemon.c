@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include "lb/lb.h"
 #include "store/store.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 #include "util/xmalloc.h"
 
 /* A safety net only: steps happen on observations and at the engine's next deadline. */
@@ -284,6 +286,8 @@ static void begin_shutdown(struct daemon *d)
 		return;
 	d->stopping = true;
 	log_info("daemon", "msg=\"stopping; instances keep running\"");
+	sdnotify_send("STOPPING=1");
+	uv_timer_stop(&d->watchdog);
 	uv_timer_stop(&d->tick);
 	uv_idle_stop(&d->idle);
 	monitor_close(d->monitor);
@@ -320,6 +324,12 @@ static void begin_shutdown(struct daemon *d)
 	uv_close((uv_handle_t *)&d->idle, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void watchdog_cb(uv_timer_t *t)
+{
+	(void)t;
+	sdnotify_send("WATCHDOG=1");
 }
 
 static void signal_cb(uv_signal_t *h, int signo)
@@ -368,6 +378,32 @@ static int mkdir_p(const char *path)
 	}
 	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		return -errno;
+	return 0;
+}
+
+/* --socket-group: the socket becomes 0660 with that group, and DATA searchable by it (group
+ * x bit, and the group, when DATA lacks it) so its members can reach the socket; nothing else in
+ * DATA opens to them. */
+static int share_socket(const char *data, const char *sock, const char *group)
+{
+	struct group *g = getgrnam(group);
+	if (g == NULL) {
+		fprintf(stderr, "rollout: --socket-group: no group '%s'\n", group);
+		return -ENOENT;
+	}
+	struct stat st;
+	if (chown(sock, (uid_t)-1, g->gr_gid) < 0 || chmod(sock, 0660) < 0 || stat(data, &st) < 0) {
+		fprintf(stderr, "rollout: --socket-group %s: %s: %s\n", group, sock, strerror(errno));
+		return -errno;
+	}
+	if (st.st_gid != g->gr_gid && (st.st_mode & 0001) == 0 && chown(data, (uid_t)-1, g->gr_gid) < 0) {
+		fprintf(stderr, "rollout: --socket-group %s: %s: %s\n", group, data, strerror(errno));
+		return -errno;
+	}
+	if ((st.st_mode & 0010) == 0 && chmod(data, (st.st_mode & 07777) | 0010) < 0) {
+		fprintf(stderr, "rollout: --socket-group %s: %s: %s\n", group, data, strerror(errno));
+		return -errno;
+	}
 	return 0;
 }
 
@@ -500,6 +536,7 @@ int daemon_run(const struct daemon_opts *o)
 	uv_timer_init(d->loop, &d->tick);
 	d->tick.data = d;
 	uv_timer_init(d->loop, &d->prune);
+	uv_timer_init(d->loop, &d->watchdog);
 	d->prune.data = d;
 	d->keep_events = o->keep_events;
 
@@ -511,6 +548,10 @@ int daemon_run(const struct daemon_opts *o)
 		fprintf(stderr, "rollout: cannot listen on %s: %s\n", sock, strerror(-r));
 		free(sock);
 		return 1;
+	}
+	if (o->socket_group != NULL && share_socket(d->data, sock, o->socket_group) < 0) {
+		free(sock);
+		return 2;
 	}
 	if (o->api_tcp != NULL) {
 		char why[PATH_MAX + 128] = "--api needs a token: --token-file FILE with one line";
@@ -541,6 +582,14 @@ int daemon_run(const struct daemon_opts *o)
 	monitor_new(d, &d->monitor);
 	log_info("daemon", "msg=\"ready\" data=%s socket=%s pid=%d", d->data, sock, (int)getpid());
 	free(sock);
+	/* systemd (Type=notify): ready once the store is open, services loaded and the API listens */
+	char *st = xasprintf("READY=1\nSTATUS=serving %zu services on %s\nMAINPID=%d", d->n_svcs,
+			     d->data, (int)getpid());
+	sdnotify_send(st);
+	free(st);
+	uint64_t wd = sdnotify_watchdog_ms();
+	if (wd > 0) /* pinged from the loop: a loop that blocks misses them */
+		uv_timer_start(&d->watchdog, watchdog_cb, 0, wd / 2 > 0 ? wd / 2 : 1);
 
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	uv_walk(d->loop, walk_close, NULL);

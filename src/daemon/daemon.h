@@ -31,6 +31,7 @@ struct daemon_opts {
 	int port_lo, port_hi;   /* instance ports, inclusive */
 	long keep_events;       /* events kept per service (older ones pruned); 0: all */
 	const char *self_exe;   /* this binary, to start the proxy */
+	const char *socket_group; /* NULL, or the group whose members may use DATA/rollout.sock */
 };
 
 /* Runtime of one instance that the engine state does not hold. */
@@ -103,7 +104,8 @@ struct daemon {
 	size_t n_svcs, cap_svcs;
 	int port_lo, port_hi, port_next;
 	uv_timer_t tick;
-	uv_timer_t prune; /* event retention, every PRUNE_MS */
+	uv_timer_t prune;    /* event retention, every PRUNE_MS */
+	uv_timer_t watchdog; /* WATCHDOG=1 to systemd, when it asks for pings */
 	long keep_events;
 	uv_idle_t idle; /* runs steps for dirty services */
 	uv_signal_t sigterm, sigint;
