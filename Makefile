@@ -15,16 +15,19 @@ CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS += -fsanitize=address,undefined
 endif
 # The libraries' flags come from pkg-config only after scripts/deps.sh has installed what is
-# missing: $(BUILD)/deps.mk is an included makefile, so make builds it (running deps.sh) before
+# missing: $(BUILD)/deps-PROFILE.mk is an included makefile, so make builds it (running deps.sh) before
 # anything else, with or without -j, then reads it and starts over. Computing them here, when the
 # Makefile is parsed, would run pkg-config before the packages exist on a fresh machine.
 .DEFAULT_GOAL := all
 NODEPS_GOALS := clean format deps
+# Goals that build or run tests need the test packages too (cmocka, clang's fuzzer runtime, ...).
+TEST_GOALS   := test unit sim fuzz fuzz-bins asan-bins $(BUILD)/tests/% $(BUILD)/fuzz/%
+DEPS_PROFILE := $(if $(filter $(TEST_GOALS),$(MAKECMDGOALS)),test,build)
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
-include $(BUILD)/deps.mk
+include $(BUILD)/deps-$(DEPS_PROFILE).mk
 endif
-$(BUILD)/deps.mk: scripts/deps.sh
-	@bash scripts/deps.sh
+$(BUILD)/deps-%.mk: scripts/deps.sh
+	@bash scripts/deps.sh --$*
 	@mkdir -p $(dir $@)
 	@c=$$(pkg-config --cflags $(PKGS)) && l=$$(pkg-config --libs $(PKGS)) && \
 	  printf 'PKG_CFLAGS := %s\nPKG_LIBS := %s\n' "$$c" "$$l" >$@.tmp && mv $@.tmp $@ || \
@@ -45,7 +48,7 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 all: $(BUILD)/rollout $(BUILD)/hello $(BUILD)/rollout-sim
 
 deps:
-	@bash scripts/deps.sh
+	@bash scripts/deps.sh --test
 
 Q := $(if $(V),,@)
 

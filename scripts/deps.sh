@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages rollout needs to build and test; only those missing. Idempotent.
+# Installs the Debian packages rollout needs; only those missing. Idempotent.
+#   scripts/deps.sh [--build]  what `make` and `make demo` need: a compiler and the libraries
+#   scripts/deps.sh --test     and what `make test` needs: clang and its sanitizer runtimes (fuzz),
+#                              cmocka, and the real programs the tests run (haproxy, sshd, ...)
+#   scripts/deps.sh --bench    and the peers bench/ compares against
 set -euo pipefail
-pkgs=(build-essential pkg-config clang libclang-rt-14-dev libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
-      libjansson-dev libcmocka-dev curl wrk iproute2 procps psmisc python3 prometheus haproxy
-      openssh-server openssh-client chromium systemd)
-[ "${1:-}" = "--bench" ] && pkgs+=(haproxy nginx-light ansible-core)
+build=(build-essential pkg-config libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
+       libjansson-dev curl procps python3)
+test=(clang libclang-rt-14-dev libcmocka-dev wrk iproute2 psmisc prometheus haproxy openssh-server
+      openssh-client chromium systemd debootstrap)
+bench=(nginx-light ansible-core)
+case "${1:---build}" in
+--build) pkgs=("${build[@]}") ;;
+--test) pkgs=("${build[@]}" "${test[@]}") ;;
+--bench) pkgs=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+*) echo "usage: scripts/deps.sh [--build|--test|--bench]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
