@@ -7,8 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/xmalloc.h"
@@ -234,6 +235,92 @@ int drv_local_scan(const char *marker,
 	return found;
 }
 
+/* ---- claim files: an instance's identity, durable before its program runs ----
+ *
+ * MARKER/run/<service>-<id>.pid is created by the instance's own process, after the fork and
+ * before the exec, with O_EXCL: the program never runs without it, and it names the process by
+ * its pid and start time, which the program cannot change (unlike its environment, which
+ * programs that set their title overwrite). A restarted daemon adopts an instance it had not yet
+ * recorded from it; a start finds a live claim and adopts instead of starting a duplicate. The
+ * file goes when the instance is seen to exit. */
+
+static char *claim_path(const struct local_drv *d, const char *service, uint64_t id)
+{
+	return xasprintf("%s/run/%s-%" PRIu64 ".pid", d->marker, service, id);
+}
+
+/* Reads a claim: 1 with the pid and start time of the live process it names, 0 when it names
+ * none (no file, a dead or different process: a stale file is removed). The child writes its
+ * pid, the daemon adds the start time right after; a file with the pid only is checked against
+ * its own creation time instead (the process was forked just before it was made). */
+static int claim_read(const char *path, int *pid, uint64_t *start)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	char buf[64];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	struct stat st;
+	int have_st = fstat(fd, &st) == 0;
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	int p = 0;
+	unsigned long long recorded = 0;
+	int k = sscanf(buf, "%d %llu", &p, &recorded);
+	uint64_t now = 0;
+	bool ok = k >= 1 && p > 0 && proc_stat(p, NULL, &now) == 0;
+	if (ok && k == 2) {
+		ok = now == recorded;
+	} else if (ok && have_st) {
+		/* start time is in clock ticks since boot; compare with the file's age */
+		struct timespec up;
+		clock_gettime(CLOCK_BOOTTIME, &up);
+		double proc_age = (double)up.tv_sec + up.tv_nsec / 1e9 - (double)now / (double)sysconf(_SC_CLK_TCK);
+		struct timespec wall;
+		clock_gettime(CLOCK_REALTIME, &wall);
+		double file_age = (double)(wall.tv_sec - st.st_mtim.tv_sec) + (wall.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
+		ok = proc_age - file_age > -2.0 && proc_age - file_age < 2.0;
+	}
+	if (!ok) {
+		if (n >= 0)
+			unlink(path);
+		return 0;
+	}
+	*pid = p;
+	*start = now;
+	return 1;
+}
+
+/* Completes the child's claim with the start time (atomically: a reader sees either version). */
+static void claim_complete(const char *path, int pid, uint64_t start)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0) {
+		char buf[64];
+		int n = snprintf(buf, sizeof buf, "%d %" PRIu64 "\n", pid, start);
+		bool ok = write(fd, buf, (size_t)n) == n;
+		if (close(fd) == 0 && ok)
+			rename(tmp, path);
+	}
+	unlink(tmp);
+	free(tmp);
+}
+
+/* Removes the claim if it still names pid (never one a newer start made). */
+static void claim_drop(const char *path, int pid)
+{
+	char buf[64];
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	if (atoi(buf) == pid)
+		unlink(path);
+}
+
 /* ---- instances ---- */
 
 static void inst_handle_closed(uv_handle_t *h)
@@ -312,6 +399,11 @@ static void inst_dead(struct local_inst *in, const char *cause)
 		return;
 	in->dead = true;
 	in->cause = xstrdup(cause);
+	if (!in->ghost && in->pid > 0) {
+		char *claim = claim_path(in->d, in->service, in->id);
+		claim_drop(claim, in->pid);
+		free(claim);
+	}
 	if (in->poll_init)
 		uv_poll_stop(&in->poll);
 	if (in->watch_init)
@@ -562,32 +654,126 @@ static int open_log(const struct local_drv *d, const struct drv_start *req, char
 	return fd;
 }
 
-/* Starts argv in its own session (so it outlives the daemon) with stdin from /dev/null, stdout
- * and stderr to logfd, default signal handling and an empty signal mask (the daemon ignores
- * SIGPIPE; its instances must not inherit that). posix_spawn clones with CLONE_VFORK: no copy of
- * the daemon's address space, which makes starting a batch of instances several times cheaper
- * than fork. Returns 0 and *pid, or a positive errno (exec failures included). */
-static int spawn_detached(char **argv, char **env, const char *cwd, int logfd, int *pid)
+/* argv[0] as posix_spawnp would find it: as given when it holds a '/', else the first executable
+ * regular file of that name on the daemon's PATH. Returns 0 and *out (new), or a positive errno. */
+static int resolve_exe(const char *name, char **out)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, all;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, logfd, 1);
-	posix_spawn_file_actions_adddup2(&fa, logfd, 2);
-	if (cwd != NULL)
-		posix_spawn_file_actions_addchdir_np(&fa, cwd);
-	sigemptyset(&none);
+	if (strchr(name, '/') != NULL) {
+		*out = xstrdup(name);
+		return 0;
+	}
+	const char *path = getenv("PATH");
+	if (path == NULL || *path == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	int err = ENOENT;
+	for (const char *p = path;;) {
+		const char *colon = strchr(p, ':');
+		size_t n = colon != NULL ? (size_t)(colon - p) : strlen(p);
+		char *cand = n == 0 ? xasprintf("./%s", name) : xasprintf("%.*s/%s", (int)n, p, name);
+		struct stat st;
+		if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (access(cand, X_OK) == 0) {
+				*out = cand;
+				return 0;
+			}
+			err = EACCES;
+		}
+		free(cand);
+		if (colon == NULL)
+			break;
+		p = colon + 1;
+	}
+	return err;
+}
+
+/* Formats v in decimal into buf (async-signal-safe, for the child). Returns the length. */
+static size_t fmt_int(char *buf, long v)
+{
+	char tmp[24];
+	size_t n = 0, k = 0;
+	if (v == 0)
+		tmp[n++] = '0';
+	while (v > 0) {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	while (n > 0)
+		buf[k++] = tmp[--n];
+	buf[k++] = '\n';
+	return k;
+}
+
+enum { SPAWN_OK, SPAWN_CLAIM, SPAWN_CHDIR, SPAWN_EXEC };
+
+/* Starts exe in its own session (so it outlives the daemon) with stdin from /dev/null, stdout
+ * and stderr to logfd, default signal handling and an empty signal mask (the daemon ignores
+ * SIGPIPE; its instances must not inherit that), after claiming the instance (see above). vfork:
+ * no copy of the daemon's address space (starting a batch of instances stays cheap); the child
+ * makes only async-signal-safe calls, with every signal blocked until its exec, and reports a
+ * failure through memory it shares with us until then. Returns SPAWN_OK and *pid, or the step
+ * that failed with *err. */
+static int spawn_claimed(const char *exe, char **argv, char **env, const char *cwd, int logfd,
+			 const char *claim, int *pid, int *err)
+{
+	sigset_t all, old;
 	sigfillset(&all);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	int rc = posix_spawnp(pid, argv[0], &fa, &at, argv, env);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
-	return rc;
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	volatile int child_err = 0, child_step = SPAWN_OK;
+	pid_t child = vfork();
+	if (child == 0) {
+		setsid();
+		int fd = open(claim, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			child_err = errno;
+			child_step = SPAWN_CLAIM;
+			_exit(127);
+		}
+		char buf[32];
+		size_t n = fmt_int(buf, (long)getpid());
+		if (write(fd, buf, n) != (ssize_t)n) {
+			child_err = errno;
+			child_step = SPAWN_CLAIM;
+			unlink(claim);
+			_exit(127);
+		}
+		close(fd);
+		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		dup2(nul, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		if (cwd != NULL && chdir(cwd) != 0) {
+			child_err = errno;
+			child_step = SPAWN_CHDIR;
+			unlink(claim);
+			_exit(127);
+		}
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof dfl);
+		dfl.sa_handler = SIG_DFL;
+		for (int sig = 1; sig < NSIG; sig++)
+			sigaction(sig, &dfl, NULL); /* fails harmlessly for KILL, STOP and glibc's own */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execve(exe, argv, env);
+		child_err = errno;
+		child_step = SPAWN_EXEC;
+		unlink(claim);
+		_exit(127);
+	}
+	int fork_err = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (child < 0) {
+		*err = fork_err;
+		return SPAWN_EXEC;
+	}
+	if (child_step != SPAWN_OK) {
+		waitpid(child, NULL, 0);
+		*err = child_err;
+		return child_step;
+	}
+	*pid = child;
+	return SPAWN_OK;
 }
 
 /* Spawns the instance's process. Failures to start become the instance's `exited` cause. */
@@ -618,24 +804,38 @@ static void spawn_instance(struct local_drv *d, struct local_inst *in, const str
 		argv[i] = subst_port(t->command[i], req->port);
 	char **env = build_env(d, req);
 
-	int pid = 0;
-	int rc = spawn_detached(argv, env, t->workdir, logfd, &pid);
+	int pid = 0, rc = 0, step = SPAWN_EXEC;
+	char *exe = NULL;
+	char *claim = claim_path(d, req->service, req->id);
+	char *run = xasprintf("%s/run", d->marker);
+	if ((rc = -mkdirs(run)) == 0 && (rc = resolve_exe(argv[0], &exe)) == 0)
+		step = spawn_claimed(exe, argv, env, t->workdir, logfd, claim, &pid, &rc);
+	free(run);
+	free(exe);
 	close(logfd);
 	free_strv(env, true);
 
-	if (rc != 0) {
+	if (rc != 0 || step != SPAWN_OK) {
 		/* uv_strerror-style wording, lower case: "no such file or directory". */
 		char why[128];
 		snprintf(why, sizeof why, "%s", strerror(rc));
 		why[0] = (char)tolower((unsigned char)why[0]);
-		snprintf(err, sizeof err, "exec %s: %s", argv[0], why);
+		if (step == SPAWN_CLAIM)
+			snprintf(err, sizeof err, "claim %s: %s", claim, why);
+		else if (step == SPAWN_CHDIR)
+			snprintf(err, sizeof err, "workdir %s: %s", t->workdir, why);
+		else
+			snprintf(err, sizeof err, "exec %s: %s", argv[0], why);
 		free_strv(argv, false);
+		free(claim);
 		inst_dead(in, err);
 		return;
 	}
 	free_strv(argv, false);
 	in->pid = pid;
 	proc_stat(pid, NULL, &in->proc_start);
+	claim_complete(claim, pid, in->proc_start);
+	free(claim);
 	int fd = pidfd_open(d, pid);
 	if ((fd < 0 && fd != -ENOSYS) || (rc = inst_watch(in, fd)) != 0) {
 		if (fd >= 0 && !in->poll_init)
@@ -649,6 +849,37 @@ static void spawn_instance(struct local_drv *d, struct local_inst *in, const str
 	inst_defer(in);
 }
 
+/* Watches the process pid (started at proc_start) as the instance. 0, or -ESRCH when it is not
+ * that process (any more). */
+static int watch_pid(struct local_drv *d, const char *service, uint64_t id, int pid, uint64_t proc_start)
+{
+	uint64_t start = 0;
+	if (pid <= 0 || proc_stat(pid, NULL, &start) != 0 || start != proc_start)
+		return -ESRCH;
+	int fd = pidfd_open(d, pid);
+	if (fd < 0 && fd != -ENOSYS)
+		return -ESRCH;
+	/* The pid could have been reused between the check and the open: check again, now that the
+	 * pidfd pins the process it names. */
+	if (proc_stat(pid, NULL, &start) != 0 || start != proc_start) {
+		if (fd >= 0)
+			close(fd);
+		return -ESRCH;
+	}
+	struct local_inst *in = inst_new(d, service, id, false);
+	in->pid = pid;
+	in->proc_start = proc_start;
+	int rc = inst_watch(in, fd);
+	if (rc != 0) {
+		if (fd >= 0 && !in->poll_init)
+			close(fd);
+		inst_destroy(in);
+		return rc;
+	}
+	inst_defer(in);
+	return 0;
+}
+
 static int local_start(struct drv *base, const struct drv_start *req)
 {
 	struct local_drv *d = (struct local_drv *)base;
@@ -659,6 +890,15 @@ static int local_start(struct drv *base, const struct drv_start *req)
 		return -EINVAL;
 	if (inst_find(d, req->service, req->id) != NULL)
 		return -EEXIST;
+	/* already running (a start made again after a restart): that process is the instance,
+	 * never a second one beside it */
+	char *claim = claim_path(d, req->service, req->id);
+	int pid = 0;
+	uint64_t start = 0;
+	int live = claim_read(claim, &pid, &start);
+	free(claim);
+	if (live && watch_pid(d, req->service, req->id, pid, start) == 0)
+		return 0;
 	struct local_inst *in = inst_new(d, req->service, req->id, false);
 	spawn_instance(d, in, req);
 	return 0;
@@ -704,40 +944,21 @@ static int local_adopt(struct drv *base, const char *service, uint64_t id, int p
 		return -EBADF;
 	if (inst_find(d, service, id) != NULL)
 		return -EEXIST;
-	uint64_t start = 0;
 	if (pid == 0) {
-		struct find_ctx f = {service, id, 0};
-		drv_local_scan(d->marker, find_cb, &f);
-		if (f.pid == 0)
-			return -ESRCH;
-		pid = f.pid;
-		if (proc_stat(pid, NULL, &proc_start) != 0)
-			return -ESRCH;
+		/* not recorded yet: its claim names it; instances of daemons before claims, the
+		 * marker in their environment */
+		char *claim = claim_path(d, service, id);
+		int found = claim_read(claim, &pid, &proc_start);
+		free(claim);
+		if (!found) {
+			struct find_ctx f = {service, id, 0};
+			drv_local_scan(d->marker, find_cb, &f);
+			if (f.pid == 0 || proc_stat(f.pid, NULL, &proc_start) != 0)
+				return -ESRCH;
+			pid = f.pid;
+		}
 	}
-	if (pid < 0 || proc_stat(pid, NULL, &start) != 0 || start != proc_start)
-		return -ESRCH;
-	int fd = pidfd_open(d, pid);
-	if (fd < 0 && fd != -ENOSYS)
-		return -ESRCH;
-	/* The pid could have been reused between the check and the open: check again, now that the
-	 * pidfd pins the process it names. */
-	if (proc_stat(pid, NULL, &start) != 0 || start != proc_start) {
-		if (fd >= 0)
-			close(fd);
-		return -ESRCH;
-	}
-	struct local_inst *in = inst_new(d, service, id, false);
-	in->pid = pid;
-	in->proc_start = proc_start;
-	int rc = inst_watch(in, fd);
-	if (rc != 0) {
-		if (fd >= 0 && !in->poll_init)
-			close(fd);
-		inst_destroy(in);
-		return rc;
-	}
-	inst_defer(in);
-	return 0;
+	return watch_pid(d, service, id, pid, proc_start);
 }
 
 static int local_proc_info(struct drv *base, const char *service, uint64_t id, int *pid, uint64_t *proc_start)

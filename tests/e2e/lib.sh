@@ -16,7 +16,15 @@ fail() { log "FAIL: $*"; exit 1; }
 instance_pids() {
 	local real; real=$(realpath -m "$DATA")
 	# grep exits 2 when a process goes away during the scan: that is not an error here.
-	{ grep -lsa -z -x "ROLLOUT_DAEMON=$real" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3 | sort -n
+	# Programs that rewrite their environment (nginx, redis) are found by their claim files.
+	{
+		{ grep -lsa -z -x "ROLLOUT_DAEMON=$real" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3
+		for c in "$DATA"/run/*.pid; do
+			[ -f "$c" ] || continue
+			local p; p=$(cut -d' ' -f1 "$c" 2>/dev/null)
+			[ -n "$p" ] && [ -d "/proc/$p" ] && echo "$p"
+		done
+	} | sort -nu
 }
 
 cleanup() {

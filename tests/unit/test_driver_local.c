@@ -390,6 +390,95 @@ static void test_adopt_by_marker(void **state)
 	assert_string_equal(f->cause, "killed by SIGKILL");
 }
 
+/* The claim file's content: pid and start time, or 0 0 when there is none. */
+static int read_claim(struct fixture *f, const char *name, uint64_t *start)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/run/%s.pid", f->dir, name);
+	FILE *fp = fopen(path, "r");
+	int pid = 0;
+	unsigned long long st = 0;
+	if (fp != NULL) {
+		if (fscanf(fp, "%d %llu", &pid, &st) != 2)
+			pid = -1;
+		fclose(fp);
+	}
+	*start = st;
+	return pid;
+}
+
+/* Issue 12: an instance whose program rewrote its environment (nginx, redis set their process
+ * titles over it) and that the daemon had not recorded yet is found again by its claim file,
+ * which its own process made before the exec; a start made again adopts it: no duplicate. */
+static void test_adopt_by_claim(void **state)
+{
+	struct fixture *f = *state;
+	char *argv[] = {"env", "-i", "sleep", "30", NULL}; /* the program runs without the marker */
+	assert_int_equal(start_cmd(f, f->d, "web", 5, argv, NULL, 0, NULL, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->started, 1, 3000));
+	int pid = f->pid;
+	uint64_t start = 0, cstart = 0;
+	assert_int_equal(drv_local_proc_start(pid, &start), 0);
+	assert_int_equal(read_claim(f, "web-5", &cstart), pid);
+	assert_true(cstart == start);
+	uvt_spin(&f->loop, 100); /* env has exec'd sleep: nothing of the marker is left */
+	drv_close(f->d);
+	f->d = NULL;
+	uvt_spin(&f->loop, 20);
+	struct scan_hit none = {0};
+	assert_int_equal(drv_local_scan(f->dir, scan_cb, &none), 0);
+
+	struct drv_callbacks cb = callbacks(f);
+	assert_int_equal(drv_local_new(&f->loop, f->dir, &cb, &f->d2), 0);
+	if (no_pidfd)
+		drv_local_no_pidfd(f->d2);
+	assert_int_equal(drv_adopt(f->d2, "web", 5, 0, 0), 0);
+	assert_true(uvt_run_until(&f->loop, &f->started, 2, 3000));
+	assert_int_equal(f->pid, pid);
+	drv_close(f->d2);
+	f->d2 = NULL;
+
+	/* a third daemon is asked to start it again: the live claim makes that an adoption */
+	assert_int_equal(drv_local_new(&f->loop, f->dir, &cb, &f->d), 0);
+	if (no_pidfd)
+		drv_local_no_pidfd(f->d);
+	assert_int_equal(start_cmd(f, f->d, "web", 5, argv, NULL, 0, NULL, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->started, 3, 3000));
+	assert_int_equal(f->pid, pid);
+	assert_int_equal(n_pids, 3); /* the same process each time */
+	assert_true(pids[1] == pid && pids[2] == pid);
+
+	/* seen to exit: the claim goes */
+	assert_int_equal(drv_stop(f->d, "web", 5, SIGTERM, 2000), 0);
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
+	assert_int_equal(read_claim(f, "web-5", &cstart), 0);
+}
+
+/* A claim left by a process that is gone does not stop a start, nor make an adoption. */
+static void test_stale_claim(void **state)
+{
+	struct fixture *f = *state;
+	char path[160];
+	snprintf(path, sizeof path, "%s/run", f->dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/run/web-6.pid", f->dir);
+	FILE *fp = fopen(path, "w");
+	fprintf(fp, "%d 12345\n", (int)getpid()); /* a live pid, but not started then */
+	fclose(fp);
+	assert_int_equal(drv_adopt(f->d, "web", 6, 0, 0), -ESRCH);
+	fp = fopen(path, "w");
+	fprintf(fp, "999999999\n");
+	fclose(fp);
+	char *argv[] = {"sleep", "30", NULL};
+	assert_int_equal(start_cmd(f, f->d, "web", 6, argv, NULL, 0, NULL, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->started, 1, 3000));
+	assert_true(f->pid != getpid());
+	uint64_t cstart;
+	assert_int_equal(read_claim(f, "web-6", &cstart), f->pid);
+	assert_int_equal(drv_stop(f->d, "web", 6, SIGKILL, 0), 0);
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
+}
+
 static void test_close_in_callback(void **state)
 {
 	struct fixture *f = *state;
@@ -472,6 +561,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stop_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_by_pid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_by_marker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_by_claim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_claim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_in_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fake, setup, teardown),
 	};
@@ -482,6 +573,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exit_status_and_log_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_by_pid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_by_marker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_by_claim, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("pidfd", tests, NULL, NULL);
 	no_pidfd = true;
