@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# rollout proxy limits: over --max-conns a new client gets 503 and is closed while the open ones
+# rollout proxy limits: over --max-conns a new client gets 503 (a tcp service's: closed) while the open ones
 # are still served (and once they close, new ones are again); over --head-budget the client that
 # has held a partial request head longest gets 503 and is closed, the others keep going.
 set -u
@@ -12,10 +12,13 @@ proxy_start
 hello_start A; PA=$HPORT
 LP=$(free_port)
 [ "$(set_service lim "$LP" "1:1:$PA:active")" = 201 ] || fail "PUT"
+TP=$(free_port) # a tcp service: its connections count against the same cap
+[ "$(admin_status PUT /v1/services/limtcp "{\"listen\":\"127.0.0.1:$TP\",\"protocol\":\"tcp\",\"backends\":$(backends_json "1:1:$PA:active")}")" = 201 ] ||
+	fail "PUT tcp"
 
 cat >"$T/check.py" <<'PY'
 import json, socket, subprocess, sys, time
-port, admin = int(sys.argv[1]), sys.argv[2]
+port, admin, tport = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 failed = []
 def check(name, ok, detail=""):
     print(("ok  " if ok else "FAIL"), name, detail)
@@ -75,7 +78,11 @@ st, out = read_response(extra)
 check("the 9th is refused with 503", st == 503 and b"too many open connections" in out, repr(out[:120]))
 check("and closed", closed_after(extra))
 extra.close()
-check("refused counted", health()["refused_connections"] == 1)
+t = socket.create_connection(("127.0.0.1", tport))
+t.settimeout(3)
+check("a tcp-service connection over the cap is closed", closed_after(t))
+t.close()
+check("refused counted", health()["refused_connections"] == 2)
 for i, s in enumerate(open_):
     s.sendall(b"\r\n")
     st, out = read_response(s)
@@ -120,7 +127,7 @@ check("served after the budget", read_response(s)[0] == 200)
 s.close()
 sys.exit(1 if failed else 0)
 PY
-python3 "$T/check.py" "$LP" "$ADMIN" || fail "limit checks failed"
+python3 "$T/check.py" "$LP" "$ADMIN" "$TP" || fail "limit checks failed"
 
 # the flags are checked
 for bad in "--max-conns 0" "--max-conns x" "--head-budget 1000" "--head-budget 1k"; do
