@@ -4,6 +4,7 @@
 #include "proxy/proxy.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@ struct proxy_client {
 	uv_shutdown_t shut;
 	struct proxy_service *svc;
 	struct proxy_client *prev, *next; /* px->clients */
+	struct proxy_client *hprev, *hnext; /* px->heads, while head_acct > 0 */
+	uint64_t head_acct; /* bytes of buf counted in px->head_bytes */
 	int handles, closing, reading, state;
 	char ip[INET6_ADDRSTRLEN];
 	char *buf;
@@ -287,6 +290,60 @@ void proxy_http_close_idle(struct proxy_backend *be)
 
 /* ---- client connections ---- */
 
+/* Counts c's buffer in the partial-head budget while c waits for a request head (C_HEAD, not
+ * closing), keeping px->heads in the order clients began to hold one. Call after any change of
+ * c->cap, c->state or c->closing. */
+static void c_account(struct proxy_client *c)
+{
+	struct proxy *px = c->svc->px;
+	uint64_t want = c->state == C_HEAD && !c->closing ? c->cap : 0;
+	if (want == c->head_acct)
+		return;
+	if (c->head_acct == 0) {
+		c->hprev = px->heads_tail;
+		c->hnext = NULL;
+		if (px->heads_tail)
+			px->heads_tail->hnext = c;
+		else
+			px->heads = c;
+		px->heads_tail = c;
+	} else if (want == 0) {
+		if (c->hprev)
+			c->hprev->hnext = c->hnext;
+		else
+			px->heads = c->hnext;
+		if (c->hnext)
+			c->hnext->hprev = c->hprev;
+		else
+			px->heads_tail = c->hprev;
+		c->hprev = c->hnext = NULL;
+	}
+	px->head_bytes = px->head_bytes - c->head_acct + want;
+	c->head_acct = want;
+}
+
+static void c_error_msg(struct proxy_client *c, int status, struct proxy_backend *be, const char *detail);
+#define HEADS_FULL "503 Service Unavailable: too many incomplete request heads, try again"
+
+/* Makes room in the partial-head budget for c's head buffer to grow by add bytes: while it does
+ * not fit, the client holding a partial head longest is answered 503 and closed (its buffer
+ * freed). Returns false, evicting nothing more, when that client is c itself: then c is the one
+ * to refuse. Oldest first, because a head that is honest arrives in a round trip or two, while a
+ * slow sender's (slowloris) has been held longest. */
+static bool head_room(struct proxy_client *c, uint64_t add)
+{
+	struct proxy *px = c->svc->px;
+	while (px->head_bytes + add > px->lim.head_budget) {
+		struct proxy_client *old = px->heads;
+		if (old == NULL || old == c)
+			return false;
+		px->heads_evicted++;
+		c_error_msg(old, 503, NULL, HEADS_FULL);
+		assert(old->head_acct == 0);
+	}
+	return true;
+}
+
 static void c_freed(uv_handle_t *h)
 {
 	struct proxy_client *c = h->data;
@@ -306,6 +363,7 @@ static void c_close(struct proxy_client *c)
 	if (c->handles == 0 || c->closing == 2)
 		return;
 	c->closing = 2;
+	c_account(c);
 	if (c->up) {
 		struct proxy_upstream *up = c->up;
 		u_release(up);
@@ -346,7 +404,11 @@ static void c_linger(struct proxy_client *c)
 	}
 	c->closing = 1;
 	c->state = C_CLOSING;
-	c->len = 0;
+	/* what is read from now on is discarded (c_alloc's sink): the buffer goes */
+	free(c->buf);
+	c->buf = NULL;
+	c->len = c->cap = 0;
+	c_account(c);
 	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
 		c_close(c);
 		return;
@@ -389,9 +451,10 @@ static void c_after_response(struct proxy_client *c)
 		c_next(c);
 }
 
-/* Answers the current request (or a malformed one) with a proxy-made error. be (may be NULL) is
- * the backend the failure is counted against. */
-static void c_error(struct proxy_client *c, int status, struct proxy_backend *be)
+/* Answers the current request (or a malformed one) with a proxy-made error whose body is detail
+ * (NULL: the status and reason) and a newline. be (may be NULL) is the backend the failure is
+ * counted against. */
+static void c_error_msg(struct proxy_client *c, int status, struct proxy_backend *be, const char *detail)
 {
 	if (c->up) {
 		struct proxy_upstream *up = c->up;
@@ -407,11 +470,15 @@ static void c_error(struct proxy_client *c, int status, struct proxy_backend *be
 	c->status = status;
 	if (be)
 		proxy_record(be, status, proxy_now_us() - c->t0);
-	char msg[320];
+	char msg[512], body[256];
 	const char *r = reason(status);
+	if (detail)
+		snprintf(body, sizeof body, "%s\n", detail);
+	else
+		snprintf(body, sizeof body, "%d %s\n", status, r);
 	int n = snprintf(msg, sizeof msg,
-			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n%d %s\n", status,
-			 r, strlen(r) + 5, c->close_after ? "Connection: close\r\n" : "", status, r);
+			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n%s", status, r,
+			 strlen(body), c->close_after ? "Connection: close\r\n" : "", body);
 	c->resp_started = 1;
 	c_write(c, msg, (size_t)n);
 	if (c->close_after) {
@@ -419,6 +486,11 @@ static void c_error(struct proxy_client *c, int status, struct proxy_backend *be
 		return;
 	}
 	c_after_response(c);
+}
+
+static void c_error(struct proxy_client *c, int status, struct proxy_backend *be)
+{
+	c_error_msg(c, status, be, NULL);
 }
 
 static void c_timeout(uv_timer_t *t)
@@ -445,8 +517,13 @@ static void c_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 		size_t cap = c->cap ? c->cap * 2 : BUF_START;
 		if (cap > CLIENT_BUF_MAX)
 			cap = CLIENT_BUF_MAX;
+		if (c->state == C_HEAD && !head_room(c, cap - c->cap)) {
+			*b = uv_buf_init(NULL, 0); /* c_read gets UV_ENOBUFS: c is refused */
+			return;
+		}
 		c->buf = xrealloc(c->buf, cap);
 		c->cap = cap;
+		c_account(c);
 	}
 	*b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
@@ -461,6 +538,12 @@ static void c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		return;
 	}
 	if (n < 0) {
+		if (n == UV_ENOBUFS && c->state == C_HEAD) {
+			/* over the partial-head budget, and c holds the oldest partial head */
+			c->svc->px->heads_evicted++;
+			c_error_msg(c, 503, NULL, HEADS_FULL);
+			return;
+		}
 		if (n == UV_EOF && c->state == C_WAIT) {
 			/* half-close after a complete request: answer it, then close */
 			c->close_after = 1;
@@ -525,45 +608,93 @@ static void fwd_add(struct proxy_client *c, const char *d, size_t n)
 	c->fwd_len += n;
 }
 
-/* Builds the head sent upstream: hop-by-hop fields dropped, X-Forwarded-* set. */
-static void build_request_head(struct proxy_client *c, const struct http1_msg *m)
+/* Is the field name[0..n) one of the token list in the Connection fields of m? */
+static int conn_listed(const struct http1_msg *m, const char *name, size_t n)
 {
-	struct sb s = {0};
+	for (int i = http1_find(m, "connection", 0); i >= 0; i = http1_find(m, "connection", (size_t)i + 1)) {
+		const char *v = m->headers[i].value, *e = v + m->headers[i].value_len;
+		while (v < e) {
+			const char *t = v;
+			while (v < e && *v != ',')
+				v++;
+			const char *te = v;
+			while (t < te && (*t == ' ' || *t == '\t'))
+				t++;
+			while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
+				te--;
+			if ((size_t)(te - t) == n && strncasecmp(t, name, n) == 0)
+				return 1;
+			if (v < e)
+				v++;
+		}
+	}
+	return 0;
+}
+
+/* Is header h of m hop-by-hop, so not forwarded: the standard ones (RFC 9110 7.6.1; Upgrade
+ * because upgrades are not supported, Proxy-Authorization and Proxy-Authenticate because they are
+ * meant for this proxy, which does not use them) and any the sender named in Connection. Framing
+ * (Content-Length, Transfer-Encoding) and Host are kept even when named: the body is forwarded as
+ * they frame it, and dropping them would let the two sides read the stream differently. */
+static int hop_by_hop(const struct http1_msg *m, const struct http1_header *h)
+{
+	static const char *const std[] = {"connection", "keep-alive", "proxy-connection", "te", "upgrade",
+					  "proxy-authorization", "proxy-authenticate"};
+	for (size_t i = 0; i < sizeof std / sizeof std[0]; i++)
+		if (ieq(h->name, h->name_len, std[i]))
+			return 1;
+	if (ieq(h->name, h->name_len, "content-length") || ieq(h->name, h->name_len, "transfer-encoding") ||
+	    ieq(h->name, h->name_len, "host"))
+		return 0;
+	return conn_listed(m, h->name, h->name_len);
+}
+
+/* Builds the head sent upstream: hop-by-hop fields dropped, X-Forwarded-* set. An absolute-form
+ * target (auth not NULL) goes as origin-form path, with Host replaced by its authority
+ * (RFC 9112 3.2.2). Every X-Forwarded-For value the client sent is kept, joined in order with
+ * ", ", and the client's address appended, in one field. */
+static void build_request_head(struct proxy_client *c, const struct http1_msg *m, const char *auth,
+			       size_t auth_len, const char *path, size_t path_len)
+{
+	struct sb s = {0}, xff = {0};
 	sb_add(&s, m->method, m->method_len);
 	sb_add(&s, " ", 1);
-	sb_add(&s, m->target, m->target_len);
+	if (auth && path_len == 0)
+		sb_str(&s, ieq(m->method, m->method_len, "OPTIONS") ? "*" : "/"); /* RFC 9112 3.2.4 */
+	else if (auth && path[0] == '?')
+		sb_str(&s, "/");
+	sb_add(&s, path, path_len);
 	sb_str(&s, " HTTP/1.1\r\n");
-	int xff = 0;
 	for (size_t i = 0; i < m->nheaders; i++) {
 		const struct http1_header *h = &m->headers[i];
-		if (ieq(h->name, h->name_len, "connection") || ieq(h->name, h->name_len, "keep-alive") ||
-		    ieq(h->name, h->name_len, "proxy-connection") || ieq(h->name, h->name_len, "upgrade") ||
-		    ieq(h->name, h->name_len, "te") || ieq(h->name, h->name_len, "x-forwarded-proto"))
+		if (ieq(h->name, h->name_len, "x-forwarded-proto") || hop_by_hop(m, h))
+			continue;
+		if (auth && ieq(h->name, h->name_len, "host"))
 			continue;
 		if (ieq(h->name, h->name_len, "x-forwarded-for")) {
-			if (xff)
-				continue;
-			xff = 1;
-			sb_str(&s, "X-Forwarded-For: ");
-			sb_add(&s, h->value, h->value_len);
-			sb_str(&s, ", ");
-			sb_str(&s, c->ip);
-			sb_str(&s, "\r\n");
+			if (h->value_len > 0) {
+				sb_add(&xff, h->value, h->value_len);
+				sb_str(&xff, ", ");
+			}
 			continue;
 		}
 		sb_header(&s, h);
 	}
-	if (!m->has_host) {
+	if (auth) {
+		sb_str(&s, "Host: ");
+		sb_add(&s, auth, auth_len);
+		sb_str(&s, "\r\n");
+	} else if (!m->has_host) {
 		sb_str(&s, "Host: ");
 		sb_str(&s, c->svc->listen);
 		sb_str(&s, "\r\n");
 	}
-	if (!xff) {
-		sb_str(&s, "X-Forwarded-For: ");
-		sb_str(&s, c->ip);
-		sb_str(&s, "\r\n");
-	}
-	sb_str(&s, "X-Forwarded-Proto: http\r\n\r\n");
+	sb_str(&s, "X-Forwarded-For: ");
+	if (xff.len)
+		sb_add(&s, xff.p, xff.len);
+	free(xff.p);
+	sb_str(&s, c->ip);
+	sb_str(&s, "\r\nX-Forwarded-Proto: http\r\n\r\n");
 	free(c->fwd);
 	c->fwd = s.p;
 	c->fwd_len = c->fwd_head = s.len;
@@ -571,7 +702,10 @@ static void build_request_head(struct proxy_client *c, const struct http1_msg *m
 	c->fwd_ok = 1;
 }
 
-static void start_request(struct proxy_client *c, const struct http1_msg *m, size_t head_len)
+/* Starts serving the request m (head_len bytes at the start of c->buf); auth (NULL: keep the
+ * client's Host) and path are the absolute-form target's split. */
+static void start_request(struct proxy_client *c, const struct http1_msg *m, size_t head_len,
+			  const char *auth, size_t auth_len, const char *path, size_t path_len)
 {
 	uv_timer_stop(&c->timer);
 	c->minor = m->minor;
@@ -582,10 +716,11 @@ static void start_request(struct proxy_client *c, const struct http1_msg *m, siz
 	c->body_left = m->content_length;
 	c->body_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
 	http1_chunked_init(&c->chunk);
-	build_request_head(c, m);
+	build_request_head(c, m, auth, auth_len, path, path_len);
 	memmove(c->buf, c->buf + head_len, c->len - head_len);
 	c->len -= head_len;
 	c->state = c->body_done ? C_WAIT : C_BODY;
+	c_account(c);
 	c->ntried = 0;
 	c->attempts = 0;
 	c->force_new = 0;
@@ -613,8 +748,25 @@ static void c_process(struct proxy_client *c)
 			c_error(c, http1_status(n), NULL);
 			return;
 		}
-		if (n > 0)
-			start_request(c, &m, (size_t)n);
+		if (n > 0) {
+			if (ieq(m.method, m.method_len, "CONNECT")) {
+				/* never forwarded: a backend would make the connection a tunnel that the
+				 * pool would then hand to another client */
+				c_error_msg(c, 501, NULL,
+					    "CONNECT is not supported: this is a reverse proxy, not a forward proxy");
+				return;
+			}
+			const char *auth = NULL, *path = m.target;
+			size_t auth_len = 0, path_len = m.target_len;
+			if (m.target[0] != '/' && !(m.target_len == 1 && m.target[0] == '*') &&
+			    http1_split_absolute(m.target, m.target_len, &auth, &auth_len, &path, &path_len) != 0) {
+				c_error_msg(c, 400, NULL,
+					    "400 Bad Request: an absolute-form target must be "
+					    "http(s)://host[:port][/path]");
+				return;
+			}
+			start_request(c, &m, (size_t)n, auth, auth_len, path, path_len);
+		}
 	} else if (c->state == C_BODY) {
 		pump_body(c);
 	}
@@ -694,8 +846,37 @@ static void c_next(struct proxy_client *c)
 		c->buf = NULL;
 		c->cap = 0;
 	}
+	c_account(c);
 	uv_timer_start(&c->timer, c_timeout, c->svc->px->t_idle, 0);
 	c_process(c);
+}
+
+static void refused_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+void proxy_refuse(struct proxy_service *svc, uv_stream_t *server)
+{
+	struct proxy *px = svc->px;
+	uv_tcp_t *t = xmalloc(sizeof *t);
+	uv_tcp_init(px->loop, t);
+	if (uv_accept(server, (uv_stream_t *)t) == 0) {
+		px->refused++;
+		if (!svc->tcp) {
+			/* a best-effort write into an empty socket buffer; a client that had already sent
+			 * its request may see a reset instead, as the close leaves its bytes unread */
+			static const char body[] = "503 Service Unavailable: too many open connections, try again\n";
+			char msg[256];
+			int n = snprintf(msg, sizeof msg,
+					 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+					 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+					 sizeof body - 1, body);
+			uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+			uv_try_write((uv_stream_t *)t, &b, 1);
+		}
+	}
+	uv_close((uv_handle_t *)t, refused_closed);
 }
 
 void proxy_http_accept(struct proxy_service *svc, uv_stream_t *server)
@@ -957,10 +1138,11 @@ static void send_response_head(struct proxy_upstream *up, const struct http1_msg
 	sb_str(&s, "\r\n");
 	for (size_t i = 0; i < m->nheaders; i++) {
 		const struct http1_header *h = &m->headers[i];
-		if (ieq(h->name, h->name_len, "connection") || ieq(h->name, h->name_len, "keep-alive") ||
-		    ieq(h->name, h->name_len, "proxy-connection"))
+		if (hop_by_hop(m, h))
 			continue;
-		if (up->dechunk && ieq(h->name, h->name_len, "transfer-encoding"))
+		/* dechunked for an HTTP/1.0 client: the trailer fields are dropped, so is their list */
+		if (up->dechunk &&
+		    (ieq(h->name, h->name_len, "transfer-encoding") || ieq(h->name, h->name_len, "trailer")))
 			continue;
 		sb_header(&s, h);
 	}
@@ -1015,7 +1197,9 @@ static void u_process(struct proxy_upstream *up)
 			continue;
 		}
 		c->status = m.status;
-		up->keep = m.keep_alive;
+		/* a connection is pooled only while its framing is HTTP/1.1's: 101 was refused above,
+		 * and CONNECT is never forwarded (c_process), so no upgraded or tunnel connection gets here */
+		up->keep = m.keep_alive && m.status != 101;
 		up->body = m.body;
 		up->body_left = m.content_length;
 		http1_chunked_init(&up->chunk);

@@ -148,7 +148,9 @@ static void on_accept(uv_stream_t *server, int status)
 	struct proxy_service *svc = server->data;
 	if (status < 0 || svc->px->stopping)
 		return;
-	if (svc->tcp)
+	if (svc->px->nconns >= svc->px->lim.max_conns)
+		proxy_refuse(svc, server);
+	else if (svc->tcp)
 		proxy_tcp_accept(svc, server);
 	else
 		proxy_http_accept(svc, server);
@@ -390,9 +392,12 @@ static int admin_handle(void *ctx, const char *method, const char *path, const c
 		int n = 0;
 		for (struct proxy_service *s = px->services; s; s = s->next)
 			n++;
-		*reply = json_pack("{s:s,s:s,s:i,s:i,s:b,s:I}", "status", px->stopping ? "stopping" : "ok", "boot_id",
-				   px->boot_id, "pid", (int)getpid(), "services", n, "stopping", px->stopping,
-				   "connections", (json_int_t)px->nconns);
+		*reply = json_pack("{s:s,s:s,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
+				   px->stopping ? "stopping" : "ok", "boot_id", px->boot_id, "pid", (int)getpid(),
+				   "services", n, "stopping", px->stopping, "connections", (json_int_t)px->nconns,
+				   "max_connections", (json_int_t)px->lim.max_conns, "refused_connections",
+				   (json_int_t)px->refused, "head_bytes", (json_int_t)px->head_bytes, "head_budget",
+				   (json_int_t)px->lim.head_budget, "heads_evicted", (json_int_t)px->heads_evicted);
 		return 200;
 	}
 	if (strcmp(path, "/v1/services") == 0) {
@@ -520,9 +525,10 @@ static void make_boot_id(char *out, size_t cap)
 		snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
-int proxy_main(const char *admin_path)
+int proxy_main(const char *admin_path, const struct proxy_limits *lim)
 {
 	struct proxy px = {0};
+	px.lim = *lim;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	px.loop = uv_default_loop();

@@ -24,6 +24,15 @@
 #define PROXY_RETRIES 2              /* a request is tried on at most 1 + this many connections */
 #define PROXY_RETRY_BUF (64 * 1024)  /* a request body up to this is kept for a retry */
 #define PROXY_HIGH_WATER (256 * 1024) /* queued output above this stops reading the other side */
+#define PROXY_MAX_CONNS 10000         /* client connections open at once (--max-conns) */
+#define PROXY_HEAD_BUDGET (32u << 20) /* bytes all partial request heads may hold (--head-budget) */
+#define PROXY_HEAD_BUDGET_MIN (32u << 10) /* a budget below two full-size head buffers is refused */
+
+/* Limits set on the command line (cmd_proxy.c). */
+struct proxy_limits {
+	uint64_t max_conns;  /* 1.. : one more client connection is answered 503 (tcp: closed) */
+	uint64_t head_budget; /* >= PROXY_HEAD_BUDGET_MIN: see struct proxy's head_bytes */
+};
 
 struct proxy;
 struct proxy_service;
@@ -79,14 +88,23 @@ struct proxy {
 	int stopping;
 	uint64_t nconns; /* open client connections (http and tcp) */
 	struct proxy_client *clients;
+	struct proxy_limits lim;
+	/* Buffer bytes held by HTTP clients waiting for (the rest of) a request head, and those
+	 * clients, oldest first: when a buffer would grow past lim.head_budget, the oldest get 503
+	 * and are closed until it fits (http.c, head_room). */
+	uint64_t head_bytes;
+	struct proxy_client *heads, *heads_tail;
+	uint64_t refused;      /* connections refused over lim.max_conns */
+	uint64_t heads_evicted; /* clients closed to keep partial heads within the budget */
 	/* timeouts in ms: the PROXY_*_TIMEOUT defaults, or ROLLOUT_PROXY_TIMEOUTS="head,idle,connect,response"
 	 * (for tests) */
 	uint64_t t_head, t_idle, t_connect, t_response;
 };
 
 /* ---- proxy.c ---- */
-/* Runs the proxy with its admin socket at admin_path until SIGTERM; returns an exit status. */
-int proxy_main(const char *admin_path);
+/* Runs the proxy with its admin socket at admin_path and the limits lim until SIGTERM; returns an
+ * exit status. */
+int proxy_main(const char *admin_path, const struct proxy_limits *lim);
 /* Picks a backend of svc for new work, skipping ids in skip[0..nskip). NULL when none. */
 struct proxy_backend *proxy_choose(struct proxy_service *svc, const uint64_t *skip, size_t nskip);
 /* Drops one reference; frees the backend if removed and unreferenced. */
@@ -102,6 +120,9 @@ uint64_t proxy_now_us(void);
 /* ---- http.c ---- */
 struct proxy_client;
 struct proxy_upstream;
+/* Accepts one client connection on server and refuses it at once: an HTTP service's client is
+ * sent a 503 (best effort, nothing is kept for it), a tcp one is just closed. */
+void proxy_refuse(struct proxy_service *svc, uv_stream_t *server);
 /* Accepts one client connection on svc's listener (HTTP mode). */
 void proxy_http_accept(struct proxy_service *svc, uv_stream_t *server);
 /* Closes the idle pooled connections of be. */

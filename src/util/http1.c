@@ -3,6 +3,7 @@
 #include "util/http1.h"
 
 #include <string.h>
+#include <strings.h>
 
 #define C_TOKEN 1  /* tchar */
 #define C_VALUE 2  /* field-vchar, SP, HTAB */
@@ -209,6 +210,46 @@ static int parse_version(const char *s, size_t n, int *minor)
 	return 0;
 }
 
+/* Is s[0..n) "host[:port]" (RFC 3986 authority without userinfo): a reg-name or IPv4 address
+ * (unreserved, pct-encoded, sub-delims) or a bracketed IP literal, then ":" and at most 5 digits
+ * up to 65535? The port is required when need_port, and may be empty ("host:") otherwise. */
+static bool authority_ok(const char *s, size_t n, bool need_port)
+{
+	size_t i = 0;
+	if (n > 0 && s[0] == '[') {
+		for (i = 1; i < n && s[i] != ']'; i++)
+			if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+			      (s[i] >= 'A' && s[i] <= 'F') || s[i] == ':' || s[i] == '.'))
+				return false;
+		if (i == n || i == 1)
+			return false;
+		i++;
+	} else {
+		for (; i < n && s[i] != ':'; i++)
+			if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+			      (s[i] >= 'A' && s[i] <= 'Z') || strchr("-._~%!$&'()*+,;=", s[i])))
+				return false;
+		if (i == 0)
+			return false;
+	}
+	if (i == n)
+		return !need_port;
+	if (s[i] != ':')
+		return false;
+	size_t d = n - i - 1;
+	if (d == 0)
+		return !need_port;
+	if (d > 5)
+		return false;
+	unsigned port = 0;
+	for (size_t k = i + 1; k < n; k++) {
+		if (s[k] < '0' || s[k] > '9')
+			return false;
+		port = port * 10 + (unsigned)(s[k] - '0');
+	}
+	return port <= 65535;
+}
+
 static int parse_request_line(const char *s, size_t n, struct http1_msg *m)
 {
 	size_t i = 0;
@@ -233,13 +274,14 @@ static int parse_request_line(const char *s, size_t n, struct http1_msg *m)
 			return HTTP1_E_TARGET;
 	m->target = t;
 	m->target_len = tn;
-	/* origin-form, asterisk-form (OPTIONS), authority-form (CONNECT), or absolute-form */
+	/* authority-form (CONNECT, and only it), origin-form, asterisk-form (OPTIONS), or
+	 * absolute-form */
+	if (m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0)
+		return authority_ok(t, tn, true) ? 0 : HTTP1_E_TARGET;
 	if (t[0] == '/')
 		return 0;
 	if (tn == 1 && t[0] == '*')
 		return m->method_len == 7 && memcmp(m->method, "OPTIONS", 7) == 0 ? 0 : HTTP1_E_TARGET;
-	if (m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0)
-		return memchr(t, ':', tn) && !memchr(t, '/', tn) ? 0 : HTTP1_E_TARGET;
 	const char *colon = memchr(t, ':', tn);
 	if (colon == NULL || colon == t || (size_t)(t + tn - colon) < 4 || colon[1] != '/' ||
 	    colon[2] != '/')
@@ -595,5 +637,32 @@ int http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len, siz
 		i++;
 	}
 	*used = i;
+	return 0;
+}
+
+int http1_split_absolute(const char *t, size_t n, const char **auth, size_t *auth_len, const char **rest,
+			 size_t *rest_len)
+{
+	size_t sl;
+	if (n >= 7 && strncasecmp(t, "http://", 7) == 0)
+		sl = 7;
+	else if (n >= 8 && strncasecmp(t, "https://", 8) == 0)
+		sl = 8;
+	else
+		return HTTP1_E_TARGET;
+	const char *a = t + sl;
+	size_t an = 0;
+	while (sl + an < n && a[an] != '/' && a[an] != '?' && a[an] != '#')
+		an++;
+	const char *r = a + an;
+	size_t rn = n - sl - an;
+	if (memchr(r, '#', rn) || !authority_ok(a, an, false))
+		return HTTP1_E_TARGET;
+	if (a[an - 1] == ':') /* an empty port is the default one */
+		an--;
+	*auth = a;
+	*auth_len = an;
+	*rest = r;
+	*rest_len = rn;
 	return 0;
 }

@@ -116,6 +116,14 @@ const char *http1_strerror(int err);
  * Both buffers must be valid during the call. */
 void http1_msg_rebase(struct http1_msg *msg, const char *from, const char *to);
 
+/* Splits an absolute-form request target, "http://" or "https://" (any case), an authority without
+ * userinfo, then the path and query (no fragment), into the authority (host[:port], an empty
+ * port dropped) and the rest (a path starting with "/" or a query starting with "?", or empty).
+ * The spans point into t. Returns 0, or HTTP1_E_TARGET (other schemes, userinfo, a bad host or
+ * port, a fragment). */
+int http1_split_absolute(const char *t, size_t n, const char **auth, size_t *auth_len, const char **rest,
+			 size_t *rest_len);
+
 /* Finds a header by case-insensitive name. Returns its index in msg->headers or -1. */
 int http1_find(const struct http1_msg *msg, const char *name, size_t from);
 

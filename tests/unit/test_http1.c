@@ -48,6 +48,8 @@ static const struct good goods[] = {
 	 false, 1},
 	{REQ, "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", "CONNECT", "a.example:443",
 	 0, 1, true, HTTP1_BODY_NONE, 0, false, 1},
+	{REQ, "CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "CONNECT", "[::1]:8080",
+	 0, 1, true, HTTP1_BODY_NONE, 0, false, 1},
 	{REQ, "GET http://a/b HTTP/1.1\r\nHost: a\r\nX-E:\r\nX-W: \t v \t\r\n\r\n", "GET", "http://a/b",
 	 0, 1, true, HTTP1_BODY_NONE, 0, false, 3},
 	{REQ, "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n", "GET", "/", 0, 1, true,
@@ -88,6 +90,16 @@ static const struct bad bads[] = {
 	{REQ, "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
 	{REQ, "GET a HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
 	{REQ, "GET * HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	/* CONNECT takes the authority-form only, with a port (RFC 9112 3.2.3) */
+	{REQ, "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT a.example: HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT a.example HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT :443 HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT a:65536 HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT a:44x HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT u@a:443 HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT http://a:443 HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
+	{REQ, "CONNECT [::1 HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_E_TARGET, 400},
 	{REQ, "GET / HTTP/1.1 \r\nHost: a\r\n\r\n", HTTP1_E_VERSION, 400},
 	{REQ, "GET / http/1.1\r\nHost: a\r\n\r\n", HTTP1_E_VERSION, 400},
 	{REQ, "GET /\r\n\r\n", HTTP1_E_VERSION, 400},
@@ -351,6 +363,47 @@ static void test_incomplete_and_pipelined(void **state)
 	assert_int_equal(http1_parse(&p, "", 0, &m), 0);
 }
 
+/* Absolute-form targets split into the authority (the Host a proxy sends) and origin-form. */
+static void test_split_absolute(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *t, *auth, *rest; /* auth NULL: rejected */
+	} v[] = {
+		{"http://a.example:8080/p?q=1", "a.example:8080", "/p?q=1"},
+		{"HTTP://a", "a", ""},
+		{"https://a?x", "a", "?x"},
+		{"http://a:/x", "a", "/x"},
+		{"http://[::1]:80/", "[::1]:80", "/"},
+		{"http://10.0.0.1/a/b", "10.0.0.1", "/a/b"},
+		{"ftp://a/", NULL, NULL},
+		{"http:/a/", NULL, NULL},
+		{"http:///a", NULL, NULL},
+		{"http://u:p@a/", NULL, NULL},
+		{"http://a:99999/", NULL, NULL},
+		{"http://a:8x/", NULL, NULL},
+		{"http://a/#frag", NULL, NULL},
+		{"http://a\"b/", NULL, NULL},
+		{"http://[::1/", NULL, NULL},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		const char *a = NULL, *r = NULL;
+		size_t an = 0, rn = 0;
+		int rc = http1_split_absolute(v[i].t, strlen(v[i].t), &a, &an, &r, &rn);
+		if (v[i].auth == NULL) {
+			if (rc != HTTP1_E_TARGET)
+				fail_msg("%s: accepted", v[i].t);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("%s: rejected", v[i].t);
+		assert_int_equal(an, strlen(v[i].auth));
+		assert_memory_equal(a, v[i].auth, an);
+		assert_int_equal(rn, strlen(v[i].rest));
+		assert_memory_equal(r, v[i].rest, rn);
+	}
+}
+
 static void test_limits(void **state)
 {
 	(void)state;
@@ -555,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_split_equals_oneshot),
 		cmocka_unit_test(test_incomplete_and_pipelined),
+		cmocka_unit_test(test_split_absolute),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_chunked_good),
 		cmocka_unit_test(test_chunked_bad),
