@@ -243,9 +243,10 @@ void output_store_error(FILE *f, const json_t *resp, int64_t now_ms)
 		return;
 	char ts[64], d[32];
 	int64_t since = output_jint(e, "since", 0);
-	fprintf(f, "store: unavailable since %s (for %s): %s; the daemon does nothing until it can write again\n",
-		output_timestamp(since, ts, sizeof ts), output_duration(since > 0 ? now_ms - since : 0, d, sizeof d),
-		output_jstr(e, "error", "?"));
+	fprintf(
+	    f, "store: unavailable since %s (for %s): %s; the daemon does nothing until it can write again\n",
+	    output_timestamp(since, ts, sizeof ts),
+	    output_duration(since > 0 ? now_ms - since : 0, d, sizeof d), output_jstr(e, "error", "?"));
 }
 
 void output_status(FILE *f, const json_t *status, int64_t now_ms)

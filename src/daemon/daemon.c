@@ -76,7 +76,8 @@ static void tick_cb(uv_timer_t *t)
 	if (++d->ckpt_ticks >= CKPT_TICKS && !daemon_store_down(d)) {
 		d->ckpt_ticks = 0;
 		if (store_checkpoint(d->store) < 0)
-			log_debug("store", "msg=\"checkpoint not finished\" err=\"%s\"", store_errmsg(d->store));
+			log_debug("store", "msg=\"checkpoint not finished\" err=\"%s\"",
+				  store_errmsg(d->store));
 	}
 }
 
@@ -93,10 +94,7 @@ static void iso_ms(int64_t ms, char *buf, size_t len)
 	snprintf(buf, len, "%s.%03dZ", day, (int)(ms % 1000));
 }
 
-bool daemon_store_down(const struct daemon *d)
-{
-	return d->store_down_since != 0;
-}
+bool daemon_store_down(const struct daemon *d) { return d->store_down_since != 0; }
 
 json_t *daemon_store_json(const struct daemon *d)
 {
@@ -109,15 +107,20 @@ static void store_retry_cb(uv_timer_t *t);
 
 void daemon_store_failed(struct daemon *d, const char *what)
 {
-	char err[sizeof d->store_error];
-	snprintf(err, sizeof err, "cannot %s: %s", what, store_errmsg(d->store));
+	char w[sizeof d->store_what], err[sizeof d->store_error];
+	snprintf(w, sizeof w, "%s", what != NULL ? what : d->store_what);
+	memcpy(d->store_what, w, sizeof w);
+	snprintf(err, sizeof err, "cannot %s: %s", w, store_errmsg(d->store));
 	d->store_failures++;
 	if (!daemon_store_down(d)) {
 		d->store_down_since = daemon_now();
 		d->store_failures_at_down = d->store_failures - 1;
-		log_error("store", "msg=\"the store takes no writes: doing nothing until it does (retry every %d ms)\" "
-				   "err=\"%s\"",
-			  STORE_RETRY_MS, err);
+		memcpy(d->store_first_error, err, sizeof err);
+		log_error(
+		    "store",
+		    "msg=\"the store takes no writes: doing nothing until it does (retry every %d ms)\" "
+		    "err=\"%s\"",
+		    STORE_RETRY_MS, err);
 		if (!d->stopping)
 			uv_timer_start(&d->store_retry, store_retry_cb, STORE_RETRY_MS, STORE_RETRY_MS);
 	} else if (strcmp(err, d->store_error) != 0) {
@@ -131,12 +134,15 @@ static void store_retry_cb(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	int64_t now = daemon_now();
-	char from[40], to[40], text[sizeof d->store_error + 200];
+	char from[40], to[40], text[2 * sizeof d->store_error + 200];
 	iso_ms(d->store_down_since, from, sizeof from);
 	iso_ms(now, to, sizeof to);
-	snprintf(text, sizeof text, "the store took no writes from %s to %s (%.1f s, %llu failed writes); last: %s", from,
-		 to, (double)(now - d->store_down_since) / 1000, (unsigned long long)(d->store_failures - d->store_failures_at_down),
-		 d->store_error);
+	int n = snprintf(
+	    text, sizeof text, "the store took no writes from %s to %s (%.1f s, %llu failed writes): %s",
+	    from, to, (double)(now - d->store_down_since) / 1000,
+	    (unsigned long long)(d->store_failures - d->store_failures_at_down), d->store_first_error);
+	if (strcmp(d->store_first_error, d->store_error) != 0 && n > 0 && (size_t)n < sizeof text)
+		snprintf(text + n, sizeof text - (size_t)n, "; last: %s", d->store_error);
 	/* In each service's events, where `rollout events` shows it (daemon-wide without services). */
 	int r = store_begin(d->store);
 	for (size_t i = 0; r == 0 && i < d->n_svcs; i++)
@@ -146,7 +152,7 @@ static void store_retry_cb(uv_timer_t *t)
 	if (r == 0)
 		r = store_commit(d->store);
 	if (r < 0) {
-		daemon_store_failed(d, "record that the store is back");
+		daemon_store_failed(d, NULL);
 		store_rollback(d->store);
 		return;
 	}
@@ -428,8 +434,9 @@ static int take_lock(struct daemon *d)
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = errno;
-		fprintf(stderr, "rollout: cannot open %s: %s (the data directory must be writable by the daemon)\n", path,
-			strerror(e));
+		fprintf(stderr,
+			"rollout: cannot open %s: %s (the data directory must be writable by the daemon)\n",
+			path, strerror(e));
 		free(path);
 		return -e;
 	}

@@ -66,7 +66,7 @@ struct svc {
 	size_t n_rt, cap_rt;
 	bool dirty;
 	int64_t backoff_ms;  /* delay before restarting after unexpected exits */
-	bool resume;         /* committed intents not carried out (the store failed): redone when it is back */
+	bool resume; /* committed intents not carried out (the store failed): redone when it is back */
 	struct lb_backend *pushed; /* last backend set given to the load balancer */
 	size_t n_pushed;
 	bool pushed_valid;
@@ -113,9 +113,11 @@ struct daemon {
 	int64_t published;     /* last event id sent to subscribers */
 	/* The store's writes (daemon_store_failed): while they fail the daemon decides and does
 	 * nothing, serves reads, and probes every STORE_RETRY_MS. */
-	int64_t store_down_since; /* wall ms of the first failed write; 0 while writes work */
-	char store_error[600];    /* the last failed write: what the daemon did and SQLite's words */
-	uint64_t store_failures;  /* failed writes since start (/metrics) */
+	int64_t store_down_since;	 /* wall ms of the first failed write; 0 while writes work */
+	char store_error[600];		 /* the last failed write: what the daemon did and SQLite's words */
+	char store_first_error[600];	 /* the first one, for the event that closes the outage */
+	char store_what[200];		 /* what the last failed write was for */
+	uint64_t store_failures;	 /* failed writes since start (/metrics) */
 	uint64_t store_failures_at_down; /* store_failures when it went down */
 	uv_timer_t store_retry;
 	int ckpt_ticks; /* ticks since the last WAL checkpoint */
@@ -131,7 +133,8 @@ int64_t daemon_now(void);
  * store_errmsg). From the first failure until a probe write succeeds, the daemon carries out no
  * new decision (steps and commands wait), serves reads from memory and the database, and says so
  * in status and /metrics; the probe, every STORE_RETRY_MS, records a store_unavailable event
- * (from when to when) and then re-makes every service's pending step. */
+ * (from when to when) and then re-makes every service's pending step. what NULL: the probe's own
+ * write failed (the last `what` is kept). */
 void daemon_store_failed(struct daemon *d, const char *what);
 bool daemon_store_down(const struct daemon *d);
 /* {"since": ms, "error": text}, or NULL while writes work. New reference. */

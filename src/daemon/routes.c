@@ -192,7 +192,8 @@ static void post_command(struct api_req *req, void *ctx)
 	char msg[256] = "";
 	int r = svc_command(s, verb, rev, msg, sizeof msg);
 	if (r < 0) {
-		api_reply_error(req, daemon_store_down(d) ? 503 : 409, "%s", msg[0] ? msg : "not possible now");
+		api_reply_error(req, daemon_store_down(d) ? 503 : 409, "%s",
+				msg[0] ? msg : "not possible now");
 		return;
 	}
 	api_reply_json(req, 200, svc_status_json(s));

@@ -817,8 +817,9 @@ static int command_error(int r, const struct svc *s, const char *verb, char *msg
 static int store_down_error(const struct svc *s, const char *verb, char *msg, size_t len)
 {
 	const struct daemon *d = s->d;
-	snprintf(msg, len, "cannot %s %s now: the store takes no writes (for %lld s: %.300s); nothing was changed, "
-			   "try again once `rollout status` no longer says so",
+	snprintf(msg, len,
+		 "cannot %s %s now: the store takes no writes (for %lld s: %.300s); nothing was changed, "
+		 "try again once `rollout status` no longer says so",
 		 verb, s->name, (long long)(daemon_now() - d->store_down_since) / 1000, d->store_error);
 	return -EAGAIN;
 }
@@ -855,8 +856,8 @@ int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 	r = commit(s);
 	if (r < 0) {
 		snap_restore(s, &snap);
-		snprintf(msg, len, "cannot %s %s: cannot record it: %.300s; nothing was changed", verb, s->name,
-			 store_errmsg(s->d->store));
+		snprintf(msg, len, "cannot %s %s: cannot record it: %.300s; nothing was changed", verb,
+			 s->name, store_errmsg(s->d->store));
 		return r;
 	}
 	snap_drop(&snap);
@@ -938,7 +939,8 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 		r = store_commit(st);
 	if (r < 0) {
 		if (msg[0] == '\0')
-			snprintf(msg, len, "cannot record the spec: %s; nothing was changed", store_errmsg(st));
+			snprintf(msg, len, "cannot record the spec: %s; nothing was changed",
+				 store_errmsg(st));
 		if (!engine_failed) {
 			char what[300];
 			snprintf(what, sizeof what, "record a spec of service %s", s->name);

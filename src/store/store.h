@@ -25,7 +25,7 @@ enum {
 /* WAL bounds set at open: a checkpoint runs when the WAL reaches this many pages, and a WAL
  * reset by a checkpoint is truncated to at most this many bytes. */
 #define STORE_WAL_AUTOCHECKPOINT_PAGES 100
-#define STORE_WAL_SIZE_LIMIT (1024 * 1024)
+#define STORE_WAL_SIZE_LIMIT	       (1024 * 1024)
 /* store_events returns at most this many rows per call. */
 #define STORE_EVENTS_MAX 1000
 
@@ -35,9 +35,9 @@ struct store;
  * synchronous=FULL, foreign keys, the busy timeout and the WAL bounds, and applies pending
  * migrations, each in its own transaction. A new file is created 0600 (its -wal and -shm take its
  * mode); an existing one readable by others is narrowed to 0600. The -wal and -shm files are kept
- * on close (persistent WAL), so a later open needs no new disk space. Returns 0 or a negative code. Like sqlite3_open, *out is set even on
- * failure (NULL only when path is NULL) so store_errmsg(*out) can say why: the caller always
- * calls store_free(*out). */
+ * on close (persistent WAL), so a later open needs no new disk space. Returns 0 or a negative
+ * code. Like sqlite3_open, *out is set even on failure (NULL only when path is NULL) so
+ * store_errmsg(*out) can say why: the caller always calls store_free(*out). */
 int store_open(const char *path, struct store **out);
 /* Same with a given list of migrations (n_mig SQL scripts, script i takes the schema from
  * version i to i+1 and must end by setting PRAGMA user_version = i+1). For tests. */
