@@ -35,6 +35,7 @@ static void render(struct cmd_ctx *ctx, const json_t *resp, bool one, bool json)
 	} else if (one) {
 		output_status(ctx->out, resp, cmd_now_ms());
 	} else {
+		output_store_error(ctx->out, resp, cmd_now_ms());
 		output_services(ctx->out, json_object_get(resp, "services"));
 	}
 	fflush(ctx->out);

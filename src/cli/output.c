@@ -236,6 +236,19 @@ char *output_event_line(const json_t *ev, char *buf, size_t len)
 
 static void num(char *b, size_t n, int64_t v) { snprintf(b, n, "%" PRId64, v); }
 
+void output_store_error(FILE *f, const json_t *resp, int64_t now_ms)
+{
+	const json_t *e = json_object_get(resp, "store_error");
+	if (!json_is_object(e))
+		return;
+	char ts[64], d[32];
+	int64_t since = output_jint(e, "since", 0);
+	fprintf(
+	    f, "store: unavailable since %s (for %s): %s; the daemon does nothing until it can write again\n",
+	    output_timestamp(since, ts, sizeof ts),
+	    output_duration(since > 0 ? now_ms - since : 0, d, sizeof d), output_jstr(e, "error", "?"));
+}
+
 void output_status(FILE *f, const json_t *status, int64_t now_ms)
 {
 	const char *service = output_jstr(status, "service", "?");
@@ -266,6 +279,7 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 	} else {
 		fprintf(f, "no rollout yet\n");
 	}
+	output_store_error(f, status, now_ms);
 	const json_t *lberr = json_object_get(status, "lb_error");
 	if (json_is_object(lberr)) {
 		int64_t since = output_jint(lberr, "since", 0);

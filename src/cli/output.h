@@ -42,6 +42,9 @@ char *output_event_line(const json_t *ev, char *buf, size_t len);
 
 /* `rollout status SERVICE`: summary, rollout, counts and the instance table. now_ms for ages. */
 void output_status(FILE *f, const json_t *status, int64_t now_ms);
+/* The daemon's "store_error" of a status reply (a service's, or the list's), as one line; nothing
+ * when it has none. */
+void output_store_error(FILE *f, const json_t *resp, int64_t now_ms);
 /* `rollout status`: one row per service. */
 void output_services(FILE *f, const json_t *services);
 /* `rollout history`: rollouts (newest first) with the revision's version from revisions. */

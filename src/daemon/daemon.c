@@ -30,6 +30,13 @@
 
 /* A safety net only: steps happen on observations and at the engine's next deadline. */
 #define TICK_MS 1000
+/* How long a write waits for another connection's lock: the loop must not stall on the store, a
+ * busy store is a failed write retried by the probe. */
+#define STORE_BUSY_MS 20
+/* While the store takes no writes, a probe write this often. */
+#define STORE_RETRY_MS 1000
+/* The WAL is truncated after each rollout (svc.c) and every this many ticks. */
+#define CKPT_TICKS 300
 
 int64_t daemon_now(void)
 {
@@ -68,6 +75,96 @@ static void tick_cb(uv_timer_t *t)
 	struct daemon *d = t->data;
 	for (size_t i = 0; i < d->n_svcs; i++)
 		svc_step(d->svcs[i]);
+	if (++d->ckpt_ticks >= CKPT_TICKS && !daemon_store_down(d)) {
+		d->ckpt_ticks = 0;
+		if (store_checkpoint(d->store) < 0)
+			log_debug("store", "msg=\"checkpoint not finished\" err=\"%s\"",
+				  store_errmsg(d->store));
+	}
+}
+
+/* ---- the store's health ----------------------------------------------------------------------- */
+
+/* ms as "2026-01-02T03:04:05.678Z". */
+static void iso_ms(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char day[32];
+	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", day, (int)(ms % 1000));
+}
+
+bool daemon_store_down(const struct daemon *d) { return d->store_down_since != 0; }
+
+json_t *daemon_store_json(const struct daemon *d)
+{
+	if (!daemon_store_down(d))
+		return NULL;
+	return json_pack("{s:I,s:s}", "since", (json_int_t)d->store_down_since, "error", d->store_error);
+}
+
+static void store_retry_cb(uv_timer_t *t);
+
+void daemon_store_failed(struct daemon *d, const char *what)
+{
+	char w[sizeof d->store_what], err[sizeof d->store_error];
+	snprintf(w, sizeof w, "%s", what != NULL ? what : d->store_what);
+	memcpy(d->store_what, w, sizeof w);
+	snprintf(err, sizeof err, "cannot %s: %s", w, store_errmsg(d->store));
+	d->store_failures++;
+	if (!daemon_store_down(d)) {
+		d->store_down_since = daemon_now();
+		d->store_failures_at_down = d->store_failures - 1;
+		memcpy(d->store_first_error, err, sizeof err);
+		log_error(
+		    "store",
+		    "msg=\"the store takes no writes: doing nothing until it does (retry every %d ms)\" "
+		    "err=\"%s\"",
+		    STORE_RETRY_MS, err);
+		if (!d->stopping)
+			uv_timer_start(&d->store_retry, store_retry_cb, STORE_RETRY_MS, STORE_RETRY_MS);
+	} else if (strcmp(err, d->store_error) != 0) {
+		log_warn("store", "msg=\"the store still takes no writes\" err=\"%s\"", err);
+	}
+	memcpy(d->store_error, err, sizeof err);
+}
+
+/* While the store is down: one write (the events that say it was), then every service's step. */
+static void store_retry_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	int64_t now = daemon_now();
+	char from[40], to[40], text[2 * sizeof d->store_error + 200];
+	iso_ms(d->store_down_since, from, sizeof from);
+	iso_ms(now, to, sizeof to);
+	int n = snprintf(
+	    text, sizeof text, "the store took no writes from %s to %s (%.1f s, %llu failed writes): %s",
+	    from, to, (double)(now - d->store_down_since) / 1000,
+	    (unsigned long long)(d->store_failures - d->store_failures_at_down), d->store_first_error);
+	if (strcmp(d->store_first_error, d->store_error) != 0 && n > 0 && (size_t)n < sizeof text)
+		snprintf(text + n, sizeof text - (size_t)n, "; last: %s", d->store_error);
+	/* In each service's events, where `rollout events` shows it (daemon-wide without services). */
+	int r = store_begin(d->store);
+	for (size_t i = 0; r == 0 && i < d->n_svcs; i++)
+		r = store_add_event(d->store, d->svcs[i]->name, now, "store_unavailable", 0, text, NULL);
+	if (r == 0 && d->n_svcs == 0)
+		r = store_add_event(d->store, NULL, now, "store_unavailable", 0, text, NULL);
+	if (r == 0)
+		r = store_commit(d->store);
+	if (r < 0) {
+		daemon_store_failed(d, NULL);
+		store_rollback(d->store);
+		return;
+	}
+	uv_timer_stop(t);
+	d->store_down_since = 0;
+	d->store_error[0] = '\0';
+	log_info("store", "msg=\"the store takes writes again; resuming\" detail=\"%s\"", text);
+	daemon_publish(d);
+	for (size_t i = 0; i < d->n_svcs && !daemon_store_down(d); i++)
+		svc_store_back(d->svcs[i]);
 }
 
 /* Event retention: all but the newest keep_events of each service go, at start and then every
@@ -289,6 +386,7 @@ static void begin_shutdown(struct daemon *d)
 	sdnotify_send("STOPPING=1");
 	uv_timer_stop(&d->watchdog);
 	uv_timer_stop(&d->tick);
+	uv_timer_stop(&d->store_retry);
 	uv_idle_stop(&d->idle);
 	monitor_close(d->monitor);
 	d->monitor = NULL;
@@ -321,6 +419,7 @@ static void begin_shutdown(struct daemon *d)
 	d->health = NULL;
 	uv_close((uv_handle_t *)&d->tick, NULL);
 	uv_close((uv_handle_t *)&d->prune, NULL);
+	uv_close((uv_handle_t *)&d->store_retry, NULL);
 	uv_close((uv_handle_t *)&d->idle, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -343,10 +442,16 @@ static int take_lock(struct daemon *d)
 {
 	char *path = xasprintf("%s/daemon.lock", d->data);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	free(path);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		int e = errno;
+		fprintf(stderr,
+			"rollout: cannot open %s: %s (the data directory must be writable by the daemon)\n",
+			path, strerror(e));
+		free(path);
+		return -e;
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		free(path);
 		char buf[32] = {0};
 		ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
 		(void)n;
@@ -357,9 +462,13 @@ static int take_lock(struct daemon *d)
 	char buf[32];
 	int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) < 0) {
+		int e = errno;
+		fprintf(stderr, "rollout: cannot write %s: %s\n", path, strerror(e));
+		free(path);
 		close(fd);
-		return -errno;
+		return -e;
 	}
+	free(path);
 	d->lock_fd = fd;
 	return 0;
 }
@@ -521,6 +630,7 @@ int daemon_run(const struct daemon_opts *o)
 		store_free(d->store);
 		return 1;
 	}
+	store_set_busy_timeout(d->store, STORE_BUSY_MS);
 	d->loop = xmalloc(sizeof *d->loop);
 	uv_loop_init(d->loop);
 	struct drv_callbacks dcb = {.ctx = d, .started = on_started, .exited = on_exited};
@@ -538,6 +648,8 @@ int daemon_run(const struct daemon_opts *o)
 	uv_timer_init(d->loop, &d->prune);
 	uv_timer_init(d->loop, &d->watchdog);
 	d->prune.data = d;
+	uv_timer_init(d->loop, &d->store_retry);
+	d->store_retry.data = d;
 	d->keep_events = o->keep_events;
 
 	api_new(d->loop, &d->api);

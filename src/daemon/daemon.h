@@ -67,6 +67,7 @@ struct svc {
 	size_t n_rt, cap_rt;
 	bool dirty;
 	int64_t backoff_ms;  /* delay before restarting after unexpected exits */
+	bool resume; /* committed intents not carried out (the store failed): redone when it is back */
 	struct lb_backend *pushed; /* last backend set given to the load balancer */
 	size_t n_pushed;
 	bool pushed_valid;
@@ -112,6 +113,16 @@ struct daemon {
 	struct api_req **subs; /* open server-sent-event streams */
 	size_t n_subs, cap_subs;
 	int64_t published;     /* last event id sent to subscribers */
+	/* The store's writes (daemon_store_failed): while they fail the daemon decides and does
+	 * nothing, serves reads, and probes every STORE_RETRY_MS. */
+	int64_t store_down_since;	 /* wall ms of the first failed write; 0 while writes work */
+	char store_error[600];		 /* the last failed write: what the daemon did and SQLite's words */
+	char store_first_error[600];	 /* the first one, for the event that closes the outage */
+	char store_what[200];		 /* what the last failed write was for */
+	uint64_t store_failures;	 /* failed writes since start (/metrics) */
+	uint64_t store_failures_at_down; /* store_failures when it went down */
+	uv_timer_t store_retry;
+	int ckpt_ticks; /* ticks since the last WAL checkpoint */
 	bool stopping;
 	int exit_code;
 };
@@ -120,6 +131,16 @@ int daemon_run(const struct daemon_opts *o);
 
 /* Wall-clock milliseconds: timestamps survive a restart. */
 int64_t daemon_now(void);
+/* The one failure path of the store: a write failed while doing `what` (the error is
+ * store_errmsg). From the first failure until a probe write succeeds, the daemon carries out no
+ * new decision (steps and commands wait), serves reads from memory and the database, and says so
+ * in status and /metrics; the probe, every STORE_RETRY_MS, records a store_unavailable event
+ * (from when to when) and then re-makes every service's pending step. what NULL: the probe's own
+ * write failed (the last `what` is kept). */
+void daemon_store_failed(struct daemon *d, const char *what);
+bool daemon_store_down(const struct daemon *d);
+/* {"since": ms, "error": text}, or NULL while writes work. New reference. */
+json_t *daemon_store_json(const struct daemon *d);
 /* Marks a service for a step at the end of this loop iteration. */
 void daemon_dirty(struct svc *s);
 struct svc *daemon_find(struct daemon *d, const char *name);
@@ -160,6 +181,9 @@ void svc_on_drained(struct svc *s, uint64_t id);
 /* The load balancer could not do what the service needs (error), or is in sync again (NULL):
  * kept for status and recorded as an event (lb_problem / lb_ok). */
 void svc_on_lb_problem(struct svc *s, const char *error);
+/* The store takes writes again: intents committed but not carried out are (engine_resume_intents,
+ * as after a restart), and a step follows. */
+void svc_store_back(struct svc *s);
 /* Stops runtime watchers (health checks, timers) without touching instances: shutdown. */
 void svc_detach(struct svc *s);
 

@@ -84,6 +84,16 @@ static const double le_s[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 static void state_metrics(struct daemon *d, struct mbuf *b)
 {
 	char n[256];
+	family(
+	    b, "rollout_store_up", "gauge",
+	    "1 while the state store takes writes, 0 while it does not (the daemon then acts on nothing).");
+	emit(b, "rollout_store_up %d\n", !daemon_store_down(d));
+	family(b, "rollout_store_unavailable_since_seconds", "gauge",
+	       "Unix time of the first failed write while the store takes no writes, else 0.");
+	emit(b, "rollout_store_unavailable_since_seconds %.3f\n", (double)d->store_down_since / 1000);
+	family(b, "rollout_store_write_failures_total", "counter",
+	       "Failed writes to the state store since the daemon started.");
+	emit(b, "rollout_store_write_failures_total %llu\n", (unsigned long long)d->store_failures);
 	family(b, "rollout_services", "gauge", "Services known to the daemon.");
 	emit(b, "rollout_services %zu\n", d->n_svcs);
 	family(b, "rollout_rollout_state", "gauge",

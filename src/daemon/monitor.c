@@ -113,8 +113,7 @@ static bool analysing(const struct svc *s, int64_t now)
 static void record_event(struct svc *s, int64_t now, const char *kind, const char *text)
 {
 	if (store_add_event(s->d->store, s->name, now, kind, 0, text, NULL) < 0)
-		log_warn("monitor", "service=%s msg=\"cannot record an event\" err=\"%s\"", s->name,
-			 store_errmsg(s->d->store));
+		daemon_store_failed(s->d, "record an event");
 	log_info("monitor", "service=%s event=%s msg=\"%s\"", s->name, kind, text);
 	daemon_publish(s->d);
 }

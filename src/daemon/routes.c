@@ -30,7 +30,11 @@ static void get_services(struct api_req *req, void *ctx)
 	json_t *arr = json_array();
 	for (size_t i = 0; i < d->n_svcs; i++)
 		json_array_append_new(arr, svc_status_json(d->svcs[i]));
-	api_reply_json(req, 200, json_pack("{s:o}", "services", arr));
+	json_t *j = json_pack("{s:o}", "services", arr);
+	json_t *sj = daemon_store_json(d);
+	if (sj != NULL)
+		json_object_set_new(j, "store_error", sj);
+	api_reply_json(req, 200, j);
 }
 
 static void get_service(struct api_req *req, void *ctx)
@@ -147,7 +151,7 @@ static void post_apply(struct api_req *req, void *ctx)
 		spec_clear(&sp);
 		if (fresh)
 			svc_free(s);
-		api_reply_error(req, 500, "%s", msg);
+		api_reply_error(req, daemon_store_down(d) ? 503 : 500, "%s", msg);
 		return;
 	}
 	if (fresh) {
@@ -188,7 +192,8 @@ static void post_command(struct api_req *req, void *ctx)
 	char msg[256] = "";
 	int r = svc_command(s, verb, rev, msg, sizeof msg);
 	if (r < 0) {
-		api_reply_error(req, 409, "%s", msg[0] ? msg : "not possible now");
+		api_reply_error(req, daemon_store_down(d) ? 503 : 409, "%s",
+				msg[0] ? msg : "not possible now");
 		return;
 	}
 	api_reply_json(req, 200, svc_status_json(s));

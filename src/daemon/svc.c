@@ -296,9 +296,61 @@ struct lb *svc_lb(struct svc *s)
 
 /* ---- committing ------------------------------------------------------------------------------- */
 
+/* The state before a decision, to put back when the decision cannot be committed. */
+struct st_snap {
+	struct engine_state st;
+	struct engine_inst *inst;
+};
+
+static void snap_take(const struct svc *s, struct st_snap *p)
+{
+	p->st = s->st;
+	p->inst = xmalloc((s->st.n + 1) * sizeof *p->inst);
+	memcpy(p->inst, s->st.inst, s->st.n * sizeof *p->inst);
+}
+
+static void snap_drop(struct st_snap *p)
+{
+	free(p->inst);
+	p->inst = NULL;
+}
+
+/* Undoes the decision in memory: the state as taken (the engine writes into the instance buffer
+ * ensure_buffers grew, never reallocates it), no intent. */
+static void snap_restore(struct svc *s, struct st_snap *p)
+{
+	memcpy(s->st.inst, p->inst, p->st.n * sizeof *p->inst);
+	p->st.inst = s->st.inst;
+	p->st.cap = s->st.cap;
+	s->st = p->st;
+	s->out.n = 0;
+	snap_drop(p);
+}
+
+/* Writes the instances' process ids and hosts not yet recorded (inside the caller's transaction). */
+static int save_procs(struct svc *s)
+{
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < s->n_rt; i++) {
+		struct svc_rt *rt = &s->rt[i];
+		if (rt->proc_dirty && inst_of(s, rt->id) != NULL)
+			r = store_set_proc(s->d->store, s->name, rt->id, rt->pid, rt->proc_start,
+					   rt->host[0] ? rt->host : NULL);
+	}
+	return r;
+}
+
+/* After the commit that holds them. */
+static void procs_saved(struct svc *s)
+{
+	for (size_t i = 0; i < s->n_rt; i++)
+		s->rt[i].proc_dirty = false;
+}
+
 /* Makes the state and the step's events durable. Nothing is carried out unless this succeeded:
- * a daemon that cannot write its state stops, and a restart resumes from the last commit. */
-static void commit(struct svc *s)
+ * on failure (daemon_store_failed) the caller undoes the decision in memory, and it is made again
+ * once the store takes writes. 0 or the store's error. */
+static int commit(struct svc *s)
 {
 	struct store *st = s->d->store;
 	int64_t now = daemon_now();
@@ -309,19 +361,18 @@ static void commit(struct svc *s)
 	if (r == 0)
 		r = store_add_intent_events(st, s->name, now, &s->out);
 	/* Process ids ride along: a process started but not yet recorded is found by its marker. */
-	for (size_t i = 0; r == 0 && i < s->n_rt; i++) {
-		struct svc_rt *rt = &s->rt[i];
-		if (rt->proc_dirty && inst_of(s, rt->id) != NULL)
-			r = store_set_proc(st, s->name, rt->id, rt->pid, rt->proc_start, rt->host[0] ? rt->host : NULL);
-		rt->proc_dirty = false;
-	}
+	if (r == 0)
+		r = save_procs(s);
 	if (r == 0)
 		r = store_commit(st);
 	if (r < 0) {
-		log_error("store", "msg=\"cannot record state, stopping\" service=%s err=\"%s\"", s->name,
-			  store_errmsg(st));
-		abort();
+		char what[300];
+		snprintf(what, sizeof what, "record the state of service %s", s->name);
+		daemon_store_failed(s->d, what);
+		store_rollback(st);
+		return r;
 	}
+	procs_saved(s);
 	log_debug("store", "service=%s msg=committed instances=%zu intents=%zu took_us=%llu", s->name, s->st.n, s->out.n,
 		  (unsigned long long)((uv_hrtime() - t0) / 1000));
 	for (size_t i = 0; i < s->out.n; i++) {
@@ -332,6 +383,7 @@ static void commit(struct svc *s)
 	}
 	daemon_publish(s->d);
 	notify_intents(s->d->notify, &s->spec, s->name, &s->st, &s->out, now);
+	return 0;
 }
 
 static void ensure_buffers(struct svc *s)
@@ -380,7 +432,11 @@ static void on_staged(void *ctx, const char *service, int revision, const char *
 		log_warn("svc", "service=%s msg=\"%s\"", service, text);
 	else
 		log_info("svc", "service=%s msg=\"%s\"", service, text);
-	if (daemon_find(d, service) != NULL && store_add_event(d->store, service, daemon_now(), "staged", 0, text, NULL) == 0)
+	if (daemon_find(d, service) == NULL)
+		return;
+	if (store_add_event(d->store, service, daemon_now(), "staged", 0, text, NULL) < 0)
+		daemon_store_failed(d, "record an event");
+	else
 		daemon_publish(d);
 }
 
@@ -538,8 +594,9 @@ static bool place_remote(struct svc *s, struct engine_inst *in)
 }
 
 /* Gives every START its place: the host (ssh targets) and the port, and records them before
- * anything starts, so a restart knows every host and port in use. */
-static void assign_ports(struct svc *s)
+ * anything starts, so a restart knows every host and port in use. 0, or the store's error
+ * (daemon_store_failed): then nothing may start. */
+static int assign_ports(struct svc *s)
 {
 	bool any = false;
 	for (size_t i = 0; i < s->out.n; i++) {
@@ -562,24 +619,25 @@ static void assign_ports(struct svc *s)
 		in->port = p;
 		any = true;
 	}
-	if (!any)
-		return;
+	if (!any && !s->resume)
+		return 0;
 	struct store *st = s->d->store;
 	int r = store_begin(st);
 	if (r == 0)
 		r = store_save_state(st, s->name, &s->st, daemon_now());
-	for (size_t i = 0; r == 0 && i < s->n_rt; i++) {
-		struct svc_rt *rt = &s->rt[i];
-		if (rt->proc_dirty && inst_of(s, rt->id) != NULL)
-			r = store_set_proc(st, s->name, rt->id, rt->pid, rt->proc_start, rt->host[0] ? rt->host : NULL);
-		rt->proc_dirty = false;
-	}
+	if (r == 0)
+		r = save_procs(s);
 	if (r == 0)
 		r = store_commit(st);
 	if (r < 0) {
-		log_error("store", "msg=\"cannot record hosts and ports, stopping\" err=\"%s\"", store_errmsg(st));
-		abort();
+		char what[300];
+		snprintf(what, sizeof what, "record the hosts and ports of service %s", s->name);
+		daemon_store_failed(s->d, what);
+		store_rollback(st);
+		return r;
 	}
+	procs_saved(s);
+	return 0;
 }
 
 /* The balancer's view: available instances active, leaving ones draining. Pushed when changed. */
@@ -628,9 +686,16 @@ static void push_backends(struct svc *s)
 	s->pushed_valid = true;
 }
 
+/* Carries out s->out, committed. When the places cannot be recorded nothing is: s->resume makes
+ * svc_store_back re-issue the committed intents from the state. */
 static void carry_out(struct svc *s)
 {
-	assign_ports(s);
+	if (assign_ports(s) < 0) {
+		s->resume = true;
+		s->out.n = 0;
+		return;
+	}
+	s->resume = false;
 	/* Balancer first: a draining backend stops getting requests before anything else happens. */
 	push_backends(s);
 	for (size_t i = 0; i < s->out.n; i++) {
@@ -690,23 +755,42 @@ static void arm_wake(struct svc *s)
 
 void svc_step(struct svc *s)
 {
+	/* No decision while it cannot be recorded: svc_store_back steps again. */
+	if (daemon_store_down(s->d))
+		return;
 	s->dirty = false;
 	ensure_buffers(s);
-	struct engine_state before = s->st;
-	struct engine_inst *snap = xmalloc((s->st.n + 1) * sizeof *snap);
-	memcpy(snap, s->st.inst, s->st.n * sizeof *snap);
+	struct st_snap snap;
+	snap_take(s, &snap);
+	bool was_live = s->st.ro.id != 0 && !engine_ro_done(s->st.ro.state);
 	int r = engine_step(&s->spec, &s->st, daemon_now(), &s->out);
 	if (r < 0) {
 		log_error("engine", "service=%s msg=\"step failed\" err=%d", s->name, r);
-		free(snap);
+		snap_drop(&snap);
 		return;
 	}
-	bool changed = s->out.n > 0 || state_changed(&before, snap, before.n, &s->st);
-	free(snap);
-	if (changed)
-		commit(s);
+	bool changed = s->out.n > 0 || state_changed(&snap.st, snap.inst, snap.st.n, &s->st);
+	if (changed && commit(s) < 0) {
+		snap_restore(s, &snap);
+		return;
+	}
+	snap_drop(&snap);
 	carry_out(s);
 	arm_wake(s);
+	/* A rollout ended: its WAL frames go into the file, the WAL back to zero bytes. */
+	if (was_live && engine_ro_done(s->st.ro.state) && store_checkpoint(s->d->store) < 0)
+		log_debug("store", "service=%s msg=\"checkpoint not finished\" err=\"%s\"", s->name,
+			  store_errmsg(s->d->store));
+}
+
+void svc_store_back(struct svc *s)
+{
+	if (s->resume) {
+		ensure_buffers(s);
+		engine_resume_intents(&s->st, &s->out);
+		carry_out(s);
+	}
+	daemon_dirty(s);
 }
 
 /* ---- commands --------------------------------------------------------------------------------- */
@@ -729,9 +813,24 @@ static int command_error(int r, const struct svc *s, const char *verb, char *msg
 	return r;
 }
 
+/* The store takes no writes: msg says since when and why. -EAGAIN. */
+static int store_down_error(const struct svc *s, const char *verb, char *msg, size_t len)
+{
+	const struct daemon *d = s->d;
+	snprintf(msg, len,
+		 "cannot %s %s now: the store takes no writes (for %lld s: %.300s); nothing was changed, "
+		 "try again once `rollout status` no longer says so",
+		 verb, s->name, (long long)(daemon_now() - d->store_down_since) / 1000, d->store_error);
+	return -EAGAIN;
+}
+
 int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 {
+	if (daemon_store_down(s->d))
+		return store_down_error(s, verb, msg, len);
 	ensure_buffers(s);
+	struct st_snap snap;
+	snap_take(s, &snap);
 	int64_t now = daemon_now();
 	int r;
 	if (strcmp(verb, "pause") == 0)
@@ -745,10 +844,23 @@ int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 	else if (strcmp(verb, "undo") == 0)
 		r = engine_undo(&s->st, rev, now, &s->out);
 	else
-		return -EINVAL;
-	if (r < 0)
+		r = -EINVAL;
+	if (r == -EINVAL) {
+		snap_drop(&snap);
+		return r;
+	}
+	if (r < 0) {
+		snap_drop(&snap);
 		return command_error(r, s, verb, msg, len);
-	commit(s);
+	}
+	r = commit(s);
+	if (r < 0) {
+		snap_restore(s, &snap);
+		snprintf(msg, len, "cannot %s %s: cannot record it: %.300s; nothing was changed", verb,
+			 s->name, store_errmsg(s->d->store));
+		return r;
+	}
+	snap_drop(&snap);
 	svc_step(s);
 	return 0;
 }
@@ -790,6 +902,8 @@ static int keep_secrets(struct svc *s, const struct spec *spec, const char *yaml
 int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len)
 {
 	struct store *st = s->d->store;
+	if (daemon_store_down(s->d))
+		return store_down_error(s, "apply", msg, len);
 	uint64_t hash = spec_template_hash(&spec->tmpl);
 	const struct spec *cur = s->st.target_rev ? rev_spec(s, s->st.target_rev) : NULL;
 	bool same_tmpl = cur != NULL && spec_template_hash(&cur->tmpl) == hash;
@@ -808,11 +922,12 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 	if (r == 0)
 		r = store_set_service_spec(st, s->name, red);
 	free(red);
-	struct engine_state saved = s->st;
-	struct engine_inst *snap = xmalloc((s->st.n + 1) * sizeof *snap);
-	memcpy(snap, s->st.inst, s->st.n * sizeof *snap);
+	struct st_snap snap;
+	snap_take(s, &snap);
+	bool engine_failed = false;
 	if (r == 0) {
 		r = engine_apply(spec, &s->st, target, now, &s->out);
+		engine_failed = r < 0;
 		if (r < 0)
 			snprintf(msg, len, "cannot apply: engine error %d", r);
 	}
@@ -823,18 +938,20 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 	if (r == 0)
 		r = store_commit(st);
 	if (r < 0) {
+		if (msg[0] == '\0')
+			snprintf(msg, len, "cannot record the spec: %s; nothing was changed",
+				 store_errmsg(st));
+		if (!engine_failed) {
+			char what[300];
+			snprintf(what, sizeof what, "record a spec of service %s", s->name);
+			daemon_store_failed(s->d, what);
+		}
 		store_rollback(st);
 		/* Nothing changed: restore what the engine touched in memory. */
-		memcpy(s->st.inst, snap, saved.n * sizeof *snap);
-		saved.inst = s->st.inst;
-		saved.cap = s->st.cap;
-		s->st = saved;
-		free(snap);
-		if (msg[0] == '\0')
-			snprintf(msg, len, "cannot record the spec: %s", store_errmsg(st));
+		snap_restore(s, &snap);
 		return r;
 	}
-	free(snap);
+	snap_drop(&snap);
 	spec_clear(&s->spec);
 	s->spec = *spec;
 	spec_init(spec); /* ownership moved */
@@ -980,8 +1097,7 @@ void svc_on_lb_problem(struct svc *s, const char *error)
 		snprintf(text, sizeof text, "load balancer in sync again");
 	}
 	if (store_add_event(s->d->store, s->name, now, error ? "lb_problem" : "lb_ok", 0, text, NULL) < 0)
-		log_warn("store", "service=%s msg=\"cannot record an event\" err=\"%s\"", s->name,
-			 store_errmsg(s->d->store));
+		daemon_store_failed(s->d, "record an event");
 	daemon_publish(s->d);
 }
 
@@ -1216,6 +1332,9 @@ json_t *svc_status_json(struct svc *s)
 	if (s->lb_error[0])
 		json_object_set_new(j, "lb_error", json_pack("{s:s,s:I}", "text", s->lb_error, "since",
 							     (json_int_t)s->lb_error_since));
+	json_t *sj = daemon_store_json(s->d);
+	if (sj != NULL)
+		json_object_set_new(j, "store_error", sj);
 
 	if (ro->id == 0) {
 		json_object_set_new(j, "rollout", json_null());

@@ -3,11 +3,14 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -458,6 +461,38 @@ static int migrate(struct store *s, const char *const *mig, size_t n_mig)
 	}
 }
 
+/* The database file and its -wal and -shm are the daemon's alone (they hold every spec): a new
+ * file is created here 0600 before SQLite opens it (SQLite would make it 0644, and the -wal and
+ * -shm it makes copy the file's mode); existing ones open to others are narrowed to 0600. Only
+ * O_EXCL creation opens a descriptor: closing one on a file another connection of this process
+ * has open would drop that connection's POSIX locks. 0, or a negative errno with the message. */
+static int own_files(struct store *s)
+{
+	int fd = open(s->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno != EEXIST)
+		return fail(s, -errno, "cannot create: %s", strerror(errno));
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+		char *p = xasprintf("%s%s", s->path, suffix[i]);
+		struct stat st;
+		int r = 0;
+		if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0)
+			r = chmod(p, st.st_mode & 0700);
+		if (r < 0 && errno != EROFS && errno != EPERM)
+			r = fail(s, -errno, "cannot make %s private (chmod 0600): %s", p, strerror(errno));
+		else
+			r = 0;
+		free(p);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int store_open_migrations(const char *path, const char *const *mig, size_t n_mig, struct store **out)
 {
 	if (path == NULL) {
@@ -467,16 +502,30 @@ int store_open_migrations(const char *path, const char *const *mig, size_t n_mig
 	struct store *s = xcalloc(1, sizeof *s);
 	*out = s;
 	s->path = xstrdup(path);
-	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	int rc = own_files(s);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK)
 		return s->db != NULL ? sql_fail(s, rc)
 				     : fail(s, -ENOMEM, "cannot allocate a database handle");
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+	/* Keep -wal (truncated) and -shm on close: opening again then needs no new disk space, so a
+	 * daemon restarted on a full disk can still read its state. */
+	int persist = 1;
+	sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	char mode[16] = "";
 	rc = pragma(s, "PRAGMA journal_mode = WAL", mode, sizeof mode);
 	if (rc == 0 && strcmp(mode, "wal") != 0)
 		rc = fail(s, STORE_ESQL, "cannot use WAL mode (journal_mode is %s)", mode);
+	char sql[64];
+	snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %d", STORE_WAL_AUTOCHECKPOINT_PAGES);
+	if (rc == 0)
+		rc = pragma(s, sql, NULL, 0);
+	snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d", STORE_WAL_SIZE_LIMIT);
+	if (rc == 0)
+		rc = pragma(s, sql, NULL, 0);
 	if (rc == 0)
 		rc = pragma(s, "PRAGMA synchronous = FULL", NULL, 0);
 	if (rc == 0)
@@ -507,6 +556,14 @@ void store_free(struct store *s)
 const char *store_errmsg(const struct store *s) { return s != NULL ? s->err : "no store"; }
 
 void store_set_busy_timeout(struct store *s, int ms) { sqlite3_busy_timeout(s->db, ms); }
+
+int store_checkpoint(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		return fail(s, -EALREADY, "checkpoint: a transaction is open");
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : sql_fail(s, rc);
+}
 
 int store_begin(struct store *s)
 {

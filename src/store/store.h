@@ -20,18 +20,24 @@ enum {
 
 /* Schema version this binary writes (PRAGMA user_version after migrations). */
 #define STORE_SCHEMA_VERSION 2
-/* Busy timeout set at open, in milliseconds. */
+/* Busy timeout set at open, in milliseconds (the daemon lowers it: its loop must not wait). */
 #define STORE_BUSY_TIMEOUT_MS 5000
+/* WAL bounds set at open: a checkpoint runs when the WAL reaches this many pages, and a WAL
+ * reset by a checkpoint is truncated to at most this many bytes. */
+#define STORE_WAL_AUTOCHECKPOINT_PAGES 100
+#define STORE_WAL_SIZE_LIMIT	       (1024 * 1024)
 /* store_events returns at most this many rows per call. */
 #define STORE_EVENTS_MAX 1000
 
 struct store;
 
 /* Opens or creates the database file at `path` (the daemon passes DATA/state.db), sets WAL,
- * synchronous=FULL, foreign keys and the busy timeout, and applies pending migrations, each in
- * its own transaction. Returns 0 or a negative code. Like sqlite3_open, *out is set even on
- * failure (NULL only when path is NULL) so store_errmsg(*out) can say why: the caller always
- * calls store_free(*out). */
+ * synchronous=FULL, foreign keys, the busy timeout and the WAL bounds, and applies pending
+ * migrations, each in its own transaction. A new file is created 0600 (its -wal and -shm take its
+ * mode); an existing one readable by others is narrowed to 0600. The -wal and -shm files are kept
+ * on close (persistent WAL), so a later open needs no new disk space. Returns 0 or a negative
+ * code. Like sqlite3_open, *out is set even on failure (NULL only when path is NULL) so
+ * store_errmsg(*out) can say why: the caller always calls store_free(*out). */
 int store_open(const char *path, struct store **out);
 /* Same with a given list of migrations (n_mig SQL scripts, script i takes the schema from
  * version i to i+1 and must end by setting PRAGMA user_version = i+1). For tests. */
@@ -43,6 +49,10 @@ void store_free(struct store *s);
 const char *store_errmsg(const struct store *s);
 /* Changes how long a write waits for another connection's lock before -EBUSY. */
 void store_set_busy_timeout(struct store *s, int ms);
+/* Copies every WAL frame into the database file and truncates the WAL to zero bytes (PRAGMA
+ * wal_checkpoint(TRUNCATE)). -EBUSY when a reader or writer of another connection kept it from
+ * finishing (nothing is lost: the next one finishes it), -EALREADY inside a transaction. */
+int store_checkpoint(struct store *s);
 
 /* Explicit transaction (BEGIN IMMEDIATE: takes the write lock now, waiting up to the busy
  * timeout). Every function below works inside one, or alone as its own transaction. A function

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -882,6 +883,171 @@ static void test_two_stores(void **state)
 	store_free(b);
 }
 
+/* ---- when the disk says no ---------------------------------------------------------------------- */
+
+static int mode_of(const char *path, const char *suffix)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%s%s", path, suffix);
+	struct stat st;
+	if (stat(p, &st) < 0)
+		return -1;
+	return (int)(st.st_mode & 07777);
+}
+
+/* state.db and its -wal and -shm hold every spec: 0600 whatever the umask; an existing file open
+ * to others is narrowed. */
+static void test_file_mode(void **state)
+{
+	struct fixture *f = *state;
+	mode_t old = umask(022);
+	struct store *s = open_ok(f->path);
+	assert_int_equal(store_add_event(s, "web", 1, "k", 0, "x", NULL), 0);
+	assert_int_equal(mode_of(f->path, ""), 0600);
+	assert_int_equal(mode_of(f->path, "-wal"), 0600);
+	assert_int_equal(mode_of(f->path, "-shm"), 0600);
+	store_free(s);
+	assert_int_equal(chmod(f->path, 0644), 0);
+	s = open_ok(f->path);
+	assert_int_equal(mode_of(f->path, ""), 0600);
+	store_free(s);
+	umask(old);
+}
+
+static off_t size_of(const char *path, const char *suffix)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%s%s", path, suffix);
+	struct stat st;
+	return stat(p, &st) < 0 ? -1 : st.st_size;
+}
+
+/* The WAL stays bounded over many commits (SQLite's default lets it reach 4 MB before a
+ * checkpoint, and never shrinks it), and store_checkpoint truncates it to zero. */
+static void test_wal_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = open_ok(f->path);
+	char *text = malloc(16384);
+	memset(text, 'x', 16383);
+	text[16383] = '\0';
+	off_t max = 0;
+	for (int i = 0; i < 400; i++) {
+		assert_int_equal(store_add_event(s, "web", i, "k", 0, text, NULL), 0);
+		off_t w = size_of(f->path, "-wal");
+		if (w > max)
+			max = w;
+	}
+	free(text);
+	assert_true(max > 0);
+	if (max > STORE_WAL_SIZE_LIMIT)
+		fail_msg("the WAL reached %lld bytes (limit %d)", (long long)max, STORE_WAL_SIZE_LIMIT);
+	assert_int_equal(store_checkpoint(s), 0);
+	assert_int_equal(size_of(f->path, "-wal"), 0);
+	assert_int_equal(store_begin(s), 0);
+	assert_int_equal(store_checkpoint(s), -EALREADY);
+	assert_int_equal(store_rollback(s), 0);
+	store_free(s);
+}
+
+/* The child: a file-size limit of 32 KB, SIGXFSZ ignored: the -shm (which the first connection
+ * truncates and grows back to 32 KB, in the space it just freed) fits, a WAL of a 64 KB event does
+ * not: a full disk. The state opens and reads, the write fails with an error (no crash, nothing
+ * half written), and once the limit is lifted the same handle writes again. Exit status: 0, or
+ * the step that failed. */
+static int full_disk_child(const char *path)
+{
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit rl;
+	getrlimit(RLIMIT_FSIZE, &rl);
+	struct rlimit tight = {.rlim_cur = 32768, .rlim_max = rl.rlim_max};
+	if (setrlimit(RLIMIT_FSIZE, &tight) < 0)
+		return 10;
+	struct store *s = NULL;
+	if (store_open(path, &s) < 0) {
+		fprintf(stderr, "open on a full disk: %s\n", store_errmsg(s));
+		return 1;
+	}
+	struct engine_state st;
+	engine_state_init(&st);
+	if (store_load_state(s, "web", &st) < 0 || st.replicas != 3)
+		return 2;
+	static char text[65536];
+	memset(text, 'y', sizeof text - 1);
+	text[sizeof text - 1] = '\0';
+	int rc = store_add_event(s, "web", 2, "k", 0, text, NULL);
+	if (rc == 0)
+		return 3;
+	if (store_errmsg(s)[0] == '\0')
+		return 4;
+	if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+		return 11;
+	if (store_add_event(s, "web", 3, "k", 0, text, NULL) != 0) {
+		fprintf(stderr, "write after the disk has room: %s\n", store_errmsg(s));
+		return 5;
+	}
+	st.replicas = 4;
+	if (store_save_state(s, "web", &st, 4) != 0)
+		return 6;
+	engine_state_clear(&st);
+	store_free(s);
+	return 0;
+}
+
+/* A daemon restarted on a full disk: the file was closed cleanly (so SQLite would have removed
+ * its -wal and -shm, and opening again would need disk space for them). */
+static void test_full_disk(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = open_ok(f->path);
+	struct engine_state st;
+	engine_state_init(&st);
+	st.replicas = 3;
+	assert_int_equal(store_save_state(s, "web", &st, 1), 0);
+	store_free(s);
+	assert_int_equal(size_of(f->path, "-wal"), 0); /* kept, truncated */
+	assert_true(size_of(f->path, "-shm") > 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(full_disk_child(f->path));
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	s = open_ok(f->path);
+	assert_int_equal(store_load_state(s, "web", &st), 0);
+	assert_int_equal(st.replicas, 4);
+	engine_state_clear(&st);
+	store_free(s);
+}
+
+/* A write waits at most the busy timeout for another connection's lock, fails -EBUSY, and the
+ * same handle writes once the lock is gone. */
+static void test_busy_short(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = open_ok(f->path);
+	store_set_busy_timeout(s, 20);
+	sqlite3 *other = NULL;
+	assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	int64_t t0 = mono_ms();
+	assert_int_equal(store_add_event(s, "web", 1, "k", 0, "x", NULL), -EBUSY);
+	assert_true(mono_ms() - t0 < 1000);
+	assert_int_equal(store_begin(s), -EBUSY);
+	struct engine_state st;
+	engine_state_init(&st);
+	assert_int_equal(store_load_state(s, "web", &st), -ENOENT); /* reads go on */
+	assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(store_begin(s), 0);
+	assert_int_equal(store_save_state(s, "web", &st, 1), 0);
+	assert_int_equal(store_commit(s), 0);
+	engine_state_clear(&st);
+	store_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -896,6 +1062,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_stores, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prune_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_mode, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy_short, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
