@@ -98,6 +98,10 @@ void spec_surge_unavailable(const struct spec_strategy *st, int replicas, int *s
 {
 	int su = amount_ceil(st->max_surge, replicas);
 	int un = amount_floor(st->max_unavailable, replicas);
+	/* More surge than replicas can never be used (the parser refuses it as a percent, and a
+	 * count past SPEC_REPLICAS_MAX); capped here too, since buffers are sized by it. */
+	if (su > replicas)
+		su = replicas;
 	if (un > replicas)
 		un = replicas;
 	if (su == 0 && un == 0)
@@ -116,20 +120,35 @@ static int batch_size(const struct spec_strategy *st, int replicas, int index)
 	return n < 1 ? 1 : n;
 }
 
+/* Both O(entries of batches), not O(batches): a status line, a metric and each engine step ask,
+ * and 10000 replicas in batches of 1 made the quadratic forms take minutes over a rollout. */
 int spec_batch_goal(const struct spec_strategy *st, int replicas, int index)
 {
+	if (index < 0)
+		return 0;
 	long long goal = 0;
-	for (int i = 0; i <= index && goal < replicas; i++)
-		goal += batch_size(st, replicas, i);
+	size_t n = st->n_batches > 0 ? st->n_batches : 1;
+	for (size_t i = 0; i < n && (long long)i <= index && goal < replicas; i++)
+		goal += batch_size(st, replicas, (int)i);
+	/* Past the entries, the last one repeats. */
+	if (goal < replicas && (long long)index >= (long long)n)
+		goal += ((long long)index + 1 - (long long)n) * batch_size(st, replicas, (int)n - 1);
 	return goal > replicas ? replicas : (int)goal;
 }
 
 int spec_batch_count(const struct spec_strategy *st, int replicas)
 {
-	int n = 1;
-	while (spec_batch_goal(st, replicas, n - 1) < replicas)
-		n++;
-	return n;
+	if (replicas <= 0)
+		return 1;
+	long long goal = 0;
+	size_t n = st->n_batches > 0 ? st->n_batches : 1;
+	for (size_t i = 0; i < n; i++) {
+		goal += batch_size(st, replicas, (int)i);
+		if (goal >= replicas)
+			return (int)i + 1;
+	}
+	long long last = batch_size(st, replicas, (int)n - 1);
+	return (int)((long long)n + (replicas - goal + last - 1) / last);
 }
 
 const struct spec_pause *spec_pause_after(const struct spec_strategy *st, int batch)

@@ -88,6 +88,12 @@ struct spec_zones {
 	struct spec_pos pos;
 };
 
+/* Bounds on what a spec may ask (docs/spec.md, "Bounds"). The buffers of the engine and the plan
+ * are sized by replicas + surge, so every count is bounded by what it can mean. */
+#define SPEC_REPLICAS_MAX 10000 /* replicas; also any count amount, and a batch number */
+#define SPEC_TARGETS_MAX 1000   /* entries of targets */
+#define SPEC_NOTIFY_MAX 16      /* entries of notify */
+
 /* Zone names are label values of at most this many bytes (they are kept with each instance). */
 #define SPEC_ZONE_MAX 31
 /* At most this many zones (the engine counts per zone on the stack). */
@@ -177,7 +183,7 @@ void spec_clear(struct spec *s);
 void spec_free(struct spec *s);
 
 /* The effective surge and unavailable counts for `replicas`, as DESIGN says: surge rounded up,
- * unavailable rounded down, and if both come to 0, unavailable becomes 1. */
+ * unavailable rounded down, each at most replicas, and if both come to 0, unavailable becomes 1. */
 void spec_surge_unavailable(const struct spec_strategy *st, int replicas, int *surge, int *unavailable);
 /* Number of new instances that must be in place at the end of batch `index` (0-based):
  * cumulative, capped at replicas. */
