@@ -36,6 +36,7 @@ static void render(struct cmd_ctx *ctx, const json_t *resp, bool one, bool json)
 		output_status(ctx->out, resp, cmd_now_ms());
 	} else {
 		output_services(ctx->out, json_object_get(resp, "services"));
+		output_unloaded(ctx->out, json_object_get(resp, "unloaded"));
 	}
 	fflush(ctx->out);
 }

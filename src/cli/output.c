@@ -352,6 +352,26 @@ void output_services(FILE *f, const json_t *services)
 	output_table_free(t);
 }
 
+void output_unloaded(FILE *f, const json_t *unloaded)
+{
+	if (json_array_size(unloaded) == 0)
+		return;
+	fprintf(f, "not loaded at start (apply a corrected spec to take it over):\n");
+	size_t i;
+	json_t *u;
+	json_array_foreach(unloaded, i, u)
+	{
+		fprintf(f, "  %s: ", output_jstr(u, "service", "?"));
+		/* The daemon's text, shown on one line whatever it holds. */
+		for (const unsigned char *p = (const unsigned char *)output_jstr(u, "error", "?"); *p; p++)
+			if (*p < 0x20 || *p == 0x7f)
+				fprintf(f, "\\x%02x", *p);
+			else
+				fputc(*p, f);
+		fputc('\n', f);
+	}
+}
+
 /* The version string of revision rev in revisions, or "-". */
 static const char *rev_version(const json_t *revisions, int64_t rev)
 {
