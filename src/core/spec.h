@@ -208,6 +208,12 @@ const char *spec_target_zone(const struct spec *s, const struct spec_target *t);
  * evenly (the first replicas % hosts get one more), a zone getting what its hosts get. */
 void spec_zone_shares(const struct spec *s, int replicas, int *share);
 
+/* The fields outside the template that differ between a and b, by their spec names ("listen",
+ * "stop.grace", "strategy.max_surge"), in spec order: at most max of them into names (static
+ * strings). Returns how many differ (may exceed max). replicas is one of them. */
+#define SPEC_FIELDS_MAX 40
+size_t spec_changed_fields(const struct spec *a, const struct spec *b, const char **names, size_t max);
+
 /* A stable hash of the template (FNV-1a 64 over a canonical encoding), to tell whether an apply
  * changed the template and so makes a new revision. Secret values take part. */
 uint64_t spec_template_hash(const struct spec_template *t);

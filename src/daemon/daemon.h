@@ -156,9 +156,12 @@ int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct s
 struct svc *svc_new(struct daemon *d, const char *name);
 void svc_free(struct svc *s);
 /* Applies a parsed spec (yaml is its text, stored as the revision's source with secret env values
- * redacted; the values go to DATA/secrets/<service> first). Fills *rev and *changed. Returns 0 or
- * a negative code with msg filled. */
-int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len);
+ * redacted; the values go to DATA/secrets/<service> first). Fills *rev and *changed (a new revision
+ * or new replicas: a rollout), and updated[0..*n_updated) (SPEC_FIELDS_MAX entries, static names)
+ * with the fields outside the template that differ from the spec applied before. Returns 0 or a
+ * negative code with msg filled. */
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, const char **updated,
+	      size_t *n_updated, char *msg, size_t len);
 /* pause, resume, promote, abort; undo with rev (0 = last stable). */
 int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len);
 /* One engine step, committed, then carried out. */

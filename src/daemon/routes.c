@@ -175,7 +175,9 @@ static void post_apply(struct api_req *req, void *ctx)
 	char msg[256] = "";
 	char *yaml = xstrndup(text, tlen);
 	drop_body(j, text, tlen);
-	r = svc_apply(s, &sp, yaml, &rev, &changed, msg, sizeof msg);
+	const char *updated[SPEC_FIELDS_MAX];
+	size_t n_updated = 0;
+	r = svc_apply(s, &sp, yaml, &rev, &changed, updated, &n_updated, msg, sizeof msg);
 	xwipe(yaml, tlen);
 	free(yaml);
 	if (r < 0) {
@@ -190,9 +192,17 @@ static void post_apply(struct api_req *req, void *ctx)
 		xgrow((void **)&d->svcs, &d->cap_svcs, d->n_svcs + 1, sizeof *d->svcs);
 		d->svcs[d->n_svcs++] = s;
 	}
-	snprintf(msg, sizeof msg, "%s", !changed ? "unchanged" : "applied");
-	api_reply_json(req, 200, json_pack("{s:s,s:i,s:I,s:b,s:s}", "service", s->name, "revision", rev, "rollout",
-					   (json_int_t)s->st.ro.id, "changed", changed, "message", msg));
+	/* Fields outside the template take effect without a new revision: say which did. */
+	json_t *jup = json_array();
+	const char *head = changed ? "applied" : n_updated > 0 ? "no new revision; updated: " : "unchanged";
+	size_t o = (size_t)snprintf(msg, sizeof msg, "%s", head);
+	for (size_t i = 0; i < n_updated && i < SPEC_FIELDS_MAX; i++) {
+		json_array_append_new(jup, json_string(updated[i]));
+		if (!changed && o < sizeof msg)
+			o += (size_t)snprintf(msg + o, sizeof msg - o, "%s%s", i ? ", " : "", updated[i]);
+	}
+	api_reply_json(req, 200, json_pack("{s:s,s:i,s:I,s:b,s:s,s:o}", "service", s->name, "revision", rev, "rollout",
+					   (json_int_t)s->st.ro.id, "changed", changed, "message", msg, "updated", jup));
 }
 
 static void post_command(struct api_req *req, void *ctx)

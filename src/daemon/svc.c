@@ -787,8 +787,11 @@ static int keep_secrets(struct svc *s, const struct spec *spec, const char *yaml
 	return r;
 }
 
-int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len)
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, const char **updated,
+	      size_t *n_updated, char *msg, size_t len)
 {
+	/* What changes outside the template, for the answer (a service applied before only). */
+	*n_updated = s->st.latest_rev > 0 ? spec_changed_fields(&s->spec, spec, updated, SPEC_FIELDS_MAX) : 0;
 	struct store *st = s->d->store;
 	uint64_t hash = spec_template_hash(&spec->tmpl);
 	const struct spec *cur = s->st.target_rev ? rev_spec(s, s->st.target_rev) : NULL;

@@ -432,6 +432,46 @@ static void test_batch_arithmetic(void **state)
 	assert_int_equal(spec_batch_goal(&st, SPEC_REPLICAS_MAX, 4999), 5000);
 }
 
+/* The fields outside the template an apply changes, named as in the spec (issue 11.8: such an
+ * apply answered "unchanged" though listen or stop.grace took effect). */
+static void test_changed_fields(void **state)
+{
+	(void)state;
+	struct spec a, b;
+	struct spec_errors e = {0};
+	const char *names[SPEC_FIELDS_MAX];
+	const char *one = BASE "health: {http: {path: /a}, interval: 1s}\nstop: {grace: 5s}\n"
+			       "strategy: {batches: [1, 50%], pause_after: [1]}\n";
+	const char *two = "service: web\nlisten: 127.0.0.1:9090\ntemplate: {version: \"1\", command: [./web]}\n"
+			  "health: {http: {path: /b}, interval: 1s}\nstop: {grace: 6s}\n"
+			  "strategy: {batches: [1, 50%], pause_after: [1]}\n";
+	assert_int_equal(spec_parse(one, strlen(one), NULL, &a, &e), 0);
+	assert_int_equal(spec_parse(one, strlen(one), NULL, &b, &e), 0);
+	assert_int_equal(spec_changed_fields(&a, &b, names, SPEC_FIELDS_MAX), 0);
+	spec_clear(&b);
+	assert_int_equal(spec_parse(two, strlen(two), NULL, &b, &e), 0);
+	assert_int_equal(spec_changed_fields(&a, &b, names, SPEC_FIELDS_MAX), 3);
+	assert_string_equal(names[0], "listen");
+	assert_string_equal(names[1], "health.http.path");
+	assert_string_equal(names[2], "stop.grace");
+	/* Counted past max, written up to it. */
+	assert_int_equal(spec_changed_fields(&a, &b, names, 1), 3);
+	spec_clear(&a);
+	spec_clear(&b);
+	spec_init(&a);
+	spec_init(&b);
+	b.replicas = 3;
+	b.strategy.max_surge.value = 50;
+	b.lb = SPEC_LB_NONE;
+	assert_int_equal(spec_changed_fields(&a, &b, names, SPEC_FIELDS_MAX), 3);
+	assert_string_equal(names[0], "replicas");
+	assert_string_equal(names[1], "strategy.max_surge");
+	assert_string_equal(names[2], "lb");
+	spec_clear(&a);
+	spec_clear(&b);
+	assert_int_equal(e.n, 0);
+}
+
 static void test_pause_after(void **state)
 {
 	struct fx *f = *state;
@@ -872,6 +912,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_control_characters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_arithmetic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_timeout_interval, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_kinds, setup, teardown),
