@@ -43,6 +43,10 @@ grep -q "was not loaded at start: stored spec:.*max_surge" "$T/bad.err" || fail 
 "$RO" events bad >"$T/events.txt" || fail "events of bad"
 grep -q "load_failed" "$T/events.txt" || fail "no load_failed event: $(cat "$T/events.txt")"
 kill -0 "$bad_pid" || fail "bad's instance was stopped"
+curl -s --unix-socket "$DATA/rollout.sock" http://x/metrics >"$T/metrics.txt"
+python3 "$ROOT/tests/e2e/promcheck.py" <"$T/metrics.txt" || fail "metrics format"
+[ "$(python3 "$ROOT/tests/e2e/promcheck.py" --get 'rollout_service_unloaded{service="bad"}' <"$T/metrics.txt")" = 1 ] \
+	|| fail "no unloaded metric: $(grep unloaded "$T/metrics.txt")"
 
 log "a corrected spec takes bad over: its instance is adopted, then replaced by the new revision"
 "$RO" apply "$(echo 'strategy: {max_surge: 1}' | spec bad 2 1)" --wait --timeout 30s
