@@ -258,7 +258,8 @@ static bool kv_eq(const struct spec_kv *a, size_t na, const struct spec_kv *b, s
 	if (na != nb)
 		return false;
 	for (size_t i = 0; i < na; i++)
-		if (!str_eq(a[i].name, b[i].name) || !str_eq(a[i].value, b[i].value) || a[i].secret != b[i].secret)
+		if (!str_eq(a[i].name, b[i].name) || !str_eq(a[i].value, b[i].value) ||
+		    a[i].secret != b[i].secret)
 			return false;
 	return true;
 }
@@ -297,7 +298,8 @@ static bool pauses_eq(const struct spec_strategy *a, const struct spec_strategy 
 static bool analysis_eq(const struct spec_analysis *a, const struct spec_analysis *b)
 {
 	return a->enabled == b->enabled && limit_eq(&a->max_error_rate, &b->max_error_rate) &&
-	       limit_eq(&a->max_p99, &b->max_p99) && a->window_ms == b->window_ms && a->min_requests == b->min_requests;
+	       limit_eq(&a->max_p99, &b->max_p99) && a->window_ms == b->window_ms &&
+	       a->min_requests == b->min_requests;
 }
 
 static bool zones_eq(const struct spec_zones *a, const struct spec_zones *b)
@@ -312,8 +314,9 @@ static bool targets_eq(const struct spec *a, const struct spec *b)
 		return false;
 	for (size_t i = 0; i < a->n_targets; i++) {
 		const struct spec_target *x = &a->targets[i], *y = &b->targets[i];
-		if (!str_eq(x->url, y->url) || x->weight != y->weight || !kv_eq(x->labels, x->n_labels, y->labels, y->n_labels) ||
-		    x->n_ports != y->n_ports || (x->n_ports > 0 && memcmp(x->ports, y->ports, x->n_ports * sizeof *x->ports) != 0))
+		if (!str_eq(x->url, y->url) || x->weight != y->weight ||
+		    !kv_eq(x->labels, x->n_labels, y->labels, y->n_labels) || x->n_ports != y->n_ports ||
+		    (x->n_ports > 0 && memcmp(x->ports, y->ports, x->n_ports * sizeof *x->ports) != 0))
 			return false;
 	}
 	return true;
@@ -324,8 +327,8 @@ static bool notify_eq(const struct spec *a, const struct spec *b)
 	if (a->n_notify != b->n_notify)
 		return false;
 	for (size_t i = 0; i < a->n_notify; i++)
-		if (!str_eq(a->notify[i].url, b->notify[i].url) || a->notify[i].events != b->notify[i].events ||
-		    a->notify[i].slack != b->notify[i].slack)
+		if (!str_eq(a->notify[i].url, b->notify[i].url) ||
+		    a->notify[i].events != b->notify[i].events || a->notify[i].slack != b->notify[i].slack)
 			return false;
 	return true;
 }
@@ -338,39 +341,39 @@ size_t spec_changed_fields(const struct spec *a, const struct spec *b, const cha
 		const char *name;
 		bool same;
 	} f[] = {
-		{"replicas", a->replicas == b->replicas},
-		{"listen", str_eq(a->listen, b->listen)},
-		{"protocol", a->protocol == b->protocol},
-		{"health", ha->kind == hb->kind},
-		{"health.http.path", ha->kind != hb->kind || str_eq(ha->http_path, hb->http_path)},
-		{"health.http.status", ha->kind != hb->kind || ha->http_status == hb->http_status},
-		{"health.exec", ha->kind != hb->kind || argv_eq(ha->exec, ha->n_exec, hb->exec, hb->n_exec)},
-		{"health.interval", ha->interval_ms == hb->interval_ms},
-		{"health.timeout", ha->timeout_ms == hb->timeout_ms},
-		{"health.healthy_threshold", ha->healthy_threshold == hb->healthy_threshold},
-		{"health.unhealthy_threshold", ha->unhealthy_threshold == hb->unhealthy_threshold},
-		{"strategy.max_surge", amount_eq(sa->max_surge, sb->max_surge)},
-		{"strategy.max_unavailable", amount_eq(sa->max_unavailable, sb->max_unavailable)},
-		{"strategy.batches", batches_eq(sa, sb)},
-		{"strategy.pause_after", pauses_eq(sa, sb)},
-		{"strategy.min_ready", sa->min_ready_ms == sb->min_ready_ms},
-		{"strategy.health_deadline", sa->health_deadline_ms == sb->health_deadline_ms},
-		{"strategy.progress_deadline", sa->progress_deadline_ms == sb->progress_deadline_ms},
-		{"strategy.max_failures", amount_eq(sa->max_failures, sb->max_failures)},
-		{"strategy.auto_rollback", sa->auto_rollback == sb->auto_rollback},
-		{"strategy.analysis", analysis_eq(&sa->analysis, &sb->analysis)},
-		{"strategy.watch", sa->watch_ms == sb->watch_ms},
-		{"strategy.zones", zones_eq(&sa->zones, &sb->zones)},
-		{"drain.timeout", a->drain_timeout_ms == b->drain_timeout_ms},
-		{"stop.signal", a->stop_signal == b->stop_signal},
-		{"stop.grace", a->stop_grace_ms == b->stop_grace_ms},
-		{"targets", targets_eq(a, b)},
-		{"ssh.accept_new", a->ssh_accept_new == b->ssh_accept_new},
-		{"ssh.preset", a->ssh_preset == b->ssh_preset},
-		{"ssh.parallel", a->ssh_parallel == b->ssh_parallel},
-		{"lb", a->lb == b->lb && str_eq(a->haproxy_socket, b->haproxy_socket) &&
-			       str_eq(a->haproxy_backend, b->haproxy_backend)},
-		{"notify", notify_eq(a, b)},
+	    {"replicas", a->replicas == b->replicas},
+	    {"listen", str_eq(a->listen, b->listen)},
+	    {"protocol", a->protocol == b->protocol},
+	    {"health", ha->kind == hb->kind},
+	    {"health.http.path", ha->kind != hb->kind || str_eq(ha->http_path, hb->http_path)},
+	    {"health.http.status", ha->kind != hb->kind || ha->http_status == hb->http_status},
+	    {"health.exec", ha->kind != hb->kind || argv_eq(ha->exec, ha->n_exec, hb->exec, hb->n_exec)},
+	    {"health.interval", ha->interval_ms == hb->interval_ms},
+	    {"health.timeout", ha->timeout_ms == hb->timeout_ms},
+	    {"health.healthy_threshold", ha->healthy_threshold == hb->healthy_threshold},
+	    {"health.unhealthy_threshold", ha->unhealthy_threshold == hb->unhealthy_threshold},
+	    {"strategy.max_surge", amount_eq(sa->max_surge, sb->max_surge)},
+	    {"strategy.max_unavailable", amount_eq(sa->max_unavailable, sb->max_unavailable)},
+	    {"strategy.batches", batches_eq(sa, sb)},
+	    {"strategy.pause_after", pauses_eq(sa, sb)},
+	    {"strategy.min_ready", sa->min_ready_ms == sb->min_ready_ms},
+	    {"strategy.health_deadline", sa->health_deadline_ms == sb->health_deadline_ms},
+	    {"strategy.progress_deadline", sa->progress_deadline_ms == sb->progress_deadline_ms},
+	    {"strategy.max_failures", amount_eq(sa->max_failures, sb->max_failures)},
+	    {"strategy.auto_rollback", sa->auto_rollback == sb->auto_rollback},
+	    {"strategy.analysis", analysis_eq(&sa->analysis, &sb->analysis)},
+	    {"strategy.watch", sa->watch_ms == sb->watch_ms},
+	    {"strategy.zones", zones_eq(&sa->zones, &sb->zones)},
+	    {"drain.timeout", a->drain_timeout_ms == b->drain_timeout_ms},
+	    {"stop.signal", a->stop_signal == b->stop_signal},
+	    {"stop.grace", a->stop_grace_ms == b->stop_grace_ms},
+	    {"targets", targets_eq(a, b)},
+	    {"ssh.accept_new", a->ssh_accept_new == b->ssh_accept_new},
+	    {"ssh.preset", a->ssh_preset == b->ssh_preset},
+	    {"ssh.parallel", a->ssh_parallel == b->ssh_parallel},
+	    {"lb", a->lb == b->lb && str_eq(a->haproxy_socket, b->haproxy_socket) &&
+		       str_eq(a->haproxy_backend, b->haproxy_backend)},
+	    {"notify", notify_eq(a, b)},
 	};
 	_Static_assert(sizeof f / sizeof f[0] <= SPEC_FIELDS_MAX, "SPEC_FIELDS_MAX counts every field");
 	size_t n = 0;

@@ -91,8 +91,8 @@ struct spec_zones {
 /* Bounds on what a spec may ask (docs/spec.md, "Bounds"). The buffers of the engine and the plan
  * are sized by replicas + surge, so every count is bounded by what it can mean. */
 #define SPEC_REPLICAS_MAX 10000 /* replicas; also any count amount, and a batch number */
-#define SPEC_TARGETS_MAX 1000   /* entries of targets */
-#define SPEC_NOTIFY_MAX 16      /* entries of notify */
+#define SPEC_TARGETS_MAX  1000	/* entries of targets */
+#define SPEC_NOTIFY_MAX	  16	/* entries of notify */
 
 /* Zone names are label values of at most this many bytes (they are kept with each instance). */
 #define SPEC_ZONE_MAX 31

@@ -416,13 +416,14 @@ static void report_unloaded(struct daemon *d, const char *name, int err, const c
 	for (char *p = quoted; *p; p++)
 		if (*p == '"' || *p == '\\')
 			*p = '\'';
-	log_error("daemon", "service=%s msg=\"not loaded; the other services are. Apply a corrected spec to take it "
-			    "over\" err=%d why=\"%s\"",
+	log_error("daemon",
+		  "service=%s msg=\"not loaded; the other services are. Apply a corrected spec to take it "
+		  "over\" err=%d why=\"%s\"",
 		  name, err, quoted);
 	int64_t now = daemon_now();
 	xgrow((void **)&d->unloaded, &d->cap_unloaded, d->n_unloaded + 1, sizeof *d->unloaded);
 	d->unloaded[d->n_unloaded++] =
-		(struct daemon_unloaded){.name = xstrdup(name), .why = xstrdup(why), .since = now};
+	    (struct daemon_unloaded){.name = xstrdup(name), .why = xstrdup(why), .since = now};
 	char *text = xasprintf("not loaded at start: %s; apply a corrected spec to take it over", why);
 	if (store_add_event(d->store, name, now, "load_failed", 0, text, NULL) < 0)
 		log_warn("store", "service=%s msg=\"cannot record the load_failed event\" err=\"%s\"", name,
@@ -442,8 +443,8 @@ static int load_services(struct daemon *d)
 		char why[600] = "";
 		r = svc_load(d, names[i], NULL, &s, why, sizeof why);
 		if (r < 0) {
-			/* One service that cannot be loaded never keeps the others (or the API) from starting:
-			 * it is reported, and an apply of a corrected spec takes it over. */
+			/* One service that cannot be loaded never keeps the others (or the API) from
+			 * starting: it is reported, and an apply of a corrected spec takes it over. */
 			report_unloaded(d, names[i], r, why);
 			continue;
 		}

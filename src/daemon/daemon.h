@@ -151,7 +151,8 @@ struct lb *daemon_lb_haproxy(struct daemon *d, const char *socket, const char *b
  * it, or yaml_text instead when not NULL (a corrected spec being applied to a service that could
  * not be loaded). 0 with *out, or a negative code with why (len bytes) saying what is wrong in
  * one line (no secret: a stored spec is redacted, and the parser never shows env values). */
-int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct svc **out, char *why, size_t len);
+int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct svc **out, char *why,
+	     size_t len);
 /* A new service (first apply). */
 struct svc *svc_new(struct daemon *d, const char *name);
 void svc_free(struct svc *s);
@@ -160,8 +161,8 @@ void svc_free(struct svc *s);
  * or new replicas: a rollout), and updated[0..*n_updated) (SPEC_FIELDS_MAX entries, static names)
  * with the fields outside the template that differ from the spec applied before. Returns 0 or a
  * negative code with msg filled. */
-int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, const char **updated,
-	      size_t *n_updated, char *msg, size_t len);
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed,
+	      const char **updated, size_t *n_updated, char *msg, size_t len);
 /* pause, resume, promote, abort; undo with rev (0 = last stable). */
 int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len);
 /* One engine step, committed, then carried out. */

@@ -89,7 +89,8 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 	family(b, "rollout_service_unloaded", "gauge",
 	       "1 for each stored service that could not be loaded at start (rollout status says why).");
 	for (size_t i = 0; i < d->n_unloaded; i++)
-		emit(b, "rollout_service_unloaded{service=\"%s\"} 1\n", esc(d->unloaded[i].name, n, sizeof n));
+		emit(b, "rollout_service_unloaded{service=\"%s\"} 1\n",
+		     esc(d->unloaded[i].name, n, sizeof n));
 	family(b, "rollout_rollout_state", "gauge",
 	       "Current rollout state of each service (1 for the current state).");
 	for (size_t i = 0; i < d->n_svcs; i++)

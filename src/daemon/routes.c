@@ -23,8 +23,10 @@ static struct svc *find_or_404(struct daemon *d, struct api_req *req)
 	struct svc *s = name ? daemon_find(d, name) : NULL;
 	const struct daemon_unloaded *u = s == NULL && name ? daemon_find_unloaded(d, name) : NULL;
 	if (u != NULL)
-		api_reply_error(req, 409, "service '%s' was not loaded at start: %s; apply a corrected spec to take it over",
-				name, u->why);
+		api_reply_error(
+		    req, 409,
+		    "service '%s' was not loaded at start: %s; apply a corrected spec to take it over", name,
+		    u->why);
 	else if (s == NULL)
 		api_reply_error(req, 404, "no service '%s'", name ? name : "");
 	return s;
@@ -47,7 +49,8 @@ static void get_services(struct api_req *req, void *ctx)
 	json_t *un = d->n_unloaded > 0 ? json_array() : NULL;
 	for (size_t i = 0; i < d->n_unloaded; i++)
 		json_array_append_new(un, json_pack("{s:s,s:s,s:I}", "service", d->unloaded[i].name, "error",
-						    d->unloaded[i].why, "since", (json_int_t)d->unloaded[i].since));
+						    d->unloaded[i].why, "since",
+						    (json_int_t)d->unloaded[i].since));
 	if (un != NULL)
 		json_object_set_new(j, "unloaded", un);
 	api_reply_json(req, 200, j);
@@ -161,7 +164,8 @@ static void post_apply(struct api_req *req, void *ctx)
 		xwipe(copy, tlen);
 		free(copy);
 		if (r < 0) {
-			api_reply_error(req, 409, "service '%s' cannot be taken over: %s; nothing was changed",
+			api_reply_error(req, 409,
+					"service '%s' cannot be taken over: %s; nothing was changed",
 					sp.service, why);
 			spec_clear(&sp);
 			drop_body(j, text, tlen);
@@ -182,8 +186,9 @@ static void post_apply(struct api_req *req, void *ctx)
 	free(yaml);
 	if (r < 0) {
 		spec_clear(&sp);
+		/* A service being taken over stays unloaded: its instances keep running, as before. */
 		if (fresh)
-			svc_free(s); /* a service taken over stays unloaded: instances keep running, as before */
+			svc_free(s);
 		api_reply_error(req, 500, "%s", msg);
 		return;
 	}
@@ -201,8 +206,10 @@ static void post_apply(struct api_req *req, void *ctx)
 		if (!changed && o < sizeof msg)
 			o += (size_t)snprintf(msg + o, sizeof msg - o, "%s%s", i ? ", " : "", updated[i]);
 	}
-	api_reply_json(req, 200, json_pack("{s:s,s:i,s:I,s:b,s:s,s:o}", "service", s->name, "revision", rev, "rollout",
-					   (json_int_t)s->st.ro.id, "changed", changed, "message", msg, "updated", jup));
+	api_reply_json(req, 200,
+		       json_pack("{s:s,s:i,s:I,s:b,s:s,s:o}", "service", s->name, "revision", rev, "rollout",
+				 (json_int_t)s->st.ro.id, "changed", changed, "message", msg, "updated",
+				 jup));
 }
 
 static void post_command(struct api_req *req, void *ctx)

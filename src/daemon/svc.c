@@ -787,8 +787,8 @@ static int keep_secrets(struct svc *s, const struct spec *spec, const char *yaml
 	return r;
 }
 
-int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, const char **updated,
-	      size_t *n_updated, char *msg, size_t len)
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed,
+	      const char **updated, size_t *n_updated, char *msg, size_t len)
 {
 	/* What changes outside the template, for the answer (a service applied before only). */
 	*n_updated = s->st.latest_rev > 0 ? spec_changed_fields(&s->spec, spec, updated, SPEC_FIELDS_MAX) : 0;
@@ -1078,7 +1078,8 @@ static void spec_errors_why(const struct spec_errors *e, char *why, size_t len)
 		snprintf(why, len, "%s (and %zu more)", e->v[0], e->n - 1);
 }
 
-int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct svc **out, char *why, size_t len)
+int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct svc **out, char *why,
+	     size_t len)
 {
 	char *yaml = NULL;
 	int r = 0;
@@ -1103,7 +1104,8 @@ int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct s
 		r = -EINVAL;
 	}
 	if (r == 0 && yaml_text == NULL && (r = fill_spec_secrets(s)) < 0)
-		snprintf(why, len, "the stored spec has secret env values that DATA/secrets/%s does not hold", name);
+		snprintf(why, len, "the stored spec has secret env values that DATA/secrets/%s does not hold",
+			 name);
 	if (r == 0 && (r = store_load_state(d->store, name, &s->st)) < 0)
 		snprintf(why, len, "cannot read its state: %s", store_errmsg(d->store));
 	if (r == 0)

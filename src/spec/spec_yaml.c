@@ -153,8 +153,10 @@ static char *get_line(struct pctx *c, const char *name, const struct ynode *v, b
 	if (!empty_ok && *s == '\0') {
 		ERR_AT(c, v, "%s: must not be empty", name);
 	} else if (has_control(s)) {
-		ERR_AT(c, v, "%s: %s has a control character (newline, tab, escape...); write it on one line of "
-			     "printable characters", name, VAL(b, v));
+		ERR_AT(c, v,
+		       "%s: %s has a control character (newline, tab, escape...); write it on one line of "
+		       "printable characters",
+		       name, VAL(b, v));
 	} else {
 		return s;
 	}
@@ -258,8 +260,8 @@ static bool get_amount(struct pctx *c, const char *name, const struct ynode *v, 
 		if (pct)
 			ERR_AT(c, v, "%s: %s is more than %d%%", name, VAL(b, v), max_pct);
 		else
-			ERR_AT(c, v, "%s: %s is more than %d, the most replicas a service can have", name, VAL(b, v),
-			       SPEC_REPLICAS_MAX);
+			ERR_AT(c, v, "%s: %s is more than %d, the most replicas a service can have", name,
+			       VAL(b, v), SPEC_REPLICAS_MAX);
 		return false;
 	}
 	if (a.percent && a.value > max_pct) {
@@ -911,7 +913,8 @@ static bool get_batch_number(struct pctx *c, const char *name, const struct ynod
 	if (v->kind == Y_INT) {
 		const char *d = v->text + (v->text[0] == '+');
 		if (v->text[0] == '-' || d[strspn(d, "0")] == '\0') {
-			ERR_AT(c, v, "%s: batch %.40s does not exist; batches are numbered from 1", name, v->text);
+			ERR_AT(c, v, "%s: batch %.40s does not exist; batches are numbered from 1", name,
+			       v->text);
 			return false;
 		}
 	}
