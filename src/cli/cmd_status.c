@@ -37,6 +37,7 @@ static void render(struct cmd_ctx *ctx, const json_t *resp, bool one, bool json)
 	} else {
 		output_store_error(ctx->out, resp, cmd_now_ms());
 		output_services(ctx->out, json_object_get(resp, "services"));
+		output_unloaded(ctx->out, json_object_get(resp, "unloaded"));
 	}
 	fflush(ctx->out);
 }

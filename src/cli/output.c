@@ -55,11 +55,29 @@ struct output_table *output_table_new(size_t ncols)
 	return t;
 }
 
+/* A copy of s for a terminal: C0 controls and DEL as \xNN, so text from the daemon (a version
+ * recorded before the parser refused control characters, a cause) cannot move the cursor. */
+static char *printable_dup(const char *s)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		n += *p < 0x20 || *p == 0x7f ? 4 : 1;
+	char *out = xmalloc(n + 1), *o = out;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			o += snprintf(o, 5, "\\x%02x", *p);
+		else
+			*o++ = (char)*p;
+	}
+	*o = '\0';
+	return out;
+}
+
 void output_table_row(struct output_table *t, const char *const *cells)
 {
 	xgrow((void **)&t->cells, &t->cap, (t->nrows + 1) * t->ncols, sizeof *t->cells);
 	for (size_t i = 0; i < t->ncols; i++)
-		t->cells[t->nrows * t->ncols + i] = xstrdup(cells[i] ? cells[i] : "-");
+		t->cells[t->nrows * t->ncols + i] = printable_dup(cells[i] ? cells[i] : "-");
 	t->nrows++;
 }
 
@@ -364,6 +382,23 @@ void output_services(FILE *f, const json_t *services)
 	}
 	output_table_print(t, f);
 	output_table_free(t);
+}
+
+void output_unloaded(FILE *f, const json_t *unloaded)
+{
+	if (json_array_size(unloaded) == 0)
+		return;
+	fprintf(f, "not loaded at start (apply a corrected spec to take it over):\n");
+	size_t i;
+	json_t *u;
+	json_array_foreach(unloaded, i, u)
+	{
+		char *name = printable_dup(output_jstr(u, "service", "?"));
+		char *why = printable_dup(output_jstr(u, "error", "?"));
+		fprintf(f, "  %s: %s\n", name, why);
+		free(name);
+		free(why);
+	}
 }
 
 /* The version string of revision rev in revisions, or "-". */

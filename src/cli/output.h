@@ -47,6 +47,9 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms);
 void output_store_error(FILE *f, const json_t *resp, int64_t now_ms);
 /* `rollout status`: one row per service. */
 void output_services(FILE *f, const json_t *services);
+/* The stored services the daemon could not load at start (the "unloaded" list of GET
+ * /v1/services), each with why; nothing when the list is empty or absent. */
+void output_unloaded(FILE *f, const json_t *unloaded);
 /* `rollout history`: rollouts (newest first) with the revision's version from revisions. */
 void output_history(FILE *f, const json_t *rollouts, const json_t *revisions, int64_t now_ms);
 

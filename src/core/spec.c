@@ -98,6 +98,10 @@ void spec_surge_unavailable(const struct spec_strategy *st, int replicas, int *s
 {
 	int su = amount_ceil(st->max_surge, replicas);
 	int un = amount_floor(st->max_unavailable, replicas);
+	/* More surge than replicas can never be used (the parser refuses it as a percent, and a
+	 * count past SPEC_REPLICAS_MAX); capped here too, since buffers are sized by it. */
+	if (su > replicas)
+		su = replicas;
 	if (un > replicas)
 		un = replicas;
 	if (su == 0 && un == 0)
@@ -116,20 +120,35 @@ static int batch_size(const struct spec_strategy *st, int replicas, int index)
 	return n < 1 ? 1 : n;
 }
 
+/* Both O(entries of batches), not O(batches): a status line, a metric and each engine step ask,
+ * and 10000 replicas in batches of 1 made the quadratic forms take minutes over a rollout. */
 int spec_batch_goal(const struct spec_strategy *st, int replicas, int index)
 {
+	if (index < 0)
+		return 0;
 	long long goal = 0;
-	for (int i = 0; i <= index && goal < replicas; i++)
-		goal += batch_size(st, replicas, i);
+	size_t n = st->n_batches > 0 ? st->n_batches : 1;
+	for (size_t i = 0; i < n && (long long)i <= index && goal < replicas; i++)
+		goal += batch_size(st, replicas, (int)i);
+	/* Past the entries, the last one repeats. */
+	if (goal < replicas && (long long)index >= (long long)n)
+		goal += ((long long)index + 1 - (long long)n) * batch_size(st, replicas, (int)n - 1);
 	return goal > replicas ? replicas : (int)goal;
 }
 
 int spec_batch_count(const struct spec_strategy *st, int replicas)
 {
-	int n = 1;
-	while (spec_batch_goal(st, replicas, n - 1) < replicas)
-		n++;
-	return n;
+	if (replicas <= 0)
+		return 1;
+	long long goal = 0;
+	size_t n = st->n_batches > 0 ? st->n_batches : 1;
+	for (size_t i = 0; i < n; i++) {
+		goal += batch_size(st, replicas, (int)i);
+		if (goal >= replicas)
+			return (int)i + 1;
+	}
+	long long last = batch_size(st, replicas, (int)n - 1);
+	return (int)((long long)n + (replicas - goal + last - 1) / last);
 }
 
 const struct spec_pause *spec_pause_after(const struct spec_strategy *st, int batch)
@@ -217,6 +236,155 @@ void spec_zone_shares(const struct spec *s, int replicas, int *share)
 				break;
 			}
 	}
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool argv_eq(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!str_eq(a[i], b[i]))
+			return false;
+	return true;
+}
+
+static bool kv_eq(const struct spec_kv *a, size_t na, const struct spec_kv *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!str_eq(a[i].name, b[i].name) || !str_eq(a[i].value, b[i].value) ||
+		    a[i].secret != b[i].secret)
+			return false;
+	return true;
+}
+
+static bool amount_eq(struct amount a, struct amount b)
+{
+	return a.percent == b.percent && a.value == b.value;
+}
+
+static bool limit_eq(const struct spec_limit *a, const struct spec_limit *b)
+{
+	return a->set == b->set && (!a->set || (a->relative == b->relative && a->value == b->value));
+}
+
+static bool batches_eq(const struct spec_strategy *a, const struct spec_strategy *b)
+{
+	if (a->n_batches != b->n_batches)
+		return false;
+	for (size_t i = 0; i < a->n_batches; i++)
+		if (!amount_eq(a->batches[i], b->batches[i]))
+			return false;
+	return true;
+}
+
+static bool pauses_eq(const struct spec_strategy *a, const struct spec_strategy *b)
+{
+	if (a->n_pause_after != b->n_pause_after)
+		return false;
+	for (size_t i = 0; i < a->n_pause_after; i++)
+		if (a->pause_after[i].batch != b->pause_after[i].batch ||
+		    a->pause_after[i].duration_ms != b->pause_after[i].duration_ms)
+			return false;
+	return true;
+}
+
+static bool analysis_eq(const struct spec_analysis *a, const struct spec_analysis *b)
+{
+	return a->enabled == b->enabled && limit_eq(&a->max_error_rate, &b->max_error_rate) &&
+	       limit_eq(&a->max_p99, &b->max_p99) && a->window_ms == b->window_ms &&
+	       a->min_requests == b->min_requests;
+}
+
+static bool zones_eq(const struct spec_zones *a, const struct spec_zones *b)
+{
+	return str_eq(a->label, b->label) && a->one_per_batch == b->one_per_batch &&
+	       amount_eq(a->min_available, b->min_available);
+}
+
+static bool targets_eq(const struct spec *a, const struct spec *b)
+{
+	if (a->targets_local != b->targets_local || a->n_targets != b->n_targets)
+		return false;
+	for (size_t i = 0; i < a->n_targets; i++) {
+		const struct spec_target *x = &a->targets[i], *y = &b->targets[i];
+		if (!str_eq(x->url, y->url) || x->weight != y->weight ||
+		    !kv_eq(x->labels, x->n_labels, y->labels, y->n_labels) || x->n_ports != y->n_ports ||
+		    (x->n_ports > 0 && memcmp(x->ports, y->ports, x->n_ports * sizeof *x->ports) != 0))
+			return false;
+	}
+	return true;
+}
+
+static bool notify_eq(const struct spec *a, const struct spec *b)
+{
+	if (a->n_notify != b->n_notify)
+		return false;
+	for (size_t i = 0; i < a->n_notify; i++)
+		if (!str_eq(a->notify[i].url, b->notify[i].url) ||
+		    a->notify[i].events != b->notify[i].events || a->notify[i].slack != b->notify[i].slack)
+			return false;
+	return true;
+}
+
+size_t spec_changed_fields(const struct spec *a, const struct spec *b, const char **names, size_t max)
+{
+	const struct spec_health *ha = &a->health, *hb = &b->health;
+	const struct spec_strategy *sa = &a->strategy, *sb = &b->strategy;
+	const struct {
+		const char *name;
+		bool same;
+	} f[] = {
+	    {"replicas", a->replicas == b->replicas},
+	    {"listen", str_eq(a->listen, b->listen)},
+	    {"protocol", a->protocol == b->protocol},
+	    {"health", ha->kind == hb->kind},
+	    {"health.http.path", ha->kind != hb->kind || str_eq(ha->http_path, hb->http_path)},
+	    {"health.http.status", ha->kind != hb->kind || ha->http_status == hb->http_status},
+	    {"health.exec", ha->kind != hb->kind || argv_eq(ha->exec, ha->n_exec, hb->exec, hb->n_exec)},
+	    {"health.interval", ha->interval_ms == hb->interval_ms},
+	    {"health.timeout", ha->timeout_ms == hb->timeout_ms},
+	    {"health.healthy_threshold", ha->healthy_threshold == hb->healthy_threshold},
+	    {"health.unhealthy_threshold", ha->unhealthy_threshold == hb->unhealthy_threshold},
+	    {"strategy.max_surge", amount_eq(sa->max_surge, sb->max_surge)},
+	    {"strategy.max_unavailable", amount_eq(sa->max_unavailable, sb->max_unavailable)},
+	    {"strategy.batches", batches_eq(sa, sb)},
+	    {"strategy.pause_after", pauses_eq(sa, sb)},
+	    {"strategy.min_ready", sa->min_ready_ms == sb->min_ready_ms},
+	    {"strategy.health_deadline", sa->health_deadline_ms == sb->health_deadline_ms},
+	    {"strategy.progress_deadline", sa->progress_deadline_ms == sb->progress_deadline_ms},
+	    {"strategy.max_failures", amount_eq(sa->max_failures, sb->max_failures)},
+	    {"strategy.auto_rollback", sa->auto_rollback == sb->auto_rollback},
+	    {"strategy.analysis", analysis_eq(&sa->analysis, &sb->analysis)},
+	    {"strategy.watch", sa->watch_ms == sb->watch_ms},
+	    {"strategy.zones", zones_eq(&sa->zones, &sb->zones)},
+	    {"drain.timeout", a->drain_timeout_ms == b->drain_timeout_ms},
+	    {"stop.signal", a->stop_signal == b->stop_signal},
+	    {"stop.grace", a->stop_grace_ms == b->stop_grace_ms},
+	    {"targets", targets_eq(a, b)},
+	    {"ssh.accept_new", a->ssh_accept_new == b->ssh_accept_new},
+	    {"ssh.preset", a->ssh_preset == b->ssh_preset},
+	    {"ssh.parallel", a->ssh_parallel == b->ssh_parallel},
+	    {"lb", a->lb == b->lb && str_eq(a->haproxy_socket, b->haproxy_socket) &&
+		       str_eq(a->haproxy_backend, b->haproxy_backend)},
+	    {"notify", notify_eq(a, b)},
+	};
+	_Static_assert(sizeof f / sizeof f[0] <= SPEC_FIELDS_MAX, "SPEC_FIELDS_MAX counts every field");
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		if (f[i].same)
+			continue;
+		if (n < max)
+			names[n] = f[i].name;
+		n++;
+	}
+	return n;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)

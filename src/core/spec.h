@@ -88,6 +88,15 @@ struct spec_zones {
 	struct spec_pos pos;
 };
 
+/* Bounds on what a spec may ask (docs/spec.md, "Bounds"). The buffers of the engine and the plan
+ * are sized by replicas + surge, so every count is bounded by what it can mean. */
+#define SPEC_REPLICAS_MAX 10000 /* replicas; also any count amount, and a batch number */
+/* max_surge as a percent: above 100% it means 100% (no rollout can use more than replicas new
+ * instances), accepted up to here because specs written before the bounds used such values */
+#define SPEC_SURGE_PCT_MAX 1000
+#define SPEC_TARGETS_MAX  1000	/* entries of targets */
+#define SPEC_NOTIFY_MAX	  16	/* entries of notify */
+
 /* Zone names are label values of at most this many bytes (they are kept with each instance). */
 #define SPEC_ZONE_MAX 31
 /* At most this many zones (the engine counts per zone on the stack). */
@@ -177,7 +186,7 @@ void spec_clear(struct spec *s);
 void spec_free(struct spec *s);
 
 /* The effective surge and unavailable counts for `replicas`, as DESIGN says: surge rounded up,
- * unavailable rounded down, and if both come to 0, unavailable becomes 1. */
+ * unavailable rounded down, each at most replicas, and if both come to 0, unavailable becomes 1. */
 void spec_surge_unavailable(const struct spec_strategy *st, int replicas, int *surge, int *unavailable);
 /* Number of new instances that must be in place at the end of batch `index` (0-based):
  * cumulative, capped at replicas. */
@@ -201,6 +210,12 @@ const char *spec_target_zone(const struct spec *s, const struct spec_target *t);
 /* Each zone's share of `replicas` into share[spec_zone_count(s)]: replicas spread over the hosts
  * evenly (the first replicas % hosts get one more), a zone getting what its hosts get. */
 void spec_zone_shares(const struct spec *s, int replicas, int *share);
+
+/* The fields outside the template that differ between a and b, by their spec names ("listen",
+ * "stop.grace", "strategy.max_surge"), in spec order: at most max of them into names (static
+ * strings). Returns how many differ (may exceed max). replicas is one of them. */
+#define SPEC_FIELDS_MAX 40
+size_t spec_changed_fields(const struct spec *a, const struct spec *b, const char **names, size_t max);
 
 /* A stable hash of the template (FNV-1a 64 over a canonical encoding), to tell whether an apply
  * changed the template and so makes a new revision. Secret values take part. */

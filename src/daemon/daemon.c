@@ -53,6 +53,26 @@ struct svc *daemon_find(struct daemon *d, const char *name)
 	return NULL;
 }
 
+const struct daemon_unloaded *daemon_find_unloaded(const struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_unloaded; i++)
+		if (strcmp(d->unloaded[i].name, name) == 0)
+			return &d->unloaded[i];
+	return NULL;
+}
+
+void daemon_drop_unloaded(struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_unloaded; i++) {
+		if (strcmp(d->unloaded[i].name, name) == 0) {
+			free(d->unloaded[i].name);
+			free(d->unloaded[i].why);
+			d->unloaded[i] = d->unloaded[--d->n_unloaded];
+			return;
+		}
+	}
+}
+
 static void idle_cb(uv_idle_t *h)
 {
 	struct daemon *d = h->data;
@@ -566,6 +586,30 @@ static char *read_token(const char *path, char *err, size_t errlen)
 	return t;
 }
 
+/* Records a stored service that could not be loaded: logged, kept for the status, and an event
+ * (load_failed) of the service. */
+static void report_unloaded(struct daemon *d, const char *name, int err, const char *why)
+{
+	char quoted[600];
+	snprintf(quoted, sizeof quoted, "%s", why);
+	for (char *p = quoted; *p; p++)
+		if (*p == '"' || *p == '\\')
+			*p = '\'';
+	log_error("daemon",
+		  "service=%s msg=\"not loaded; the other services are. Apply a corrected spec to take it "
+		  "over\" err=%d why=\"%s\"",
+		  name, err, quoted);
+	int64_t now = daemon_now();
+	xgrow((void **)&d->unloaded, &d->cap_unloaded, d->n_unloaded + 1, sizeof *d->unloaded);
+	d->unloaded[d->n_unloaded++] =
+	    (struct daemon_unloaded){.name = xstrdup(name), .why = xstrdup(why), .since = now};
+	char *text = xasprintf("not loaded at start: %s; apply a corrected spec to take it over", why);
+	if (store_add_event(d->store, name, now, "load_failed", 0, text, NULL) < 0)
+		log_warn("store", "service=%s msg=\"cannot record the load_failed event\" err=\"%s\"", name,
+			 store_errmsg(d->store));
+	free(text);
+}
+
 static int load_services(struct daemon *d)
 {
 	char **names = NULL;
@@ -575,10 +619,12 @@ static int load_services(struct daemon *d)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		struct svc *s = NULL;
-		r = svc_load(d, names[i], &s);
+		char why[600] = "";
+		r = svc_load(d, names[i], NULL, &s, why, sizeof why);
 		if (r < 0) {
-			log_error("daemon", "service=%s msg=\"cannot load\" err=%d detail=\"%s\"", names[i], r,
-				  store_errmsg(d->store));
+			/* One service that cannot be loaded never keeps the others (or the API) from
+			 * starting: it is reported, and an apply of a corrected spec takes it over. */
+			report_unloaded(d, names[i], r, why);
 			continue;
 		}
 		xgrow((void **)&d->svcs, &d->cap_svcs, d->n_svcs + 1, sizeof *d->svcs);
@@ -711,6 +757,9 @@ int daemon_run(const struct daemon_opts *o)
 	for (size_t i = 0; i < d->n_svcs; i++)
 		svc_free(d->svcs[i]);
 	free(d->svcs);
+	while (d->n_unloaded > 0)
+		daemon_drop_unloaded(d, d->unloaded[0].name);
+	free(d->unloaded);
 	free(d->subs);
 	store_free(d->store);
 	close(d->lock_fd);

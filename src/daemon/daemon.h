@@ -83,6 +83,14 @@ struct daemon_lbh {
 	struct lb *lb;
 };
 
+/* A stored service that could not be loaded at start (its spec no longer validates, its state row
+ * cannot be read): reported in the status and its events, and taken over again by an apply. */
+struct daemon_unloaded {
+	char *name;
+	char *why; /* one line, no secret */
+	int64_t since;
+};
+
 /* The daemon's environment. */
 struct daemon {
 	uv_loop_t *loop;
@@ -103,6 +111,8 @@ struct daemon {
 	struct api *api;
 	struct svc **svcs;
 	size_t n_svcs, cap_svcs;
+	struct daemon_unloaded *unloaded; /* stored services not loaded at start */
+	size_t n_unloaded, cap_unloaded;
 	int port_lo, port_hi, port_next;
 	uv_timer_t tick;
 	uv_timer_t prune;    /* event retention, every PRUNE_MS */
@@ -144,6 +154,10 @@ json_t *daemon_store_json(const struct daemon *d);
 /* Marks a service for a step at the end of this loop iteration. */
 void daemon_dirty(struct svc *s);
 struct svc *daemon_find(struct daemon *d, const char *name);
+/* The stored service of that name that could not be loaded, or NULL. */
+const struct daemon_unloaded *daemon_find_unloaded(const struct daemon *d, const char *name);
+/* Forgets that name as unloaded (it was taken over by an apply). */
+void daemon_drop_unloaded(struct daemon *d, const char *name);
 /* Sends new events to server-sent-event subscribers. */
 void daemon_publish(struct daemon *d);
 /* A free port from the range, not used by any instance; -EADDRINUSE when none. */
@@ -156,15 +170,22 @@ struct lb *daemon_lb_builtin(struct daemon *d);
 struct lb *daemon_lb_haproxy(struct daemon *d, const char *socket, const char *backend);
 
 /* ---- svc.c: one service ---- */
-/* Loads a service from the store and re-adopts its instances. */
-int svc_load(struct daemon *d, const char *name, struct svc **out);
+/* Loads a service from the store and re-adopts its instances: its state, and the spec stored with
+ * it, or yaml_text instead when not NULL (a corrected spec being applied to a service that could
+ * not be loaded). 0 with *out, or a negative code with why (len bytes) saying what is wrong in
+ * one line (no secret: a stored spec is redacted, and the parser never shows env values). */
+int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct svc **out, char *why,
+	     size_t len);
 /* A new service (first apply). */
 struct svc *svc_new(struct daemon *d, const char *name);
 void svc_free(struct svc *s);
 /* Applies a parsed spec (yaml is its text, stored as the revision's source with secret env values
- * redacted; the values go to DATA/secrets/<service> first). Fills *rev and *changed. Returns 0 or
- * a negative code with msg filled. */
-int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len);
+ * redacted; the values go to DATA/secrets/<service> first). Fills *rev and *changed (a new revision
+ * or new replicas: a rollout), and updated[0..*n_updated) (SPEC_FIELDS_MAX entries, static names)
+ * with the fields outside the template that differ from the spec applied before. Returns 0 or a
+ * negative code with msg filled. */
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed,
+	      const char **updated, size_t *n_updated, char *msg, size_t len);
 /* pause, resume, promote, abort; undo with rev (0 = last stable). */
 int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len);
 /* One engine step, committed, then carried out. */

@@ -96,6 +96,11 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 	emit(b, "rollout_store_write_failures_total %llu\n", (unsigned long long)d->store_failures);
 	family(b, "rollout_services", "gauge", "Services known to the daemon.");
 	emit(b, "rollout_services %zu\n", d->n_svcs);
+	family(b, "rollout_service_unloaded", "gauge",
+	       "1 for each stored service that could not be loaded at start (rollout status says why).");
+	for (size_t i = 0; i < d->n_unloaded; i++)
+		emit(b, "rollout_service_unloaded{service=\"%s\"} 1\n",
+		     esc(d->unloaded[i].name, n, sizeof n));
 	family(b, "rollout_rollout_state", "gauge",
 	       "Current rollout state of each service (1 for the current state).");
 	for (size_t i = 0; i < d->n_svcs; i++)

@@ -15,13 +15,27 @@
 #include "store/store.h"
 #include "util/xmalloc.h"
 
+/* The service the path names; NULL after replying 404, or 409 for a stored service that could
+ * not be loaded at start (with why). */
 static struct svc *find_or_404(struct daemon *d, struct api_req *req)
 {
 	const char *name = api_param(req, "name");
 	struct svc *s = name ? daemon_find(d, name) : NULL;
-	if (s == NULL)
+	const struct daemon_unloaded *u = s == NULL && name ? daemon_find_unloaded(d, name) : NULL;
+	if (u != NULL)
+		api_reply_error(
+		    req, 409,
+		    "service '%s' was not loaded at start: %s; apply a corrected spec to take it over", name,
+		    u->why);
+	else if (s == NULL)
 		api_reply_error(req, 404, "no service '%s'", name ? name : "");
 	return s;
+}
+
+/* Whether name is a service of this daemon, loaded or not (its events can be read). */
+static bool known_service(struct daemon *d, const char *name)
+{
+	return daemon_find(d, name) != NULL || daemon_find_unloaded(d, name) != NULL;
 }
 
 static void get_services(struct api_req *req, void *ctx)
@@ -34,6 +48,14 @@ static void get_services(struct api_req *req, void *ctx)
 	json_t *sj = daemon_store_json(d);
 	if (sj != NULL)
 		json_object_set_new(j, "store_error", sj);
+	/* Stored services that could not be loaded at start: present only when there are some. */
+	json_t *un = d->n_unloaded > 0 ? json_array() : NULL;
+	for (size_t i = 0; i < d->n_unloaded; i++)
+		json_array_append_new(un, json_pack("{s:s,s:s,s:I}", "service", d->unloaded[i].name, "error",
+						    d->unloaded[i].why, "since",
+						    (json_int_t)d->unloaded[i].since));
+	if (un != NULL)
+		json_object_set_new(j, "unloaded", un);
 	api_reply_json(req, 200, j);
 }
 
@@ -137,30 +159,60 @@ static void post_apply(struct api_req *req, void *ctx)
 
 	struct svc *s = daemon_find(d, sp.service);
 	bool fresh = s == NULL;
-	if (fresh)
+	if (fresh && daemon_find_unloaded(d, sp.service) != NULL) {
+		/* Not loaded at start: its state is taken over with this spec, then the spec applied. */
+		char why[600] = "";
+		char *copy = xstrndup(text, tlen);
+		r = svc_load(d, sp.service, copy, &s, why, sizeof why);
+		xwipe(copy, tlen);
+		free(copy);
+		if (r < 0) {
+			api_reply_error(req, 409,
+					"service '%s' cannot be taken over: %s; nothing was changed",
+					sp.service, why);
+			spec_clear(&sp);
+			drop_body(j, text, tlen);
+			return;
+		}
+	} else if (fresh) {
 		s = svc_new(d, sp.service);
+	}
 	int rev = 0;
 	bool changed = false;
 	char msg[256] = "";
 	char *yaml = xstrndup(text, tlen);
 	drop_body(j, text, tlen);
-	r = svc_apply(s, &sp, yaml, &rev, &changed, msg, sizeof msg);
+	const char *updated[SPEC_FIELDS_MAX];
+	size_t n_updated = 0;
+	r = svc_apply(s, &sp, yaml, &rev, &changed, updated, &n_updated, msg, sizeof msg);
 	xwipe(yaml, tlen);
 	free(yaml);
 	if (r < 0) {
 		spec_clear(&sp);
+		/* A service being taken over stays unloaded: its instances keep running, as before. */
 		if (fresh)
 			svc_free(s);
 		api_reply_error(req, daemon_store_down(d) ? 503 : 500, "%s", msg);
 		return;
 	}
 	if (fresh) {
+		daemon_drop_unloaded(d, s->name);
 		xgrow((void **)&d->svcs, &d->cap_svcs, d->n_svcs + 1, sizeof *d->svcs);
 		d->svcs[d->n_svcs++] = s;
 	}
-	snprintf(msg, sizeof msg, "%s", !changed ? "unchanged" : "applied");
-	api_reply_json(req, 200, json_pack("{s:s,s:i,s:I,s:b,s:s}", "service", s->name, "revision", rev, "rollout",
-					   (json_int_t)s->st.ro.id, "changed", changed, "message", msg));
+	/* Fields outside the template take effect without a new revision: say which did. */
+	json_t *jup = json_array();
+	const char *head = changed ? "applied" : n_updated > 0 ? "no new revision; updated: " : "unchanged";
+	size_t o = (size_t)snprintf(msg, sizeof msg, "%s", head);
+	for (size_t i = 0; i < n_updated && i < SPEC_FIELDS_MAX; i++) {
+		json_array_append_new(jup, json_string(updated[i]));
+		if (!changed && o < sizeof msg)
+			o += (size_t)snprintf(msg + o, sizeof msg - o, "%s%s", i ? ", " : "", updated[i]);
+	}
+	api_reply_json(req, 200,
+		       json_pack("{s:s,s:i,s:I,s:b,s:s,s:o}", "service", s->name, "revision", rev, "rollout",
+				 (json_int_t)s->st.ro.id, "changed", changed, "message", msg, "updated",
+				 jup));
 }
 
 static void post_command(struct api_req *req, void *ctx)
@@ -272,9 +324,11 @@ static int query_int(struct api_req *req, const char *name, long long max, long 
 static void get_service_events(struct api_req *req, void *ctx)
 {
 	struct daemon *d = ctx;
-	struct svc *s = find_or_404(d, req);
-	if (s == NULL)
+	const char *name = api_param(req, "name");
+	if (name == NULL || !known_service(d, name)) {
+		api_reply_error(req, 404, "no service '%s'", name ? name : "");
 		return;
+	}
 	long long after = 0, limit = 200;
 	if (query_int(req, "after", INT64_MAX, &after) < 0 || query_int(req, "limit", STORE_EVENTS_MAX, &limit) < 0) {
 		api_reply_error(req, 400, "after and limit must be non-negative integers (limit <= %d)",
@@ -282,7 +336,7 @@ static void get_service_events(struct api_req *req, void *ctx)
 		return;
 	}
 	json_t *arr = json_array();
-	if (store_events(d->store, s->name, after, (size_t)limit, event_to_array, arr) < 0) {
+	if (store_events(d->store, name, after, (size_t)limit, event_to_array, arr) < 0) {
 		json_decref(arr);
 		api_reply_error(req, 500, "%s", store_errmsg(d->store));
 		return;
@@ -333,7 +387,7 @@ static void get_events_stream(struct api_req *req, void *ctx)
 		api_reply_error(req, 400, "after must be a non-negative integer");
 		return;
 	}
-	if (svc != NULL && daemon_find(d, svc) == NULL) {
+	if (svc != NULL && !known_service(d, svc)) {
 		api_reply_error(req, 404, "no service '%s'", svc);
 		return;
 	}

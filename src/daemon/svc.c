@@ -899,14 +899,19 @@ static int keep_secrets(struct svc *s, const struct spec *spec, const char *yaml
 	return r;
 }
 
-int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len)
+int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed,
+	      const char **updated, size_t *n_updated, char *msg, size_t len)
 {
+	/* What changes outside the template, for the answer (a service applied before only). */
+	*n_updated = s->st.latest_rev > 0 ? spec_changed_fields(&s->spec, spec, updated, SPEC_FIELDS_MAX) : 0;
 	struct store *st = s->d->store;
 	if (daemon_store_down(s->d))
 		return store_down_error(s, "apply", msg, len);
 	uint64_t hash = spec_template_hash(&spec->tmpl);
 	const struct spec *cur = s->st.target_rev ? rev_spec(s, s->st.target_rev) : NULL;
 	bool same_tmpl = cur != NULL && spec_template_hash(&cur->tmpl) == hash;
+	/* A target revision whose stored spec no longer parses (a service taken over after it could
+	 * not be loaded) gets a new revision: instances are started from a revision's stored text. */
 	int target = same_tmpl ? s->st.target_rev : s->st.latest_rev + 1;
 	*changed = !same_tmpl || spec->replicas != s->st.replicas;
 
@@ -1178,22 +1183,47 @@ static int fill_spec_secrets(struct svc *s)
 	return r;
 }
 
-int svc_load(struct daemon *d, const char *name, struct svc **out)
+/* Puts the first of the spec's messages (and how many more there are) into why. */
+static void spec_errors_why(const struct spec_errors *e, char *why, size_t len)
+{
+	if (e->n == 0)
+		snprintf(why, len, "the stored spec does not parse");
+	else if (e->n == 1)
+		snprintf(why, len, "%s", e->v[0]);
+	else
+		snprintf(why, len, "%s (and %zu more)", e->v[0], e->n - 1);
+}
+
+int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct svc **out, char *why,
+	     size_t len)
 {
 	char *yaml = NULL;
-	int r = store_get_service_spec(d->store, name, &yaml);
-	if (r < 0)
+	int r = 0;
+	if (yaml_text != NULL)
+		yaml = xstrdup(yaml_text);
+	else
+		r = store_get_service_spec(d->store, name, &yaml);
+	if (r < 0) {
+		snprintf(why, len, "cannot read its spec: %s", store_errmsg(d->store));
 		return r;
+	}
 	struct svc *s = svc_new(d, name);
 	struct spec_errors errs = {0};
-	r = spec_parse(yaml, strlen(yaml), NULL, &s->spec, &errs);
+	r = spec_parse(yaml, strlen(yaml), yaml_text ? "spec" : "stored spec", &s->spec, &errs);
 	xwipe(yaml, strlen(yaml)); /* a spec stored before redaction holds its secrets */
 	free(yaml);
+	if (r < 0)
+		spec_errors_why(&errs, why, len);
 	spec_errors_clear(&errs);
-	if (r == 0)
-		r = fill_spec_secrets(s);
-	if (r == 0)
-		r = store_load_state(d->store, name, &s->st);
+	if (r == 0 && s->spec.service != NULL && strcmp(s->spec.service, name) != 0) {
+		snprintf(why, len, "the stored spec names service '%s'", s->spec.service);
+		r = -EINVAL;
+	}
+	if (r == 0 && yaml_text == NULL && (r = fill_spec_secrets(s)) < 0)
+		snprintf(why, len, "the stored spec has secret env values that DATA/secrets/%s does not hold",
+			 name);
+	if (r == 0 && (r = store_load_state(d->store, name, &s->st)) < 0)
+		snprintf(why, len, "cannot read its state: %s", store_errmsg(d->store));
 	if (r == 0)
 		set_ssh_bound(s);
 	if (r < 0) {

@@ -76,7 +76,11 @@ static const char *show(char *buf, size_t size, const char *s, size_t len, char 
 			o += 3;
 			break;
 		}
-		if (ch < 0x20 || ch == 0x7f || ch == '\\' || ch == (unsigned char)q)
+		/* C1 controls in UTF-8 (0xc2 0x80..0x9f) are escaped too: a terminal may obey them. */
+		bool c1 = (ch == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+			   (unsigned char)s[i + 1] <= 0x9f) ||
+			  (i > 0 && (unsigned char)s[i - 1] == 0xc2 && ch >= 0x80 && ch <= 0x9f);
+		if (ch < 0x20 || ch == 0x7f || c1 || ch == '\\' || ch == (unsigned char)q)
 			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
 		else
 			buf[o++] = (char)ch;
@@ -127,16 +131,37 @@ static char *get_str(struct pctx *c, const char *name, const struct ynode *v)
 	return xstrndup(v->text, v->len);
 }
 
-/* Like get_str, and the string must not be empty. */
-static char *get_nonempty(struct pctx *c, const char *name, const struct ynode *v)
+/* True when s holds a control character: C0 (newline, tab, ESC...), DEL, or a C1 control in its
+ * UTF-8 form (U+0080..U+009F, which some terminals obey like ESC sequences). */
+static bool has_control(const char *s)
 {
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+			return true;
+	return false;
+}
+
+/* A one-line string shown to people (status, logs, HTTP heads): like get_str (or get_nonempty
+ * when !empty_ok), and with no control character, so it cannot rewrite a terminal or split a
+ * line. Returns a new string or NULL after reporting. */
+static char *get_line(struct pctx *c, const char *name, const struct ynode *v, bool empty_ok)
+{
+	char b[SHOWBUF];
 	char *s = get_str(c, name, v);
-	if (s != NULL && *s == '\0') {
-		ERR_AT(c, v, "%s: must not be empty", name);
-		free(s);
+	if (s == NULL)
 		return NULL;
+	if (!empty_ok && *s == '\0') {
+		ERR_AT(c, v, "%s: must not be empty", name);
+	} else if (has_control(s)) {
+		ERR_AT(c, v,
+		       "%s: %s has a control character (newline, tab, escape...); write it on one line of "
+		       "printable characters",
+		       name, VAL(b, v));
+	} else {
+		return s;
 	}
-	return s;
+	free(s);
+	return NULL;
 }
 
 static bool get_int(struct pctx *c, const char *name, const struct ynode *v, long long min, long long max,
@@ -162,11 +187,15 @@ static bool get_int(struct pctx *c, const char *name, const struct ynode *v, lon
 	if (neg)
 		n = -n;
 	if (big || n < min || n > max) {
-		/* An integer scalar is digits only: safe to print as written. */
-		if (max >= 1000000000LL)
-			ERR_AT(c, v, "%s: must be at least %lld, got %.40s", name, min, v->text);
-		else
+		/* An integer scalar is digits only: safe to print as written. A wide range is told by the
+		 * bound that was crossed (a range of a billion says little). */
+		bool above = neg ? false : (big || n > max);
+		if (max < 1000000000LL)
 			ERR_AT(c, v, "%s: %.40s is out of range (%lld to %lld)", name, v->text, min, max);
+		else if (above)
+			ERR_AT(c, v, "%s: must be at most %lld, got %.40s", name, max, v->text);
+		else
+			ERR_AT(c, v, "%s: must be at least %lld, got %.40s", name, min, v->text);
 		return false;
 	}
 	*out = (int)n;
@@ -209,8 +238,8 @@ static bool get_duration(struct pctx *c, const char *name, const struct ynode *v
 	return true;
 }
 
-/* An amount: a count or a percent. max_pct: the largest percent allowed (or -1: no limit);
- * min: the smallest value (0 or 1). */
+/* An amount: a count or a percent. max_pct: the largest percent allowed; a count is at most
+ * SPEC_REPLICAS_MAX (no amount of replicas can mean more); min: the smallest value (0 or 1). */
 static bool get_amount(struct pctx *c, const char *name, const struct ynode *v, int max_pct, int min,
 		       struct amount *out)
 {
@@ -221,16 +250,27 @@ static bool get_amount(struct pctx *c, const char *name, const struct ynode *v, 
 	}
 	struct amount a;
 	int rc = strlen(v->text) == v->len ? amount_parse(v->text, &a) : -EINVAL;
-	if (rc == -ERANGE) {
-		ERR_AT(c, v, "%s: %s is too large", name, VAL(b, v));
-		return false;
-	}
-	if (rc < 0) {
+	if (rc < 0 && rc != -ERANGE) {
 		ERR_AT(c, v, "%s: %s is not a count or a percent", name, VAL(b, v));
 		return false;
 	}
-	if (a.percent && max_pct >= 0 && a.value > max_pct) {
+	/* Too many digits to read (amount_parse stops there): told as the bound it is past. */
+	if (rc == -ERANGE) {
+		bool pct = v->text[v->len - 1] == '%';
+		if (pct)
+			ERR_AT(c, v, "%s: %s is more than %d%%", name, VAL(b, v), max_pct);
+		else
+			ERR_AT(c, v, "%s: %s is more than %d, the most replicas a service can have", name,
+			       VAL(b, v), SPEC_REPLICAS_MAX);
+		return false;
+	}
+	if (a.percent && a.value > max_pct) {
 		ERR_AT(c, v, "%s: %d%% is more than %d%%", name, a.value, max_pct);
+		return false;
+	}
+	if (!a.percent && a.value > SPEC_REPLICAS_MAX) {
+		ERR_AT(c, v, "%s: %d is more than %d, the most replicas a service can have", name, a.value,
+		       SPEC_REPLICAS_MAX);
 		return false;
 	}
 	if (a.value < min) {
@@ -472,7 +512,7 @@ static void f_service(struct pctx *c, const char *name, struct ynode *v)
 
 static void f_replicas(struct pctx *c, const char *name, struct ynode *v)
 {
-	if (get_int(c, name, v, 0, 10000, &c->s->replicas))
+	if (get_int(c, name, v, 0, SPEC_REPLICAS_MAX, &c->s->replicas))
 		c->s->replicas_pos = (struct spec_pos){v->line, v->col};
 	else
 		c->replicas_bad = true;
@@ -576,7 +616,7 @@ static void f_protocol(struct pctx *c, const char *name, struct ynode *v)
 static void f_version(struct pctx *c, const char *name, struct ynode *v)
 {
 	c->has_version = true;
-	c->s->tmpl.version = get_nonempty(c, name, v);
+	c->s->tmpl.version = get_line(c, name, v, false);
 }
 
 static void f_command(struct pctx *c, const char *name, struct ynode *v)
@@ -587,7 +627,7 @@ static void f_command(struct pctx *c, const char *name, struct ynode *v)
 
 static void f_workdir(struct pctx *c, const char *name, struct ynode *v)
 {
-	c->s->tmpl.workdir = get_nonempty(c, name, v);
+	c->s->tmpl.workdir = get_line(c, name, v, false);
 }
 
 static void f_env_value(struct pctx *c, const char *name, struct ynode *v)
@@ -737,7 +777,7 @@ static bool health_kind(struct pctx *c, const char *name, struct ynode *v, enum 
 static void f_http_path(struct pctx *c, const char *name, struct ynode *v)
 {
 	char b[SHOWBUF];
-	char *s = get_str(c, name, v);
+	char *s = get_line(c, name, v, true);
 	if (s == NULL)
 		return;
 	if (s[0] != '/') {
@@ -833,7 +873,7 @@ static void f_health(struct pctx *c, const char *name, struct ynode *v)
 
 static void f_max_surge(struct pctx *c, const char *name, struct ynode *v)
 {
-	c->surge_ok = get_amount(c, name, v, -1, 0, &c->s->strategy.max_surge);
+	c->surge_ok = get_amount(c, name, v, SPEC_SURGE_PCT_MAX, 0, &c->s->strategy.max_surge);
 	c->s->strategy.surge_pos = (struct spec_pos){v->line, v->col};
 }
 
@@ -850,6 +890,11 @@ static void f_batches(struct pctx *c, const char *name, struct ynode *v)
 	c->batches_bad = true;
 	if (!want_seq(c, name, v))
 		return;
+	if (v->n > SPEC_REPLICAS_MAX) {
+		ERR_AT(c, v, "%s: %zu entries; at most %d (a batch holds at least one replica)", name, v->n,
+		       SPEC_REPLICAS_MAX);
+		return;
+	}
 	st->batches_pos = (struct spec_pos){v->line, v->col};
 	st->batches = xcalloc(v->n + 1, sizeof *st->batches);
 	for (size_t i = 0; i < v->n; i++) {
@@ -861,10 +906,25 @@ static void f_batches(struct pctx *c, const char *name, struct ynode *v)
 	c->batches_bad = c->n_errs != errs;
 }
 
+/* A pause_after batch number: 1..SPEC_REPLICAS_MAX (a batch holds at least one replica); whether
+ * the batch exists for these replicas is check_spec's. */
+static bool get_batch_number(struct pctx *c, const char *name, const struct ynode *v, int *out)
+{
+	if (v->kind == Y_INT) {
+		const char *d = v->text + (v->text[0] == '+');
+		if (v->text[0] == '-' || d[strspn(d, "0")] == '\0') {
+			ERR_AT(c, v, "%s: batch %.40s does not exist; batches are numbered from 1", name,
+			       v->text);
+			return false;
+		}
+	}
+	return get_int(c, name, v, 1, SPEC_REPLICAS_MAX, out);
+}
+
 static void f_pause_batch(struct pctx *c, const char *name, struct ynode *v)
 {
 	struct spec_strategy *st = &c->s->strategy;
-	get_int(c, name, v, -1000000000LL, 1000000000LL, &st->pause_after[st->n_pause_after].batch);
+	get_batch_number(c, name, v, &st->pause_after[st->n_pause_after].batch);
 }
 
 static void f_pause_duration(struct pctx *c, const char *name, struct ynode *v)
@@ -900,7 +960,7 @@ static void f_pause_after(struct pctx *c, const char *name, struct ynode *v)
 				continue;
 			}
 		} else if (e->kind == Y_INT) {
-			get_int(c, item, e, -1000000000LL, 1000000000LL, &p->batch);
+			get_batch_number(c, item, e, &p->batch);
 		} else {
 			type_error(c, item, e, "a batch number or {batch: N, duration: D}");
 			continue;
@@ -1024,7 +1084,7 @@ static void f_zone_label(struct pctx *c, const char *name, struct ynode *v)
 {
 	struct spec_zones *z = &c->s->strategy.zones;
 	free(z->label);
-	z->label = get_nonempty(c, name, v);
+	z->label = get_line(c, name, v, false);
 }
 
 static void f_zone_one_per_batch(struct pctx *c, const char *name, struct ynode *v)
@@ -1209,7 +1269,7 @@ static void f_target_labels(struct pctx *c, const char *name, struct ynode *v)
 		struct ynode *k = v->kids[i];
 		char what[SHOWBUF + 16], kb[SHOWBUF];
 		snprintf(what, sizeof what, "labels %s", KEY(kb, k));
-		char *val = get_str(c, what, v->kids[i + 1]);
+		char *val = get_line(c, what, v->kids[i + 1], true);
 		if (val == NULL)
 			continue;
 		if (strlen(k->text) != k->len || k->len == 0) {
@@ -1291,6 +1351,10 @@ static void f_targets(struct pctx *c, const char *name, struct ynode *v)
 		ERR_AT(c, v, "%s: must not be empty (write targets: local to run here)", name);
 		return;
 	}
+	if (v->n > SPEC_TARGETS_MAX) {
+		ERR_AT(c, v, "%s: %zu hosts; at most %d", name, v->n, SPEC_TARGETS_MAX);
+		return;
+	}
 	s->targets_local = false;
 	s->targets = xcalloc(v->n, sizeof *s->targets);
 	for (size_t i = 0; i < v->n; i++) {
@@ -1328,12 +1392,12 @@ static void f_targets(struct pctx *c, const char *name, struct ynode *v)
 static void f_haproxy_socket(struct pctx *c, const char *name, struct ynode *v)
 {
 	c->has_haproxy_socket = true;
-	c->s->haproxy_socket = get_nonempty(c, name, v);
+	c->s->haproxy_socket = get_line(c, name, v, false);
 }
 
 static void f_haproxy_backend(struct pctx *c, const char *name, struct ynode *v)
 {
-	c->s->haproxy_backend = get_nonempty(c, name, v);
+	c->s->haproxy_backend = get_line(c, name, v, false);
 }
 
 static const struct field haproxy_fields[] = {
@@ -1380,7 +1444,7 @@ static const char *const event_names[SPEC_EV__COUNT] = {
 static void f_notify_url(struct pctx *c, const char *name, struct ynode *v)
 {
 	char b[SHOWBUF];
-	char *s = get_str(c, name, v);
+	char *s = get_line(c, name, v, true);
 	if (s == NULL)
 		return;
 	if ((strncmp(s, "http://", 7) != 0 || s[7] == '\0') && (strncmp(s, "https://", 8) != 0 || s[8] == '\0')) {
@@ -1432,6 +1496,10 @@ static void f_notify(struct pctx *c, const char *name, struct ynode *v)
 	struct spec *s = c->s;
 	if (!want_seq(c, name, v))
 		return;
+	if (v->n > SPEC_NOTIFY_MAX) {
+		ERR_AT(c, v, "%s: %zu webhooks; at most %d", name, v->n, SPEC_NOTIFY_MAX);
+		return;
+	}
 	s->notify = xcalloc(v->n + 1, sizeof *s->notify);
 	for (size_t i = 0; i < v->n; i++) {
 		struct ynode *e = v->kids[i];
@@ -1564,13 +1632,16 @@ static void check_spec(struct pctx *c)
 				 "raise one of them");
 		}
 	}
+	/* An unwritten timeout is the smaller of its default (1s) and the interval. */
+	if (c->interval_ok && c->timeout_pos.line == 0 && s->health.timeout_ms > s->health.interval_ms)
+		s->health.timeout_ms = s->health.interval_ms;
 	if (c->interval_ok && c->timeout_ok && s->health.timeout_ms > s->health.interval_ms) {
 		struct spec_pos p = c->timeout_pos.line ? c->timeout_pos : c->interval_pos;
 		perr_add(c, p.line, p.col, "health: timeout %s is longer than interval %s",
 			 amount_format_duration(s->health.timeout_ms, b1, sizeof b1),
 			 amount_format_duration(s->health.interval_ms, b2, sizeof b2));
 	}
-	/* Batch 1 always exists; counting batches costs O(count^2), so only when it can matter. */
+	/* Batch 1 always exists; the count is needed only past it. */
 	int count = 0;
 	for (size_t i = 0; i < st->n_pause_after && !c->replicas_bad && !c->batches_bad; i++) {
 		struct spec_pause *p = &st->pause_after[i];

@@ -781,6 +781,14 @@ static int load_service(struct store *s, const char *service, struct engine_stat
 		done(q);
 		return rc;
 	}
+	/* The engine sizes its buffers by replicas: a value no spec can have is a corrupt row. */
+	int64_t replicas = sqlite3_column_int64(q, 3);
+	if (replicas < 0 || replicas > SPEC_REPLICAS_MAX) {
+		rc = fail(s, STORE_ECORRUPT, "service %s: replicas %lld is out of range (0 to %d)", service,
+			  (long long)replicas, SPEC_REPLICAS_MAX);
+		done(q);
+		return rc;
+	}
 	st->target_rev = sqlite3_column_int(q, 0);
 	st->stable_rev = sqlite3_column_int(q, 1);
 	st->latest_rev = sqlite3_column_int(q, 2);

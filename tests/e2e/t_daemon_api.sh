@@ -39,4 +39,17 @@ before=$(curl -s --unix-socket "$S" http://x/v1/services/ok/rollouts)
 [ "$(curl -s --unix-socket "$S" http://x/v1/services/ok/rollouts)" = "$before" ] || fail "state changed"
 curl -s --unix-socket "$S" http://x/metrics | grep -q 'rollout_instances{service="ok",revision="1",state="ready"} 2' \
 	|| fail "metrics: $(curl -s --unix-socket "$S" http://x/metrics | head -20)"
+
+log "an apply that changes only fields outside the template says which (issue 11.8)"
+f=$(printf 'strategy: {min_ready: 100ms}\nstop: {grace: 3s}\ndrain: {timeout: 5s}\n' | spec ok 1 2)
+out=$("$RO" apply "$f")
+[ "$out" = "ok: no new revision; updated: drain.timeout, stop.grace (revision 1)" ] || fail "apply said: $out"
+python3 -c 'import json,sys; print(json.dumps({"spec": open(sys.argv[1]).read().replace("grace: 3s", "grace: 4s")}))' "$f" >"$T/req.json"
+[ "$(code -X POST --data-binary @"$T/req.json" http://x/v1/apply)" = 200 ] || fail "apply: $(cat "$T/body")"
+jq_ "(d['changed'], d['updated'], d['message'])" <"$T/body" >"$T/got"
+[ "$(cat "$T/got")" = "(False, ['stop.grace'], 'no new revision; updated: stop.grace')" ] || fail "answer: $(cat "$T/body")"
+out=$("$RO" apply "$f")
+[ "$out" = "ok: no new revision; updated: stop.grace (revision 1)" ] || fail "apply back said: $out"
+out=$("$RO" apply "$f")
+[ "$out" = "ok: unchanged (revision 1)" ] || fail "the same apply said: $out"
 log ok

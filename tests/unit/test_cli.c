@@ -255,6 +255,34 @@ static void test_table_print(void **state)
 	output_table_free(NULL);
 }
 
+/* Text from the daemon reaches the terminal without control characters: a version recorded
+ * before the parser refused them, an unloaded service's reason. */
+static void test_no_control_characters(void **state)
+{
+	(void)state;
+	struct output_table *t = output_table_new(2);
+	output_table_row(t, (const char *[]){"1\x1b[2J", "a\nb\x7f"});
+	struct sink s;
+	sink_open(&s);
+	output_table_print(t, s.f);
+	assert_string_equal(sink_text(&s), "1\\x1b[2J  a\\x0ab\\x7f\n");
+	sink_close(&s);
+	output_table_free(t);
+
+	json_t *un = json_pack("[{s:s,s:s,s:i}]", "service", "web", "error", "stored spec:1:2: bad\r\x1b]0;x\x07",
+			       "since", 1);
+	sink_open(&s);
+	output_unloaded(s.f, un);
+	assert_string_equal(sink_text(&s), "not loaded at start (apply a corrected spec to take it over):\n"
+					   "  web: stored spec:1:2: bad\\x0d\\x1b]0;x\\x07\n");
+	sink_close(&s);
+	json_decref(un);
+	sink_open(&s);
+	output_unloaded(s.f, NULL);
+	assert_string_equal(sink_text(&s), "");
+	sink_close(&s);
+}
+
 /* The status of the API contract's example. */
 static const char *status_json =
     "{\"service\":\"hello\",\"replicas\":4,\"target_revision\":2,\"stable_revision\":1,"
@@ -763,6 +791,7 @@ int main(void)
 	    cmocka_unit_test(test_duration),
 	    cmocka_unit_test(test_timestamp),
 	    cmocka_unit_test(test_table_print),
+	    cmocka_unit_test(test_no_control_characters),
 	    cmocka_unit_test(test_progress_line),
 	    cmocka_unit_test(test_final_line),
 	    cmocka_unit_test(test_event_line),

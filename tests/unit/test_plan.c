@@ -200,6 +200,46 @@ static void test_many_shapes(void **state)
 	}
 }
 
+/* Issue 11.2: a surge of 1000000000% of 10 replicas sized the engine's buffers by 10^9 instances
+ * and aborted (out of memory). The parser refuses it now; the arithmetic caps surge at replicas
+ * as well, so a spec made by hand plans like 100%. */
+static void test_surge_past_replicas(void **state)
+{
+	(void)state;
+	const struct amount surges[] = {pct(1000000000), cnt(1000000000)};
+	for (size_t k = 0; k < 2; k++) {
+		struct spec s;
+		spec_init(&s);
+		s.replicas = 10;
+		s.strategy.max_surge = surges[k];
+		struct plan p;
+		assert_int_equal(plan_build(&s, &p), 0);
+		assert_int_equal(p.surge, 10);
+		assert_int_equal(p.ceiling, 20);
+		check_plan(&s, &p);
+		plan_clear(&p);
+		spec_clear(&s);
+	}
+}
+
+/* The largest spec the parser takes plans in bounded memory and time. */
+static void test_largest_spec(void **state)
+{
+	(void)state;
+	struct spec s;
+	spec_init(&s);
+	s.replicas = SPEC_REPLICAS_MAX;
+	s.strategy.max_surge = pct(100);
+	const struct amount b[] = {pct(10)};
+	set_batches(&s, b, 1);
+	struct plan p;
+	assert_int_equal(plan_build(&s, &p), 0);
+	assert_int_equal(p.ceiling, 2 * SPEC_REPLICAS_MAX);
+	check_plan(&s, &p);
+	plan_clear(&p);
+	spec_clear(&s);
+}
+
 static void test_zero_replicas(void **state)
 {
 	(void)state;
@@ -286,6 +326,8 @@ int main(void)
 		cmocka_unit_test(test_pauses),
 		cmocka_unit_test(test_single_replica_zero_percents),
 		cmocka_unit_test(test_many_shapes),
+		cmocka_unit_test(test_surge_past_replicas),
+		cmocka_unit_test(test_largest_spec),
 		cmocka_unit_test(test_zero_replicas),
 		cmocka_unit_test(test_fields_and_clear),
 		cmocka_unit_test(test_zones),

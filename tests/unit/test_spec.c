@@ -268,8 +268,7 @@ static void test_amount_forms(void **state)
 	assert_true(f->s.strategy.max_unavailable.percent);
 	assert_int_equal(f->s.strategy.max_unavailable.value, 10);
 	assert_true(f->s.strategy.max_failures.percent);
-	/* Surge may go past 100%. */
-	assert_int_equal(parse(f, BASE "strategy: {max_surge: 200%}\n"), 0);
+	assert_int_equal(parse(f, BASE "strategy: {max_surge: 100%}\n"), 0);
 	/* Relative limits. */
 	assert_int_equal(parse(f, BASE "strategy: {analysis: {max_error_rate: 2x, max_p99: 1.5x}}\n"), 0);
 	assert_true(f->s.strategy.analysis.max_error_rate.relative);
@@ -307,6 +306,175 @@ static void test_percent_over_100(void **state)
 		   "spec.yaml:4:25: batches[1]: 101% is more than 100%");
 }
 
+/* Every amount is bounded by what it can mean (issue 11.2): a surge of a billion percent of 10
+ * replicas sized buffers of 60 GB and aborted the daemon at every start. */
+static void test_amount_bounds(void **state)
+{
+	struct fx *f = *state;
+	expect_one(state, BASE "replicas: 10\nstrategy: {max_surge: 1000000000%}\n",
+		   "spec.yaml:5:23: max_surge: 1000000000% is more than 1000%");
+	expect_one(state, BASE "strategy: {max_surge: 1001%}\n", "spec.yaml:4:23: max_surge: 1001% is more than 1000%");
+	expect_one(state, BASE "strategy: {max_surge: 99999999999%}\n",
+		   "spec.yaml:4:23: max_surge: \"99999999999%\" is more than 1000%");
+	expect_one(state, BASE "strategy: {max_surge: 10001}\n",
+		   "spec.yaml:4:23: max_surge: 10001 is more than 10000, the most replicas a service can have");
+	expect_one(state, BASE "strategy: {max_surge: 99999999999}\n",
+		   "spec.yaml:4:23: max_surge: \"99999999999\" is more than 10000, the most replicas a service can have");
+	expect_one(state, BASE "strategy: {max_unavailable: 1000000}\n",
+		   "spec.yaml:4:29: max_unavailable: 1000000 is more than 10000, the most replicas a service can have");
+	expect_one(state, BASE "strategy: {max_failures: 20000}\n",
+		   "spec.yaml:4:26: max_failures: 20000 is more than 10000, the most replicas a service can have");
+	expect_one(state, BASE "strategy: {batches: [1, 100000]}\n",
+		   "spec.yaml:4:25: batches[1]: 100000 is more than 10000, the most replicas a service can have");
+	assert_int_equal(parse(f, BASE "replicas: 10000\nstrategy: {max_surge: 10000, max_unavailable: 100%}\n"), 0);
+	assert_int_equal(f->s.strategy.max_surge.value, 10000);
+	/* above 100%, as specs written before the bounds have it: accepted, and plans as 100% */
+	assert_int_equal(parse(f, BASE "replicas: 10\nstrategy: {max_surge: 200%}\n"), 0);
+	assert_true(f->s.strategy.max_surge.percent && f->s.strategy.max_surge.value == 200);
+}
+
+/* Lists that size the daemon's work have bounds too. */
+static void test_list_bounds(void **state)
+{
+	struct fx *f = *state;
+	size_t cap = 64 * 1024;
+	char *y = xmalloc(cap);
+	size_t o = (size_t)snprintf(y, cap, "%s", BASE "targets:\n");
+	for (int i = 0; i <= SPEC_TARGETS_MAX; i++)
+		o += (size_t)snprintf(y + o, cap - o, "  - ssh://u@h%d\n", i);
+	assert_int_equal(parse(f, y), -EINVAL);
+	assert_int_equal(f->e.n, 1);
+	assert_string_equal(f->e.v[0], "spec.yaml:5:3: targets: 1001 hosts; at most 1000");
+	o = (size_t)snprintf(y, cap, "%s", BASE "notify:\n");
+	for (int i = 0; i <= SPEC_NOTIFY_MAX; i++)
+		o += (size_t)snprintf(y + o, cap - o, "  - {url: \"http://127.0.0.1:9/%d\"}\n", i);
+	assert_int_equal(parse(f, y), -EINVAL);
+	assert_int_equal(f->e.n, 1);
+	assert_string_equal(f->e.v[0], "spec.yaml:5:3: notify: 17 webhooks; at most 16");
+	free(y);
+}
+
+/* Strings shown on one line of a terminal (status, events, logs) hold no control character
+ * (issue 11.8): an escape in template.version reached the terminal raw. */
+static void test_control_characters(void **state)
+{
+	struct fx *f = *state;
+	const char *end = "; write it on one line of printable characters";
+	char want[512];
+	snprintf(want, sizeof want, "spec.yaml:3:21: version: \"1\\x1b[2J\" has a control character (newline, tab, "
+		 "escape...)%s", end);
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\\e[2J\", command: [./web]}\n",
+		   want);
+	snprintf(want, sizeof want, "spec.yaml:3:21: version: \"1\\x0a2\" has a control character (newline, tab, "
+		 "escape...)%s", end);
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\\n2\", command: [./web]}\n",
+		   want);
+	/* A C1 control (U+009B, CSI) in its UTF-8 form. */
+	snprintf(want, sizeof want, "spec.yaml:3:21: version: \"1\\xc2\\x9b2J\" has a control character (newline, tab, "
+		 "escape...)%s", end);
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1\\u009b2J\", command: [./web]}\n",
+		   want);
+	snprintf(want, sizeof want, "spec.yaml:4:23: path: \"/a\\x0d\\x0aX: y\" has a control character (newline, tab, "
+		 "escape...)%s", end);
+	expect_one(state, BASE "health: {http: {path: \"/a\\r\\nX: y\"}}\n", want);
+	/* Other text is fine: UTF-8 letters, spaces. */
+	assert_int_equal(parse(f, "service: web\nlisten: 127.0.0.1:8080\ntemplate: {version: \"1.2 \u00e9t\u00e9\", "
+				  "command: [./web]}\n"),
+			 0);
+	assert_string_equal(f->s.tmpl.version, "1.2 \xc3\xa9t\xc3\xa9");
+}
+
+/* The batch arithmetic as DESIGN words it: batch i's size is entry i (the last repeating),
+ * percents floored, at least 1; goals cumulative, capped at replicas. A reference to check the
+ * closed forms against. */
+static int ref_goal(const struct spec_strategy *st, int replicas, int index)
+{
+	long long goal = 0;
+	for (int i = 0; i <= index && goal < replicas; i++) {
+		int n = replicas;
+		if (st->n_batches > 0) {
+			size_t k = (size_t)i < st->n_batches ? (size_t)i : st->n_batches - 1;
+			n = amount_floor(st->batches[k], replicas);
+			n = n < 1 ? 1 : n;
+		}
+		goal += n;
+	}
+	return goal > replicas ? replicas : (int)goal;
+}
+
+static void test_batch_arithmetic(void **state)
+{
+	(void)state;
+	const struct amount shapes[][3] = {
+		{{false, 1}, {true, 25}, {true, 100}},
+		{{false, 2}, {false, 3}, {true, 10}},
+		{{true, 1}, {true, 1}, {true, 1}},
+		{{false, 7}, {false, 1}, {false, 10000}},
+	};
+	struct spec_strategy st = {0};
+	struct amount b[3];
+	for (size_t sh = 0; sh < 4; sh++) {
+		for (size_t nb = 0; nb <= 3; nb++) {
+			memcpy(b, shapes[sh], sizeof b);
+			st.batches = b;
+			st.n_batches = nb;
+			for (int r = 0; r <= 120; r++) {
+				int count = 1;
+				while (ref_goal(&st, r, count - 1) < r)
+					count++;
+				assert_int_equal(spec_batch_count(&st, r), count);
+				for (int i = -1; i <= count + 2; i++)
+					assert_int_equal(spec_batch_goal(&st, r, i), ref_goal(&st, r, i));
+			}
+		}
+	}
+	/* The largest: 10000 replicas one at a time, counted without going through every batch. */
+	b[0] = (struct amount){false, 1};
+	st.n_batches = 1;
+	assert_int_equal(spec_batch_count(&st, SPEC_REPLICAS_MAX), SPEC_REPLICAS_MAX);
+	assert_int_equal(spec_batch_goal(&st, SPEC_REPLICAS_MAX, 4999), 5000);
+}
+
+/* The fields outside the template an apply changes, named as in the spec (issue 11.8: such an
+ * apply answered "unchanged" though listen or stop.grace took effect). */
+static void test_changed_fields(void **state)
+{
+	(void)state;
+	struct spec a, b;
+	struct spec_errors e = {0};
+	const char *names[SPEC_FIELDS_MAX];
+	const char *one = BASE "health: {http: {path: /a}, interval: 1s}\nstop: {grace: 5s}\n"
+			       "strategy: {batches: [1, 50%], pause_after: [1]}\n";
+	const char *two = "service: web\nlisten: 127.0.0.1:9090\ntemplate: {version: \"1\", command: [./web]}\n"
+			  "health: {http: {path: /b}, interval: 1s}\nstop: {grace: 6s}\n"
+			  "strategy: {batches: [1, 50%], pause_after: [1]}\n";
+	assert_int_equal(spec_parse(one, strlen(one), NULL, &a, &e), 0);
+	assert_int_equal(spec_parse(one, strlen(one), NULL, &b, &e), 0);
+	assert_int_equal(spec_changed_fields(&a, &b, names, SPEC_FIELDS_MAX), 0);
+	spec_clear(&b);
+	assert_int_equal(spec_parse(two, strlen(two), NULL, &b, &e), 0);
+	assert_int_equal(spec_changed_fields(&a, &b, names, SPEC_FIELDS_MAX), 3);
+	assert_string_equal(names[0], "listen");
+	assert_string_equal(names[1], "health.http.path");
+	assert_string_equal(names[2], "stop.grace");
+	/* Counted past max, written up to it. */
+	assert_int_equal(spec_changed_fields(&a, &b, names, 1), 3);
+	spec_clear(&a);
+	spec_clear(&b);
+	spec_init(&a);
+	spec_init(&b);
+	b.replicas = 3;
+	b.strategy.max_surge.value = 50;
+	b.lb = SPEC_LB_NONE;
+	assert_int_equal(spec_changed_fields(&a, &b, names, SPEC_FIELDS_MAX), 3);
+	assert_string_equal(names[0], "replicas");
+	assert_string_equal(names[1], "strategy.max_surge");
+	assert_string_equal(names[2], "lb");
+	spec_clear(&a);
+	spec_clear(&b);
+	assert_int_equal(e.n, 0);
+}
+
 static void test_pause_after(void **state)
 {
 	struct fx *f = *state;
@@ -329,15 +497,32 @@ static void test_pause_after(void **state)
 	expect_one(state, BASE "strategy: {pause_after: [0]}\n",
 		   "spec.yaml:4:26: pause_after[0]: batch 0 does not exist; batches are numbered from 1");
 	expect_one(state, BASE "strategy: {pause_after: [1, 1]}\n", "spec.yaml:4:29: pause_after[1]: batch 1 is listed twice");
+	/* Past any batch a rollout can have: the real bound, not "at least -1000000000" (issue 11.8). */
+	expect_one(state, BASE "strategy: {pause_after: [99999999999]}\n",
+		   "spec.yaml:4:26: pause_after[0]: 99999999999 is out of range (1 to 10000)");
+	expect_one(state, BASE "strategy: {pause_after: [{batch: 10001}]}\n",
+		   "spec.yaml:4:34: batch: 10001 is out of range (1 to 10000)");
+	expect_one(state, BASE "strategy: {pause_after: [-99999999999]}\n",
+		   "spec.yaml:4:26: pause_after[0]: batch -99999999999 does not exist; batches are numbered from 1");
 }
 
 static void test_health_timeout_interval(void **state)
 {
 	expect_one(state, BASE "health:\n  tcp: {}\n  interval: 1s\n  timeout: 2s\n",
 		   "spec.yaml:7:12: health: timeout 2s is longer than interval 1s");
-	/* The default timeout (1s) against a shorter interval: the interval is pointed at. */
-	expect_one(state, BASE "health: {interval: 500ms}\n",
-		   "spec.yaml:4:20: health: timeout 1s is longer than interval 500ms");
+	/* An explicit timeout longer than the interval stays an error, wherever the interval is. */
+	expect_one(state, BASE "health: {timeout: 1s, interval: 200ms}\n",
+		   "spec.yaml:4:19: health: timeout 1s is longer than interval 200ms");
+	/* Only the interval written (issue 13, the README's example): the default timeout is the smaller of
+	 * 1s and the interval. */
+	struct fx *f = *state;
+	assert_int_equal(parse(f, BASE "health: {http: {path: /}, interval: 200ms}\n"), 0);
+	assert_int_equal(f->s.health.interval_ms, 200);
+	assert_int_equal(f->s.health.timeout_ms, 200);
+	assert_int_equal(parse(f, BASE "health: {tcp: {}, interval: 5s}\n"), 0);
+	assert_int_equal(f->s.health.timeout_ms, 1000);
+	assert_int_equal(parse(f, BASE "health: {tcp: {}, interval: 200ms, timeout: 100ms}\n"), 0);
+	assert_int_equal(f->s.health.timeout_ms, 100);
 	expect_one(state, BASE "health: {tcp: {}, exec: [./check]}\n",
 		   "spec.yaml:4:25: health: exec: only one of http, tcp or exec may be set");
 }
@@ -726,6 +911,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicate_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_surge_unavailable_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_percent_over_100, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_amount_bounds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_bounds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_control_characters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_arithmetic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_timeout_interval, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_kinds, setup, teardown),
