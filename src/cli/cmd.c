@@ -328,8 +328,9 @@ static void sleep_ms(int ms)
 		;
 }
 
-int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, bool undo, int64_t timeout_ms)
+int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, unsigned flags, int64_t timeout_ms)
 {
+	bool undo = flags & CMD_FOLLOW_UNDO;
 	char *path = cmd_service_path(service, NULL);
 	char line[512], key[512] = "", final[512];
 	int64_t t0 = cmd_mono_ms(), last_batch = -1;
@@ -364,6 +365,17 @@ int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, bool undo, 
 			break;
 		}
 		int64_t batch = output_jint(ro, "batch", 0);
+		if (!(flags & CMD_FOLLOW_THROUGH_PAUSES) && json_is_true(json_object_get(ro, "needs_person"))) {
+			if (live)
+				fputc('\n', ctx->out);
+			fprintf(ctx->out, "rollout %" PRId64 " paused (%s) at batch %" PRId64 "/%" PRId64 ": continue with `rollout %s %s`\n",
+				id, output_jstr(ro, "pause", "?"), batch, output_jint(ro, "batches", 1),
+				output_jstr(ro, "continue_with", "promote"), service);
+			json_decref(ro);
+			json_decref(status);
+			rc = CMD_EXIT_PAUSED;
+			break;
+		}
 		json_decref(ro);
 		if (ctx->tty) {
 			output_progress_line(status, true, line, sizeof line);

@@ -18,6 +18,7 @@ enum {
 	CMD_EXIT_FAILED = 1,   /* the rollout failed, was rolled back or aborted */
 	CMD_EXIT_USAGE = 2,    /* usage, invalid spec, or a request the daemon refused (4xx) */
 	CMD_EXIT_NODAEMON = 3, /* the daemon cannot be reached */
+	CMD_EXIT_PAUSED = 4,   /* --wait: the rollout paused for a person (promote or resume) */
 };
 
 struct client;
@@ -134,9 +135,15 @@ struct client *cmd_client(struct cmd_ctx *ctx);
 /* Prints the daemon-unreachable hint for ctx's DATA to ctx->err. */
 void cmd_print_nodaemon(struct cmd_ctx *ctx);
 
+/* cmd_follow flags */
+#define CMD_FOLLOW_UNDO 1u           /* rolled_back counts as success */
+#define CMD_FOLLOW_THROUGH_PAUSES 2u /* wait on through a pause that waits for a person */
+
 /* Follows rollout `id` of `service` until it ends, polling every 200 ms, printing progress to
- * ctx->out. undo: rolled_back counts as success. timeout_ms 0: none. Returns the exit status. */
-int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, bool undo, int64_t timeout_ms);
+ * ctx->out. At a pause that waits for a person (the daemon says so: needs_person) it returns
+ * CMD_EXIT_PAUSED after a line naming the command that continues, unless told to wait through
+ * it. timeout_ms 0: none. Returns the exit status. */
+int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, unsigned flags, int64_t timeout_ms);
 
 /* pause, resume, promote, abort: POST /v1/services/SERVICE/<action> and print the new state.
  * argv as an exec gets it. Returns the exit status. */

@@ -1,5 +1,5 @@
-/* `rollout apply FILE [--wait] [--timeout D]`: submits a spec to the daemon; --wait follows the
- * rollout it started to its end. */
+/* `rollout apply FILE [--wait [--through-pauses]] [--timeout D]`: submits a spec to the daemon;
+ * --wait follows the rollout it started to its end, or to a pause that waits for a person. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -11,10 +11,11 @@
 #include "spec/spec_yaml.h"
 #include "util/xmalloc.h"
 
-enum { OPT_WAIT, OPT_TIMEOUT };
+enum { OPT_WAIT, OPT_TIMEOUT, OPT_THROUGH };
 static const struct cmd_opt opts[] = {
     [OPT_WAIT] = {"--wait", NULL, false},
     [OPT_TIMEOUT] = {"--timeout", NULL, true},
+    [OPT_THROUGH] = {"--through-pauses", NULL, false},
     {NULL},
 };
 
@@ -69,6 +70,8 @@ static int apply_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	int64_t timeout;
 	if ((rc = cmd_wait_timeout(ctx, a.set[OPT_WAIT], a.set[OPT_TIMEOUT] ? a.val[OPT_TIMEOUT] : NULL, &timeout)) >= 0)
 		return rc;
+	if (a.set[OPT_THROUGH] && !a.set[OPT_WAIT])
+		return cmd_usage_error(ctx, "--through-pauses goes with --wait");
 
 	const char *file = a.pos[0];
 	char *text = NULL;
@@ -109,14 +112,14 @@ static int apply_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		fprintf(ctx->out, "%s: %s (revision %" PRId64 ")\n", service, msg, rev);
 	fflush(ctx->out);
 	if (a.set[OPT_WAIT] && id > 0 && (changed || rollout_live(ctx, service, id, &rc)))
-		rc = cmd_follow(ctx, service, id, false, timeout);
+		rc = cmd_follow(ctx, service, id, a.set[OPT_THROUGH] ? CMD_FOLLOW_THROUGH_PAUSES : 0, timeout);
 	json_decref(resp);
 	return rc;
 }
 
 const struct cmd_entry cmd_apply_entry = {
     .name = "apply",
-    .usage = "FILE [--wait] [--timeout D]",
+    .usage = "FILE [--wait [--through-pauses]] [--timeout D]",
     .summary = "submit a spec; --wait follows its rollout",
     .exec = apply_exec,
 };

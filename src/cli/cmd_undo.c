@@ -49,7 +49,7 @@ static int undo_exec(struct cmd_ctx *ctx, int argc, char **argv)
 		output_jstr(ro, "state", "?"));
 	fflush(ctx->out);
 	if (a.set[OPT_WAIT] && id > 0)
-		rc = cmd_follow(ctx, service, id, true, timeout);
+		rc = cmd_follow(ctx, service, id, CMD_FOLLOW_UNDO, timeout);
 	json_decref(status);
 	return rc;
 }

@@ -168,15 +168,6 @@ static int64_t batch_shown(const json_t *ro)
 }
 
 /* What a person can do about a pause, or NULL. */
-static const char *pause_hint(const char *pause)
-{
-	if (strcmp(pause, "canary") == 0 || strcmp(pause, "analysis") == 0 || strcmp(pause, "timed") == 0)
-		return "promote";
-	if (strcmp(pause, "user") == 0)
-		return "resume";
-	return NULL;
-}
-
 char *output_progress_line(const json_t *status, bool with_elapsed, char *buf, size_t len)
 {
 	const json_t *ro = json_object_get(status, "rollout");
@@ -204,7 +195,7 @@ char *output_progress_line(const json_t *status, bool with_elapsed, char *buf, s
 		ADD("  elapsed %s", output_duration(output_jint(ro, "elapsed_ms", 0), el, sizeof el));
 	const char *pause = output_jstr(ro, "pause", NULL);
 	if (strcmp(state, "paused") == 0 && pause != NULL) {
-		const char *hint = pause_hint(pause);
+		const char *hint = output_jstr(ro, "continue_with", NULL); /* the engine's verb */
 		ADD("  paused (%s)", pause);
 		if (hint)
 			ADD(": continue with `rollout %s %s`", hint, service);

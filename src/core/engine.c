@@ -48,6 +48,35 @@ const char *engine_event_name(enum engine_event_kind e)
 	return (unsigned)e < EV__COUNT ? event_names[e] : "?";
 }
 
+const char *engine_pause_name(enum engine_pause_reason p)
+{
+	switch (p) {
+	case PAUSE_USER:
+		return "user";
+	case PAUSE_CANARY:
+		return "canary";
+	case PAUSE_TIMED:
+		return "timed";
+	case PAUSE_ANALYSIS:
+	case PAUSE_ANALYSIS_ZONE:
+		return "analysis";
+	default:
+		return NULL;
+	}
+}
+
+const char *engine_pause_continue(enum engine_pause_reason p)
+{
+	if (p == PAUSE_USER)
+		return "resume";
+	return engine_pause_name(p) != NULL ? "promote" : NULL;
+}
+
+bool engine_pause_needs_person(enum engine_pause_reason p)
+{
+	return p == PAUSE_USER || p == PAUSE_CANARY || p == PAUSE_ANALYSIS || p == PAUSE_ANALYSIS_ZONE;
+}
+
 static int parse_name(const char *const *names, size_t n, const char *name)
 {
 	for (size_t i = 0; name != NULL && i < n; i++)

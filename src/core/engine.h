@@ -227,6 +227,12 @@ const char *engine_inst_state_name(enum engine_inst_state s);
 const char *engine_ro_state_name(enum engine_ro_state s);
 const char *engine_ro_kind_name(enum engine_ro_kind k);
 const char *engine_event_name(enum engine_event_kind e);
+/* A pause's name ("user", "canary", "timed", "analysis"; NULL for PAUSE_NONE), the command that
+ * continues it ("resume", "promote"; NULL for none), and whether it waits for a person (a timed
+ * pause goes on by itself). */
+const char *engine_pause_name(enum engine_pause_reason p);
+const char *engine_pause_continue(enum engine_pause_reason p);
+bool engine_pause_needs_person(enum engine_pause_reason p);
 /* Parses a name back (for the store). Returns the value or -1. */
 int engine_inst_state_parse(const char *name);
 int engine_ro_state_parse(const char *name);

@@ -1261,23 +1261,6 @@ int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct s
 
 /* ---- status ----------------------------------------------------------------------------------- */
 
-static const char *pause_name(enum engine_pause_reason p)
-{
-	switch (p) {
-	case PAUSE_USER:
-		return "user";
-	case PAUSE_CANARY:
-		return "canary";
-	case PAUSE_TIMED:
-		return "timed";
-	case PAUSE_ANALYSIS:
-	case PAUSE_ANALYSIS_ZONE:
-		return "analysis";
-	default:
-		return NULL;
-	}
-}
-
 /* What the rollout waits for, in words. */
 static void waiting_for(const struct svc *s, int new_total, int new_avail, int old_total, char *buf, size_t len)
 {
@@ -1372,7 +1355,7 @@ json_t *svc_status_json(struct svc *s)
 		int batches = ro->fast || ro->kind == RO_KIND_SCALE ? 1
 								    : spec_batch_count(&s->spec.strategy, s->st.replicas);
 		int goal = engine_batch_goal(&s->spec, &s->st);
-		const char *pn = ro->state == RO_PAUSED ? pause_name(ro->pause) : NULL;
+		const char *pn = ro->state == RO_PAUSED ? engine_pause_name(ro->pause) : NULL;
 		json_t *rj = json_pack("{s:I,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I}", "id",
 				       (json_int_t)ro->id, "kind", engine_ro_kind_name(ro->kind), "state",
 				       engine_ro_state_name(ro->state), "from_revision", ro->from_rev, "to_revision",
@@ -1382,6 +1365,10 @@ json_t *svc_status_json(struct svc *s)
 				       "started_at", (json_int_t)ro->started_at, "elapsed_ms",
 				       (json_int_t)((ro->ended_at ? ro->ended_at : now) - ro->started_at));
 		json_object_set_new(rj, "pause", pn ? json_string(pn) : json_null());
+		/* the verb that continues a pause, and whether it waits for a person (the engine's) */
+		const char *cw = pn ? engine_pause_continue(ro->pause) : NULL;
+		json_object_set_new(rj, "continue_with", cw ? json_string(cw) : json_null());
+		json_object_set_new(rj, "needs_person", json_boolean(pn && engine_pause_needs_person(ro->pause)));
 		json_object_set_new(rj, "ended_at", ro->ended_at ? json_integer(ro->ended_at) : json_null());
 		json_object_set_new(j, "rollout", rj);
 	}

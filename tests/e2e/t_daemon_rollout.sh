@@ -47,7 +47,11 @@ answers web 1 || fail "undo answers"
 
 log "canary: pause_after [1], resume refused at the gate, promote continues"
 v3=$(strategy 300ms "batches: [1, 50%]" "pause_after: [1]" | spec web 3 4)
-"$RO" apply "$v3"
+# --wait returns at the canary pause (exit 4), naming the command that continues (issue 12.4)
+set +e; timeout 60 "$RO" apply "$v3" --wait --timeout 50s >"$T/canary.out" 2>&1; rc=$?; set -e
+[ $rc -eq 4 ] || fail "apply --wait at a canary pause exited $rc: $(cat "$T/canary.out")"
+grep -q "paused (canary) at batch 1/3: continue with \`rollout promote web\`" "$T/canary.out" ||
+	fail "apply --wait at a canary pause: $(cat "$T/canary.out")"
 wait_until 30 state_is web paused || fail "v3 did not pause: $(ro_state web)"
 [ "$(revisions_of web)" = "1:3 3:1" ] || fail "canary counts: $(revisions_of web)"
 set +e; "$RO" resume web 2>"$T/resume.err"; rc=$?; set -e

@@ -310,6 +310,7 @@ static void test_progress_line(void **state)
 	json_t *ro = json_object_get(st, "rollout");
 	json_object_set_new(ro, "state", json_string("paused"));
 	json_object_set_new(ro, "pause", json_string("canary"));
+	json_object_set_new(ro, "continue_with", json_string("promote")); /* the daemon's, from the engine */
 	output_progress_line(st, false, b, sizeof b);
 	assert_non_null(strstr(b, "paused (canary): continue with `rollout promote hello`"));
 	assert_null(strstr(b, "waiting for"));
@@ -708,6 +709,36 @@ static void test_follow_failed(void **state)
 	harness_stop(&h);
 }
 
+/* Issue 12.4: --wait returns at a pause that waits for a person (exit 4, with the command that
+ * continues it), goes on through a timed pause, and waits through any pause when told to. */
+static void test_follow_paused(void **state)
+{
+	(void)state;
+#define CANARY ",\"pause\":\"canary\",\"needs_person\":true,\"continue_with\":\"promote\""
+#define TIMED ",\"pause\":\"timed\",\"needs_person\":false,\"continue_with\":\"promote\""
+	static const struct reply script[] = {
+	    {"GET /v1/services/hello", 0, 200, ST("progressing", 1, 0, "")},
+	    {"GET /v1/services/hello", 0, 200, ST("paused", 1, 1, TIMED)},
+	    {"GET /v1/services/hello", 0, 200, ST("paused", 1, 1, CANARY)},
+	    /* again, waiting through it */
+	    {"GET /v1/services/hello", 0, 200, ST("paused", 1, 1, CANARY)},
+	    {"GET /v1/services/hello", 0, 200,
+	     ST("complete", 2, 2, ",\"started_at\":1000,\"ended_at\":6000")},
+	};
+	struct harness h;
+	harness_start(&h, script, 5);
+	assert_int_equal(cmd_follow(&h.ctx, "hello", 3, 0, 0), CMD_EXIT_PAUSED);
+	assert_int_equal(CMD_EXIT_PAUSED, 4);
+	assert_non_null(strstr(sink_text(&h.out), "paused (timed): continue with `rollout promote hello`\n"));
+	assert_non_null(strstr(sink_text(&h.out),
+			       "rollout 3 paused (canary) at batch 1/2: continue with `rollout promote hello`\n"));
+	assert_int_equal(cmd_follow(&h.ctx, "hello", 3, CMD_FOLLOW_THROUGH_PAUSES, 0), CMD_EXIT_OK);
+	assert_non_null(strstr(sink_text(&h.out), "rollout 3 complete"));
+	harness_stop(&h);
+#undef CANARY
+#undef TIMED
+}
+
 static void test_follow_moved_on(void **state)
 {
 	(void)state;
@@ -804,6 +835,7 @@ int main(void)
 	    cmocka_unit_test(test_call_statuses),
 	    cmocka_unit_test(test_follow_complete),
 	    cmocka_unit_test(test_follow_failed),
+	    cmocka_unit_test(test_follow_paused),
 	    cmocka_unit_test(test_follow_moved_on),
 	    cmocka_unit_test(test_follow_timeout),
 	    cmocka_unit_test(test_follow_daemon_gone),

@@ -473,6 +473,15 @@ static void test_names_round_trip(void **state)
 	for (int i = 0; i <= RO_KIND_SCALE; i++)
 		assert_int_equal(engine_ro_kind_parse(engine_ro_kind_name(i)), i);
 	assert_int_equal(engine_ro_state_parse("bogus"), -1);
+	/* pauses: a name, the verb that continues, whether a person must act (a timed one goes on) */
+	assert_null(engine_pause_name(PAUSE_NONE));
+	assert_null(engine_pause_continue(PAUSE_NONE));
+	assert_string_equal(engine_pause_continue(PAUSE_USER), "resume");
+	assert_string_equal(engine_pause_continue(PAUSE_CANARY), "promote");
+	assert_string_equal(engine_pause_name(PAUSE_ANALYSIS_ZONE), "analysis");
+	assert_true(engine_pause_needs_person(PAUSE_USER) && engine_pause_needs_person(PAUSE_CANARY) &&
+		    engine_pause_needs_person(PAUSE_ANALYSIS) && engine_pause_needs_person(PAUSE_ANALYSIS_ZONE));
+	assert_false(engine_pause_needs_person(PAUSE_TIMED) || engine_pause_needs_person(PAUSE_NONE));
 }
 
 /* ---- zones ---- */
