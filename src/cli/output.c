@@ -236,6 +236,12 @@ char *output_event_line(const json_t *ev, char *buf, size_t len)
 
 static void num(char *b, size_t n, int64_t v) { snprintf(b, n, "%" PRId64, v); }
 
+/* The status "health" value for people. */
+static const char *health_word(const char *h)
+{
+	return strcmp(h, "crash_looping") == 0 ? "crash-looping" : h;
+}
+
 void output_status(FILE *f, const json_t *status, int64_t now_ms)
 {
 	const char *service = output_jstr(status, "service", "?");
@@ -265,6 +271,15 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 			fprintf(f, "  reason: %s\n", reason);
 	} else {
 		fprintf(f, "no rollout yet\n");
+	}
+	/* A rollout that ended complete says nothing of now: the service's health does. */
+	const char *health = output_jstr(status, "health", "ok");
+	if (strcmp(health, "ok") != 0) {
+		const char *w = output_jstr(status, "waiting_for", "");
+		bool done = json_is_object(ro) && json_is_integer(json_object_get(ro, "ended_at"));
+		fprintf(f, "health: %s, %" PRId64 " of %" PRId64 " available%s%s\n", health_word(health),
+			output_jint(counts, "available", 0), output_jint(status, "replicas", 0),
+			done && strchr(w, ';') ? ";" : "", done && strchr(w, ';') ? strchr(w, ';') + 1 : "");
 	}
 	const json_t *lberr = json_object_get(status, "lb_error");
 	if (json_is_object(lberr)) {
@@ -342,6 +357,10 @@ void output_services(FILE *f, const json_t *services)
 			else
 				snprintf(ro_text, sizeof ro_text, "%" PRId64 " %s", output_jint(ro, "id", 0),
 					 state);
+			const char *health = output_jstr(s, "health", "ok");
+			size_t l = strlen(ro_text);
+			if (strcmp(health, "ok") != 0 && l < sizeof ro_text)
+				snprintf(ro_text + l, sizeof ro_text - l, ", %s", health_word(health));
 		} else {
 			snprintf(ro_text, sizeof ro_text, "-");
 		}
