@@ -674,8 +674,8 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 	}
 }
 
-/* The failed instance of rev in zone whose backoff a new instance takes over: the one that failed
- * last (its start_at is the latest), or NULL. */
+/* The failed instance of rev in zone whose backoff a new instance takes over: the one whose
+ * restart is due last (the longest wait of those owed: never the shorter), or NULL. */
 static struct engine_inst *debtor(struct engine_state *st, int rev, const char *zone)
 {
 	struct engine_inst *best = NULL;
