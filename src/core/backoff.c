@@ -20,7 +20,4 @@ int64_t backoff_delay_ms(int restarts)
 	return d < BACKOFF_CAP_MS ? d : BACKOFF_CAP_MS;
 }
 
-int64_t backoff_due(int restarts, int64_t failed_at)
-{
-	return failed_at + backoff_delay_ms(restarts);
-}
+int64_t backoff_due(int restarts, int64_t failed_at) { return failed_at + backoff_delay_ms(restarts); }

@@ -8,7 +8,7 @@
 
 /* The delay before restart n is BACKOFF_BASE_MS * 2^(n-1), at most BACKOFF_CAP_MS. */
 #define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 30000
+#define BACKOFF_CAP_MS	30000
 /* An instance that stayed up this long before it failed was not crash-looping: its replacement
  * counts as a first restart again. */
 #define BACKOFF_STABLE_MS 10000

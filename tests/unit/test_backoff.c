@@ -49,9 +49,9 @@ static void test_due(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_delays_double_to_the_cap),
-		cmocka_unit_test(test_count_grows_and_resets_after_a_stable_run),
-		cmocka_unit_test(test_due),
+	    cmocka_unit_test(test_delays_double_to_the_cap),
+	    cmocka_unit_test(test_count_grows_and_resets_after_a_stable_run),
+	    cmocka_unit_test(test_due),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
