@@ -698,10 +698,11 @@ static void emit_start(struct engine_inst *in, struct engine_out *out)
 /* A new instance of rev in zone (may be ""), its event (why: "" or a reason) and START. When it
  * replaces a failed one of the same revision and zone, it takes over that one's backoff: it waits
  * in BACKOFF until start_at, and its one event says when it will start. */
-static void new_inst(struct engine_state *st, int rev, const char *zone, const char *why, int64_t now,
+static void new_inst(struct engine_state *st, int rev, const char *zone, const char *why, int *owing, int64_t now,
 		     struct engine_out *out)
 {
-	struct engine_inst *prev = debtor(st, rev, zone);
+	/* owing: how many instances owe a restart (counted once a step: no search when none does) */
+	struct engine_inst *prev = *owing > 0 ? debtor(st, rev, zone) : NULL;
 	struct engine_inst *in = &st->inst[st->n++];
 	assert(st->n <= st->cap);
 	memset(in, 0, sizeof *in);
@@ -711,6 +712,7 @@ static void new_inst(struct engine_state *st, int rev, const char *zone, const c
 	in->created_at = in->changed_at = now;
 	snprintf(in->zone, sizeof in->zone, "%s", zone);
 	if (prev != NULL) {
+		(*owing)--;
 		prev->owes_restart = false;
 		in->restarts = prev->restarts;
 		in->start_at = prev->start_at;
@@ -806,16 +808,18 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 		av[k] += engine_inst_available(spec, in, now);
 	}
 
-	int room = r + surge - t.total;
+	int room = r + surge - t.total, owing = 0;
+	for (size_t i = 0; i < st->n; i++)
+		owing += st->inst[i].owes_restart;
 	for (int k = 0; k < nb; k++) {
 		const char *zname = z.name[k];
 		for (; may_start_new && st->target_rev != 0 && room > 0 && new_l[k] < want_n[k]; room--, new_l[k]++)
-			new_inst(st, st->target_rev, zname, "", now, out);
+			new_inst(st, st->target_rev, zname, "", &owing, now, out);
 	}
 	for (int k = 0; k < nb && old_rev != 0; k++) {
 		const char *zname = z.name[k];
 		for (; room > 0 && old_l[k] < want_o[k]; room--, old_l[k]++)
-			new_inst(st, old_rev, zname, " to restore capacity", now, out);
+			new_inst(st, old_rev, zname, " to restore capacity", &owing, now, out);
 	}
 
 	if (!may_remove)
