@@ -258,6 +258,12 @@ void output_store_error(FILE *f, const json_t *resp, int64_t now_ms)
 	    output_duration(since > 0 ? now_ms - since : 0, d, sizeof d), output_jstr(e, "error", "?"));
 }
 
+/* The status "health" value for people. */
+static const char *health_word(const char *h)
+{
+	return strcmp(h, "crash_looping") == 0 ? "crash-looping" : h;
+}
+
 void output_status(FILE *f, const json_t *status, int64_t now_ms)
 {
 	const char *service = output_jstr(status, "service", "?");
@@ -289,6 +295,15 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 		fprintf(f, "no rollout yet\n");
 	}
 	output_store_error(f, status, now_ms);
+	/* A rollout that ended complete says nothing of now: the service's health does. */
+	const char *health = output_jstr(status, "health", "ok");
+	if (strcmp(health, "ok") != 0) {
+		const char *w = output_jstr(status, "waiting_for", "");
+		bool done = json_is_object(ro) && json_is_integer(json_object_get(ro, "ended_at"));
+		fprintf(f, "health: %s, %" PRId64 " of %" PRId64 " available%s%s\n", health_word(health),
+			output_jint(counts, "available", 0), output_jint(status, "replicas", 0),
+			done && strchr(w, ';') ? ";" : "", done && strchr(w, ';') ? strchr(w, ';') + 1 : "");
+	}
 	const json_t *lberr = json_object_get(status, "lb_error");
 	if (json_is_object(lberr)) {
 		int64_t since = output_jint(lberr, "since", 0);
@@ -365,6 +380,10 @@ void output_services(FILE *f, const json_t *services)
 			else
 				snprintf(ro_text, sizeof ro_text, "%" PRId64 " %s", output_jint(ro, "id", 0),
 					 state);
+			const char *health = output_jstr(s, "health", "ok");
+			size_t l = strlen(ro_text);
+			if (strcmp(health, "ok") != 0 && l < sizeof ro_text)
+				snprintf(ro_text + l, sizeof ro_text - l, ", %s", health_word(health));
 		} else {
 			snprintf(ro_text, sizeof ro_text, "-");
 		}

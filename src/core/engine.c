@@ -9,12 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backoff.h"
 #include "util/xmalloc.h"
 
 /* ---- names ---------------------------------------------------------------------------------- */
 
 static const char *const inst_state_names[INST__COUNT] = {
-	"pending", "started", "ready", "unhealthy", "draining", "drained", "stopping", "failed", "gone",
+	"pending", "started", "ready", "unhealthy", "draining", "drained", "stopping", "failed", "gone", "backoff",
 };
 static const char *const ro_state_names[RO__COUNT] = {
 	"none", "progressing", "paused", "complete", "failed", "rolling_back", "rolled_back", "aborted",
@@ -135,10 +136,20 @@ size_t engine_intent_bound(const struct spec *spec, const struct engine_state *s
 	return 3 * st->n + 2 * engine_inst_headroom(spec, st) + 16;
 }
 
+/* How long an instance must have been READY to count as available: min_ready, and without a
+ * health check (READY as soon as it runs) at least ENGINE_NOCHECK_READY_MS of running. */
+static int64_t ready_after(const struct spec *spec)
+{
+	int64_t t = spec->strategy.min_ready_ms;
+	if (spec->health.kind == SPEC_CHECK_NONE && t < ENGINE_NOCHECK_READY_MS)
+		t = ENGINE_NOCHECK_READY_MS;
+	return t;
+}
+
 bool engine_inst_available(const struct spec *spec, const struct engine_inst *i, int64_t now)
 {
 	/* Latched once announced: a later spec with a longer min_ready does not take it back. */
-	return i->state == INST_READY && (i->announced || now - i->healthy_at >= spec->strategy.min_ready_ms);
+	return i->state == INST_READY && (i->announced || now - i->healthy_at >= ready_after(spec));
 }
 
 static struct engine_inst *find_inst(struct engine_state *st, uint64_t id)
@@ -208,9 +219,13 @@ static bool counts_as_failure(const struct engine_state *st, const struct engine
 	       in->revision == st->target_rev;
 }
 
+/* A live instance failed. Its replacement (new_inst) takes over the backoff decided here. */
 static void fail_inst(struct engine_state *st, struct engine_inst *in, int64_t now, const char *cause)
 {
 	snprintf(in->cause, sizeof in->cause, "%s", cause);
+	in->restarts = backoff_next_count(in->restarts, in->created_at, now);
+	in->start_at = backoff_due(in->restarts, now);
+	in->owes_restart = true;
 	set_state(in, INST_FAILED, now);
 	in->announced = false;
 	if (counts_as_failure(st, in))
@@ -225,6 +240,8 @@ int engine_observe(struct engine_state *st, uint64_t id, enum engine_obs_kind ob
 	if (in == NULL)
 		return -ENOENT;
 	enum engine_inst_state s = in->state;
+	if (s == INST_BACKOFF)
+		return 0; /* no process yet: nothing a driver reports is about it */
 	bool live = s == INST_PENDING || s == INST_STARTED || s == INST_READY || s == INST_UNHEALTHY;
 	switch (obs) {
 	case OBS_STARTED:
@@ -276,7 +293,7 @@ struct tally {
 
 static bool is_live(const struct engine_inst *in)
 {
-	return in->state == INST_PENDING || in->state == INST_STARTED || in->state == INST_READY ||
+	return in->state == INST_BACKOFF || in->state == INST_PENDING || in->state == INST_STARTED || in->state == INST_READY ||
 	       in->state == INST_UNHEALTHY;
 }
 
@@ -302,12 +319,20 @@ static struct tally count(const struct spec *spec, const struct engine_state *st
 	return t;
 }
 
-/* Drops instances that are gone; an old one leaving counts as progress. */
+/* Whether a gone instance is kept for the backoff its replacement will take over: until a cap
+ * past the time that replacement may start (it starts at once after that anyway). */
+static bool keep_gone(const struct engine_inst *in, int64_t now)
+{
+	return in->owes_restart && now < in->start_at + BACKOFF_CAP_MS;
+}
+
+/* Drops instances that are gone (but failed ones whose backoff is still to be taken over); an
+ * old one leaving counts as progress. */
 static void compact(struct engine_state *st, int64_t now)
 {
 	size_t w = 0;
 	for (size_t r = 0; r < st->n; r++) {
-		if (st->inst[r].state == INST_GONE) {
+		if (st->inst[r].state == INST_GONE && !keep_gone(&st->inst[r], now)) {
 			if (st->inst[r].revision != st->target_rev &&
 			    (st->ro.state == RO_PROGRESSING || st->ro.state == RO_ROLLING_BACK))
 				st->ro.progress_at = now;
@@ -556,9 +581,8 @@ static int64_t batch_ready_at(const struct spec *spec, const struct engine_state
 	int64_t t = 0;
 	for (size_t i = 0; i < st->n; i++) {
 		const struct engine_inst *in = &st->inst[i];
-		if (in->revision == st->target_rev && in->state == INST_READY &&
-		    in->healthy_at + spec->strategy.min_ready_ms > t)
-			t = in->healthy_at + spec->strategy.min_ready_ms;
+		if (in->revision == st->target_rev && in->state == INST_READY && in->healthy_at + ready_after(spec) > t)
+			t = in->healthy_at + ready_after(spec);
 	}
 	return t;
 }
@@ -679,10 +703,35 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 	}
 }
 
-/* A new PENDING instance of rev in zone (may be ""), its event (why: "" or a reason) and START. */
-static void new_inst(struct engine_state *st, int rev, const char *zone, const char *why, int64_t now,
+/* The failed instance of rev in zone whose backoff a new instance takes over: the one whose
+ * restart is due last (the longest wait of those owed: never the shorter), or NULL. */
+static struct engine_inst *debtor(struct engine_state *st, int rev, const char *zone)
+{
+	struct engine_inst *best = NULL;
+	for (size_t i = 0; i < st->n; i++) {
+		struct engine_inst *in = &st->inst[i];
+		if (in->owes_restart && in->revision == rev && strcmp(in->zone, zone) == 0 &&
+		    (best == NULL || in->start_at > best->start_at))
+			best = in;
+	}
+	return best;
+}
+
+static void emit_start(struct engine_inst *in, struct engine_out *out)
+{
+	struct engine_intent *it = emit(out, INTENT_START);
+	it->inst_id = in->id;
+	it->revision = in->revision;
+}
+
+/* A new instance of rev in zone (may be ""), its event (why: "" or a reason) and START. When it
+ * replaces a failed one of the same revision and zone, it takes over that one's backoff: it waits
+ * in BACKOFF until start_at, and its one event says when it will start. */
+static void new_inst(struct engine_state *st, int rev, const char *zone, const char *why, int *owing, int64_t now,
 		     struct engine_out *out)
 {
+	/* owing: how many instances owe a restart (counted once a step: no search when none does) */
+	struct engine_inst *prev = *owing > 0 ? debtor(st, rev, zone) : NULL;
 	struct engine_inst *in = &st->inst[st->n++];
 	assert(st->n <= st->cap);
 	memset(in, 0, sizeof *in);
@@ -691,11 +740,43 @@ static void new_inst(struct engine_state *st, int rev, const char *zone, const c
 	in->state = INST_PENDING;
 	in->created_at = in->changed_at = now;
 	snprintf(in->zone, sizeof in->zone, "%s", zone);
-	emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id, "instance %llu (revision %d) starting%s%s%s",
-		   (unsigned long long)in->id, in->revision, why, *zone ? " in zone " : "", zone);
-	struct engine_intent *it = emit(out, INTENT_START);
-	it->inst_id = in->id;
-	it->revision = in->revision;
+	if (prev != NULL) {
+		(*owing)--;
+		prev->owes_restart = false;
+		in->restarts = prev->restarts;
+		in->start_at = prev->start_at;
+	}
+	const char *zs = *zone ? " in zone " : "";
+	if (in->start_at > now) {
+		char d[32];
+		in->state = INST_BACKOFF;
+		emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id,
+			   "instance %llu (revision %d) starting in %s%s%s%s: restart %d after failures in a row",
+			   (unsigned long long)in->id, in->revision, amount_format_duration(in->start_at - now, d, sizeof d),
+			   why, zs, zone, in->restarts);
+		return;
+	}
+	if (in->restarts > 0)
+		emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id,
+			   "instance %llu (revision %d) starting%s%s%s: restart %d after failures in a row",
+			   (unsigned long long)in->id, in->revision, why, zs, zone, in->restarts);
+	else
+		emit_event(out, INTENT_EVENT, EV_INSTANCE_STARTING, in->id, "instance %llu (revision %d) starting%s%s%s",
+			   (unsigned long long)in->id, in->revision, why, zs, zone);
+	emit_start(in, out);
+}
+
+/* Instances whose backoff is over start now (their event was emitted when they were decided). */
+static void start_due(struct engine_state *st, int64_t now, struct engine_out *out)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		struct engine_inst *in = &st->inst[i];
+		if (in->state != INST_BACKOFF || now < in->start_at)
+			continue;
+		set_state(in, INST_PENDING, now);
+		in->created_at = now; /* the health deadline and the uptime count from the real start */
+		emit_start(in, out);
+	}
 }
 
 /* Reconciles instance counts toward what the rollout wants now, within the floor and the ceiling
@@ -756,16 +837,18 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 		av[k] += engine_inst_available(spec, in, now);
 	}
 
-	int room = r + surge - t.total;
+	int room = r + surge - t.total, owing = 0;
+	for (size_t i = 0; i < st->n; i++)
+		owing += st->inst[i].owes_restart;
 	for (int k = 0; k < nb; k++) {
 		const char *zname = z.name[k];
 		for (; may_start_new && st->target_rev != 0 && room > 0 && new_l[k] < want_n[k]; room--, new_l[k]++)
-			new_inst(st, st->target_rev, zname, "", now, out);
+			new_inst(st, st->target_rev, zname, "", &owing, now, out);
 	}
 	for (int k = 0; k < nb && old_rev != 0; k++) {
 		const char *zname = z.name[k];
 		for (; room > 0 && old_l[k] < want_o[k]; room--, old_l[k]++)
-			new_inst(st, old_rev, zname, " to restore capacity", now, out);
+			new_inst(st, old_rev, zname, " to restore capacity", &owing, now, out);
 	}
 
 	if (!may_remove)
@@ -801,6 +884,10 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 				zbudget[k]--;
 			}
 			(*excess)--;
+			if (in->state == INST_BACKOFF) {
+				set_state(in, INST_GONE, now); /* never started: nothing to drain or stop */
+				continue;
+			}
 			set_state(in, INST_DRAINING, now);
 			emit_event(out, INTENT_EVENT, EV_INSTANCE_DRAINING, in->id, "instance %llu (revision %d) draining",
 				   (unsigned long long)in->id, in->revision);
@@ -818,6 +905,7 @@ int engine_step(const struct spec *spec, struct engine_state *st, int64_t now, s
 	announce(spec, st, now, out);
 	rollout_decisions(spec, st, now, out);
 	reconcile(spec, st, now, out);
+	start_due(st, now, out);
 	return 0;
 }
 
@@ -995,7 +1083,11 @@ int64_t engine_next_deadline(const struct spec *spec, const struct engine_state 
 	for (size_t i = 0; i < st->n; i++) {
 		const struct engine_inst *in = &st->inst[i];
 		if (in->state == INST_READY && !in->announced)
-			earliest(&best, in->healthy_at + sg->min_ready_ms, now);
+			earliest(&best, in->healthy_at + ready_after(spec), now);
+		else if (in->state == INST_BACKOFF)
+			earliest(&best, in->start_at, now);
+		else if (in->state == INST_GONE && in->owes_restart)
+			earliest(&best, in->start_at + BACKOFF_CAP_MS, now);
 		else if (in->state == INST_PENDING || in->state == INST_STARTED)
 			earliest(&best, in->created_at + sg->health_deadline_ms, now);
 		else if (in->state == INST_UNHEALTHY)
@@ -1034,4 +1126,30 @@ int engine_resume_intents(const struct engine_state *st, struct engine_out *out)
 		}
 	}
 	return 0;
+}
+
+const char *engine_health_name(enum engine_health h)
+{
+	return h == HEALTH_OK ? "ok" : h == HEALTH_DEGRADED ? "degraded" : "crash_looping";
+}
+
+enum engine_health engine_health(const struct spec *spec, const struct engine_state *st, int64_t now, int *available)
+{
+	int av = 0;
+	bool looping = false;
+	for (size_t i = 0; i < st->n; i++) {
+		const struct engine_inst *in = &st->inst[i];
+		if (in->state == INST_GONE)
+			continue;
+		bool a = engine_inst_available(spec, in, now);
+		av += a;
+		/* restarts stays on an instance that then ran fine: only one that does not serve counts */
+		looping |= !a && in->restarts >= 2 && in->state != INST_DRAINING && in->state != INST_DRAINED;
+	}
+	if (available != NULL)
+		*available = av;
+	int want = st->target_rev == 0 ? 0 : st->replicas;
+	if (av >= want)
+		return HEALTH_OK;
+	return looping ? HEALTH_CRASH_LOOPING : HEALTH_DEGRADED;
 }

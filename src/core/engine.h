@@ -29,6 +29,7 @@ enum engine_inst_state {
 	INST_STOPPING,  /* stop sent */
 	INST_FAILED,    /* failed to start, exited, or missed its deadline; the engine will stop it */
 	INST_GONE,      /* exited after a stop; removed from the state at the next step */
+	INST_BACKOFF,   /* replaces a failed instance: no process yet, its START waits until start_at */
 	INST__COUNT
 };
 
@@ -44,7 +45,17 @@ struct engine_inst {
 	bool announced;       /* the engine has reported it available (reset when it turns unhealthy) */
 	char cause[96];       /* why it failed, for events */
 	char zone[SPEC_ZONE_MAX + 1]; /* strategy.zones: the zone the engine placed it in, else "" */
+	/* Crash-loop backoff (core/backoff.h). restarts: failures in a row of the instances its slot
+	 * had before it (0: a first start); once it failed, its own failure included. start_at:
+	 * BACKOFF: when its START is due; once failed: when its replacement may start. */
+	int restarts;
+	int64_t start_at;
+	bool owes_restart; /* failed, and no replacement has taken over restarts/start_at yet */
 };
+
+/* Without a health check an instance is ready when its process has run this long (and then
+ * min_ready, when longer, as usual): a program that exits at once is never available. */
+#define ENGINE_NOCHECK_READY_MS 1000
 
 enum engine_ro_state {
 	RO_NONE,        /* no rollout yet */
@@ -220,6 +231,16 @@ int64_t engine_next_deadline(const struct spec *spec, const struct engine_state 
 /* Whether instance i counts as available at `now`: READY for at least min_ready, or already
  * announced available (and not unhealthy since). */
 bool engine_inst_available(const struct spec *spec, const struct engine_inst *i, int64_t now);
+/* What a service's instances amount to, whatever its rollout says (status and the dashboard). */
+enum engine_health {
+	HEALTH_OK,            /* replicas available (or none wanted) */
+	HEALTH_DEGRADED,      /* fewer available than replicas */
+	HEALTH_CRASH_LOOPING, /* fewer available, and an instance failed twice or more in a row */
+};
+enum engine_health engine_health(const struct spec *spec, const struct engine_state *st, int64_t now,
+				 int *available);
+const char *engine_health_name(enum engine_health h);
+
 /* Whether the rollout state is terminal (complete, failed, rolled back, aborted, none). */
 bool engine_ro_done(enum engine_ro_state s);
 

@@ -66,8 +66,8 @@ struct svc {
 	struct svc_rt *rt;
 	size_t n_rt, cap_rt;
 	bool dirty;
-	int64_t backoff_ms;  /* delay before restarting after unexpected exits */
 	bool resume; /* committed intents not carried out (the store failed): redone when it is back */
+	size_t events_unpruned; /* events recorded since its last retention prune (svc.c commit) */
 	struct lb_backend *pushed; /* last backend set given to the load balancer */
 	size_t n_pushed;
 	bool pushed_valid;

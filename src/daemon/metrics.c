@@ -137,6 +137,8 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 		for (size_t k = 0; k < st->n; k++) {
 			int rev = st->inst[k].revision;
 			enum engine_inst_state state = st->inst[k].state;
+			if (state == INST_GONE)
+				continue; /* a record kept for its backoff (or dropped at the next step) */
 			bool seen = false;
 			for (size_t j = 0; j < k && !seen; j++)
 				seen = st->inst[j].revision == rev && st->inst[j].state == state;
@@ -148,6 +150,13 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 			emit(b, "rollout_instances{service=\"%s\",revision=\"%d\",state=\"%s\"} %d\n", n, rev,
 			     engine_inst_state_name(state), c);
 		}
+	}
+	family(b, "rollout_service_health", "gauge",
+	       "1 for the service's health now: ok, degraded (fewer than replicas available), crash_looping.");
+	for (size_t i = 0; i < d->n_svcs; i++) {
+		const struct svc *s = d->svcs[i];
+		emit(b, "rollout_service_health{service=\"%s\",health=\"%s\"} 1\n", esc(s->name, n, sizeof n),
+		     engine_health_name(engine_health(&s->spec, &s->st, daemon_now(), NULL)));
 	}
 	family(b, "rollout_rollout_failures", "gauge", "Failed instances in the current rollout.");
 	for (size_t i = 0; i < d->n_svcs; i++)

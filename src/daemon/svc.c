@@ -18,9 +18,6 @@
 #include "util/log.h"
 #include "util/xmalloc.h"
 
-#define BACKOFF_MIN_MS 200
-#define BACKOFF_MAX_MS 10000
-
 /* ---- small lookups ---------------------------------------------------------------------------- */
 
 static struct engine_inst *inst_of(struct svc *s, uint64_t id)
@@ -340,6 +337,26 @@ static int save_procs(struct svc *s)
 	return r;
 }
 
+/* Event retention inside the commit: once the service recorded a tenth of --keep-events since
+ * its last prune, all but its newest keep_events go, so a crash loop cannot grow state.db beyond
+ * about 1.1 x keep_events events of it between the daemon's periodic prunes. 0 or an error. */
+static int keep_events_bounded(struct svc *s)
+{
+	long keep = s->d->keep_events;
+	for (size_t i = 0; i < s->out.n; i++)
+		s->events_unpruned += s->out.v[i].kind == INTENT_EVENT || s->out.v[i].kind == INTENT_ROLLOUT;
+	if (keep <= 0 || s->events_unpruned < (size_t)(keep / 10 > 0 ? keep / 10 : 1))
+		return 0;
+	size_t n = 0;
+	int r = store_prune_service_events(s->d->store, s->name, (size_t)keep, &n);
+	if (r == 0) {
+		s->events_unpruned = 0;
+		if (n > 0)
+			log_debug("store", "service=%s msg=\"pruned old events\" deleted=%zu", s->name, n);
+	}
+	return r;
+}
+
 /* After the commit that holds them. */
 static void procs_saved(struct svc *s)
 {
@@ -360,6 +377,8 @@ static int commit(struct svc *s)
 		r = store_save_state(st, s->name, &s->st, now);
 	if (r == 0)
 		r = store_add_intent_events(st, s->name, now, &s->out);
+	if (r == 0)
+		r = keep_events_bounded(s);
 	/* Process ids ride along: a process started but not yet recorded is found by its marker. */
 	if (r == 0)
 		r = save_procs(s);
@@ -398,22 +417,6 @@ static void ensure_buffers(struct svc *s)
 }
 
 /* ---- carrying intents out --------------------------------------------------------------------- */
-
-static void start_now(struct svc *s, uint64_t id);
-
-static void delayed_start_cb(uv_timer_t *t)
-{
-	struct svc *s = t->data;
-	uint64_t id = 0;
-	for (size_t i = 0; i < s->n_rt; i++)
-		if (s->rt[i].timer == t) {
-			id = s->rt[i].id;
-			rt_cancel_timer(&s->rt[i]);
-			break;
-		}
-	if (id != 0)
-		start_now(s, id);
-}
 
 /* A staging ended (drv_stage_cb; ctx is the daemon): an event and a log line. */
 static void on_staged(void *ctx, const char *service, int revision, const char *version, int n_ok, int n_failed,
@@ -495,20 +498,6 @@ static void start_now(struct svc *s, uint64_t id)
 		engine_observe(&s->st, id, OBS_START_FAILED, daemon_now(), cause);
 		daemon_dirty(s);
 	}
-}
-
-static void do_start(struct svc *s, uint64_t id)
-{
-	if (s->backoff_ms > 0) {
-		struct svc_rt *r = rt_of(s, id, true);
-		rt_cancel_timer(r);
-		r->timer = xmalloc(sizeof *r->timer);
-		uv_timer_init(s->d->loop, r->timer);
-		r->timer->data = s;
-		uv_timer_start(r->timer, delayed_start_cb, (uint64_t)s->backoff_ms, 0);
-		return;
-	}
-	start_now(s, id);
 }
 
 static void drain_timeout_cb(uv_timer_t *t)
@@ -702,7 +691,9 @@ static void carry_out(struct svc *s)
 		const struct engine_intent *it = &s->out.v[i];
 		switch (it->kind) {
 		case INTENT_START:
-			do_start(s, it->inst_id);
+			/* A restart's backoff is the engine's: it emits the START when it is due (the
+			 * instance waits in BACKOFF until then, and arm_wake's timer brings that step). */
+			start_now(s, it->inst_id);
 			break;
 		case INTENT_DRAIN:
 			do_drain(s, it->inst_id);
@@ -712,8 +703,6 @@ static void carry_out(struct svc *s)
 			break;
 		case INTENT_EVENT:
 		case INTENT_ROLLOUT:
-			if (it->event == EV_INSTANCE_AVAILABLE)
-				s->backoff_ms = 0;
 			break;
 		}
 	}
@@ -1052,9 +1041,6 @@ void svc_on_exited(struct svc *s, uint64_t id, const char *cause)
 	bool unexpected = in->state == INST_STARTED || in->state == INST_READY || in->state == INST_UNHEALTHY ||
 			  in->state == INST_PENDING;
 	if (unexpected) {
-		s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
-		if (s->backoff_ms > BACKOFF_MAX_MS)
-			s->backoff_ms = BACKOFF_MAX_MS;
 		log_warn("svc", "service=%s instance=%llu revision=%d msg=\"exited\" cause=\"%s\"", s->name,
 			 (unsigned long long)id, in->revision, cause ? cause : "");
 	}
@@ -1234,8 +1220,8 @@ int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct s
 	/* Re-adopt what still runs; what is gone is observed gone. */
 	for (size_t i = 0; i < s->st.n; i++) {
 		struct engine_inst *in = &s->st.inst[i];
-		if (in->state == INST_GONE || in->state == INST_FAILED)
-			continue;
+		if (in->state == INST_GONE || in->state == INST_FAILED || in->state == INST_BACKOFF)
+			continue; /* BACKOFF: no process yet; the step starts it when its backoff ends */
 		int pid = 0;
 		uint64_t pstart = 0;
 		if (store_get_proc(d->store, name, in->id, &pid, &pstart) < 0)
@@ -1261,18 +1247,41 @@ int svc_load(struct daemon *d, const char *name, const char *yaml_text, struct s
 
 /* ---- status ----------------------------------------------------------------------------------- */
 
+/* A finished rollout whose service is not whole: how many serve, and the next restart. */
+static void health_words(const struct svc *s, enum engine_health h, int avail, char *buf, size_t len)
+{
+	int64_t next = INT64_MAX, now = daemon_now();
+	int restarts = 0;
+	for (size_t i = 0; i < s->st.n; i++) {
+		const struct engine_inst *in = &s->st.inst[i];
+		if (in->state == INST_BACKOFF && in->start_at < next) {
+			next = in->start_at;
+			restarts = in->restarts;
+		}
+	}
+	int n = snprintf(buf, len, "%s: %d of %d available", h == HEALTH_CRASH_LOOPING ? "crash-looping" : "degraded",
+			 avail, s->st.replicas);
+	if (next != INT64_MAX && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "; next restart (restart %d) in %lld ms", restarts,
+			 (long long)(next > now ? next - now : 0));
+}
+
 /* What the rollout waits for, in words. */
 static void waiting_for(const struct svc *s, int new_total, int new_avail, int old_total, char *buf, size_t len)
 {
 	const struct engine_rollout *ro = &s->st.ro;
 	int goal = engine_batch_goal(&s->spec, &s->st);
 	bool analysis = s->spec.strategy.analysis.enabled && !ro->fast && ro->kind == RO_KIND_DEPLOY;
+	int avail = 0;
+	enum engine_health health = engine_health(&s->spec, &s->st, daemon_now(), &avail);
 	if (ro->state == RO_PAUSED)
 		snprintf(buf, len, "%s", ro->reason[0] ? ro->reason : "paused");
 	else if (ro->state == RO_COMPLETE && analysis && daemon_now() < ro->watch_until)
 		snprintf(buf, len, "nothing; watching the traffic for %llds more (%.100s)",
 			 (long long)(ro->watch_until - daemon_now()) / 1000,
 			 s->st.verdict_reason[0] ? s->st.verdict_reason : "measuring");
+	else if (engine_ro_done(ro->state) && health != HEALTH_OK)
+		health_words(s, health, avail, buf, len);
 	else if (engine_ro_done(ro->state))
 		snprintf(buf, len, "nothing");
 	else if (new_avail < goal)
@@ -1313,7 +1322,7 @@ json_t *svc_status_json(struct svc *s)
 		total++;
 		avail += av;
 		if (in->revision == s->st.target_rev) {
-			new_total += in->state <= INST_UNHEALTHY;
+			new_total += in->state <= INST_UNHEALTHY || in->state == INST_BACKOFF;
 			new_avail += av;
 		} else {
 			old_total++;
@@ -1337,11 +1346,17 @@ json_t *svc_status_json(struct svc *s)
 			json_object_set_new(ij, "host", json_string(r->host));
 		if (in->zone[0])
 			json_object_set_new(ij, "zone", json_string(in->zone));
+		json_object_set_new(ij, "restarts", json_integer(in->restarts));
+		if (in->state == INST_BACKOFF)
+			json_object_set_new(ij, "restart_at", json_integer(in->start_at));
 		json_array_append_new(insts, ij);
 	}
 	json_object_set_new(j, "counts", json_pack("{s:i,s:i,s:o}", "total", total, "available", avail,
 						   "by_revision", byrev));
 	json_object_set_new(j, "instances", insts);
+	/* The service's own state, whatever its rollout says: a complete rollout whose instances
+	 * then crash-loop reads "crash_looping" here, with counts.available. */
+	json_object_set_new(j, "health", json_string(engine_health_name(engine_health(&s->spec, &s->st, now, NULL))));
 	if (s->lb_error[0])
 		json_object_set_new(j, "lb_error", json_pack("{s:s,s:I}", "text", s->lb_error, "since",
 							     (json_int_t)s->lb_error_since));

@@ -75,7 +75,14 @@ static const char MIG_2[] = "ALTER TABLE instances ADD COLUMN zone TEXT NOT NULL
 			    "ALTER TABLE rollouts ADD COLUMN zone_step INTEGER NOT NULL DEFAULT 0;\n"
 			    "PRAGMA user_version = 2;\n";
 
-static const char *const MIGRATIONS[] = {MIG_1, MIG_2};
+/* Version 3: crash-loop backoff (core/backoff.h): each instance's restart count, when its start
+ * (or its replacement's) is due, and whether a replacement has taken them over yet. */
+static const char MIG_3[] = "ALTER TABLE instances ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;\n"
+			    "ALTER TABLE instances ADD COLUMN start_at INTEGER NOT NULL DEFAULT 0;\n"
+			    "ALTER TABLE instances ADD COLUMN owes_restart INTEGER NOT NULL DEFAULT 0;\n"
+			    "PRAGMA user_version = 3;\n";
+
+static const char *const MIGRATIONS[] = {MIG_1, MIG_2, MIG_3};
 _Static_assert(sizeof MIGRATIONS / sizeof MIGRATIONS[0] == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
 
@@ -111,6 +118,7 @@ enum sid {
 	S_EVENTS_ALL,
 	S_EVENTS_SERVICE,
 	S_EVENTS_PRUNE,
+	S_EVENTS_PRUNE_SERVICE,
 	S__COUNT
 };
 
@@ -157,16 +165,17 @@ static const char *const SQL[S__COUNT] = {
     [S_ROLLOUT_LIST] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 ORDER BY id DESC",
     [S_INST_SAVE] =
 	"INSERT INTO instances(service, id, slot, revision, state, created_at, healthy_at,"
-	" unhealthy_at, changed_at, port, cause, zone)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+	" unhealthy_at, changed_at, port, cause, zone, restarts, start_at, owes_restart)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
 	" ON CONFLICT(service, id) DO UPDATE SET slot = excluded.slot, revision = excluded.revision,"
 	" state = excluded.state, created_at = excluded.created_at, healthy_at = excluded.healthy_at,"
 	" unhealthy_at = excluded.unhealthy_at, changed_at = excluded.changed_at,"
-	" port = excluded.port, cause = excluded.cause, zone = excluded.zone",
+	" port = excluded.port, cause = excluded.cause, zone = excluded.zone, restarts = excluded.restarts,"
+	" start_at = excluded.start_at, owes_restart = excluded.owes_restart",
     [S_INST_IDS] = "SELECT id FROM instances WHERE service = ?1",
     [S_INST_DELETE] = "DELETE FROM instances WHERE service = ?1 AND id = ?2",
     [S_INST_LOAD] = "SELECT id, revision, state, created_at, healthy_at, unhealthy_at, changed_at, port,"
-		    " cause, zone FROM instances WHERE service = ?1 ORDER BY slot",
+		    " cause, zone, restarts, start_at, owes_restart FROM instances WHERE service = ?1 ORDER BY slot",
     [S_PROC_SET] = "UPDATE instances SET pid = ?3, proc_start = ?4, host = ?5 WHERE service = ?1 AND id = ?2",
     [S_PROC_GET] = "SELECT pid, proc_start, host FROM instances WHERE service = ?1 AND id = ?2",
     [S_REV_PUT] = "INSERT INTO revisions(service, rev, hash, version, spec_yaml, created_at)"
@@ -179,6 +188,8 @@ static const char *const SQL[S__COUNT] = {
 		     " ORDER BY id LIMIT ?2",
     [S_EVENTS_SERVICE] = "SELECT id, service, ts, kind, inst_id, text FROM events"
 			 " WHERE service = ?3 AND id > ?1 ORDER BY id LIMIT ?2",
+    [S_EVENTS_PRUNE_SERVICE] = "DELETE FROM events WHERE service = ?1 AND id <= (SELECT id FROM events"
+			       " WHERE service = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
     [S_EVENTS_PRUNE] = "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
 		       " (PARTITION BY service ORDER BY id DESC) AS rn FROM events) WHERE rn > ?1)",
 };
@@ -493,6 +504,19 @@ static int own_files(struct store *s)
 	return 0;
 }
 
+/* Incremental auto_vacuum, so pruned events give their pages back (release_pages). A new file
+ * gets it before its first table (store_open sets the pragma first); an older file is converted
+ * once with a VACUUM. Best effort: a file that cannot be converted now (another connection
+ * reading, no room for the copy) works as before and is tried again at the next open. */
+static void vacuum_mode(struct store *s)
+{
+	char mode[16] = "";
+	if (pragma(s, "PRAGMA auto_vacuum", mode, sizeof mode) < 0 || atoi(mode) == 2)
+		return;
+	if (sqlite3_exec(s->db, "PRAGMA auto_vacuum = INCREMENTAL; VACUUM", NULL, NULL, NULL) != SQLITE_OK)
+		s->err[0] = '\0';
+}
+
 int store_open_migrations(const char *path, const char *const *mig, size_t n_mig, struct store **out)
 {
 	if (path == NULL) {
@@ -516,7 +540,14 @@ int store_open_migrations(const char *path, const char *const *mig, size_t n_mig
 	int persist = 1;
 	sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	char mode[16] = "";
-	rc = pragma(s, "PRAGMA journal_mode = WAL", mode, sizeof mode);
+	/* Before the first table (a new file) auto_vacuum takes without a VACUUM; on a file with a
+	 * schema, setting it would wait for the write lock, so it is not even tried there. */
+	int ver = 0;
+	rc = user_version(s, &ver);
+	if (rc == 0 && ver == 0)
+		rc = pragma(s, "PRAGMA auto_vacuum = INCREMENTAL", NULL, 0);
+	if (rc == 0)
+		rc = pragma(s, "PRAGMA journal_mode = WAL", mode, sizeof mode);
 	if (rc == 0 && strcmp(mode, "wal") != 0)
 		rc = fail(s, STORE_ESQL, "cannot use WAL mode (journal_mode is %s)", mode);
 	char sql[64];
@@ -532,6 +563,8 @@ int store_open_migrations(const char *path, const char *const *mig, size_t n_mig
 		rc = pragma(s, "PRAGMA foreign_keys = ON", NULL, 0);
 	if (rc == 0)
 		rc = migrate(s, mig, n_mig);
+	if (rc == 0)
+		vacuum_mode(s);
 	return rc;
 }
 
@@ -643,7 +676,8 @@ static int save_inst(struct store *s, const char *service, const struct engine_i
 	     b_i64(q, 4, in->revision) | b_text(q, 5, state) | b_i64(q, 6, in->created_at) |
 	     b_i64(q, 7, in->healthy_at) | b_i64(q, 8, in->unhealthy_at) | b_i64(q, 9, in->changed_at) |
 	     b_i64(q, 10, in->port) | b_buf(q, 11, in->cause, sizeof in->cause) |
-	     b_buf(q, 12, in->zone, sizeof in->zone);
+	     b_buf(q, 12, in->zone, sizeof in->zone) | b_i64(q, 13, in->restarts) | b_i64(q, 14, in->start_at) |
+	     b_i64(q, 15, in->owes_restart);
 	rc = bind_check(s, q, rc);
 	return rc < 0 ? rc : run(s, q);
 }
@@ -849,6 +883,9 @@ static int load_insts(struct store *s, const char *service, struct engine_state 
 		in->port = sqlite3_column_int(q, 7);
 		col_buf(q, 8, in->cause, sizeof in->cause);
 		col_buf(q, 9, in->zone, sizeof in->zone);
+		in->restarts = sqlite3_column_int(q, 10);
+		in->start_at = sqlite3_column_int64(q, 11);
+		in->owes_restart = sqlite3_column_int(q, 12) != 0;
 	}
 	if (rc == 0)
 		done(q);
@@ -1150,6 +1187,16 @@ int store_add_event(struct store *s, const char *service, int64_t ts, const char
 	return add_event(s, service, ts, kind, inst_id, text, -1, id_out);
 }
 
+/* Gives the pages that deletes freed back to the file system (auto_vacuum is incremental, see
+ * vacuum_mode): the file shrinks at the next checkpoint instead of keeping its largest size. */
+static int release_pages(struct store *s)
+{
+	char *msg = NULL;
+	int erc = sqlite3_exec(s->db, "PRAGMA incremental_vacuum", NULL, NULL, &msg);
+	sqlite3_free(msg);
+	return erc == SQLITE_OK ? 0 : sql_fail(s, erc);
+}
+
 int store_prune_events(struct store *s, size_t keep, size_t *deleted)
 {
 	if (deleted != NULL)
@@ -1167,6 +1214,30 @@ int store_prune_events(struct store *s, size_t keep, size_t *deleted)
 		rc = run(s, q);
 	if (rc == 0 && deleted != NULL)
 		*deleted = (size_t)sqlite3_changes(s->db);
+	if (rc == 0 && sqlite3_changes(s->db) > 0)
+		rc = release_pages(s);
+	return wr_leave(s, own, rc);
+}
+
+int store_prune_service_events(struct store *s, const char *service, size_t keep, size_t *deleted)
+{
+	if (deleted != NULL)
+		*deleted = 0;
+	if (bad_name(service) || keep == 0 || keep > INT64_MAX)
+		return fail(s, -EINVAL, "prune_service_events: bad service name, or keep is not at least 1");
+	bool own;
+	int rc = wr_enter(s, &own);
+	sqlite3_stmt *q = NULL;
+	if (rc == 0)
+		rc = prep(s, S_EVENTS_PRUNE_SERVICE, &q);
+	if (rc == 0)
+		rc = bind_check(s, q, b_text(q, 1, service) | b_i64(q, 2, (int64_t)keep));
+	if (rc == 0)
+		rc = run(s, q);
+	if (rc == 0 && deleted != NULL)
+		*deleted = (size_t)sqlite3_changes(s->db);
+	if (rc == 0 && sqlite3_changes(s->db) > 0)
+		rc = release_pages(s);
 	return wr_leave(s, own, rc);
 }
 

@@ -19,7 +19,7 @@ enum {
 };
 
 /* Schema version this binary writes (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 /* Busy timeout set at open, in milliseconds (the daemon lowers it: its loop must not wait). */
 #define STORE_BUSY_TIMEOUT_MS 5000
 /* WAL bounds set at open: a checkpoint runs when the WAL reaches this many pages, and a WAL
@@ -120,6 +120,10 @@ int store_add_event(struct store *s, const char *service, int64_t ts, const char
 /* Retention: deletes all but the newest `keep` (>= 1) events of each service (daemon-wide events
  * counting as one more service). *deleted (may be NULL) gets how many went. 0 or an error. */
 int store_prune_events(struct store *s, size_t keep, size_t *deleted);
+/* The same for one service: all but its newest `keep` (>= 1) events go, with an index seek (the
+ * daemon runs it in the commit of a step that recorded many events). Both give the freed pages
+ * back to the file system (incremental auto_vacuum), so the file shrinks again. */
+int store_prune_service_events(struct store *s, const char *service, size_t keep, size_t *deleted);
 /* Records every INTENT_EVENT and INTENT_ROLLOUT of out as an event at `now`, kind
  * engine_event_name(intent.event), all or none. */
 int store_add_intent_events(struct store *s, const char *service, int64_t now, const struct engine_out *out);

@@ -107,7 +107,7 @@ v7c=$(strategy 300ms | spec web 7 2)
 kill -TERM $SAMPLER; wait $SAMPLER || { cat "$T/sampler.log"; fail "sampler found violations"; }
 cat "$T/sampler.log"
 
-log "event retention: a restart with --keep-events 5 leaves the newest 5"
+log "event retention: a restart with --keep-events 5 leaves the newest 5 (new ones then displace them)"
 ev_ids() { "$RO" events web -o json | python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["id"]) for l in sys.stdin if l.strip()))'; }
 before=$(ev_ids)
 [ "$(echo "$before" | wc -w)" -gt 5 ] || fail "too few events to prune"
@@ -116,6 +116,9 @@ start_daemon --keep-events 5
 grep -q 'msg="pruned old events"' "$T/daemon.log" || fail "no pruning logged"
 max=$(echo "$before" | tr ' ' '\n' | tail -1)
 kept=$(for i in $(ev_ids); do if [ "$i" -le "$max" ]; then echo "$i"; fi; done | tr '\n' ' ' | sed 's/ $//')
-[ "$kept" = "$(echo "$before" | tr ' ' '\n' | tail -5 | tr '\n' ' ' | sed 's/ $//')" ] ||
+nk=$(echo "$kept" | wc -w)
+[ "$nk" -le 5 ] && [ "$kept" = "$(echo "$before" | tr ' ' '\n' | tail -n "$nk" | tr '\n' ' ' | sed 's/ $//')" ] ||
 	fail "kept $kept of $before"
+# The daemon's own steps since then are pruned in their commits: never much more than 5.
+[ "$(ev_ids | wc -w)" -le 5 ] || fail "$(ev_ids | wc -w) events kept with --keep-events 5: $(ev_ids)"
 log "ok"

@@ -77,6 +77,7 @@ int sim_bench(int n)
 	struct spec spec;
 	spec_init(&spec);
 	spec.replicas = n;
+	spec.health.kind = SPEC_CHECK_HTTP; /* the ideal drivers report health as a checker would */
 	spec.strategy.max_surge = (struct amount){.percent = true, .value = 25};
 	spec.strategy.max_unavailable = (struct amount){.percent = false, .value = 0};
 	struct engine_state st;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backoff.h"
 #include "core/engine.h"
 #include "core/spec.h"
 #include "sim.h"
@@ -179,11 +180,13 @@ static void trace_state(struct sim *s)
 	const struct engine_rollout *ro = &st->ro;
 	trace(s,
 	      "  state: ro %" PRIu64 " %s %s %d->%d batch %d pause %d fail %d | target %d stable %d latest %d"
-	      " replicas %d | n %zu avail %d: pend %d start %d ready %d unh %d drng %d drnd %d stop %d fail %d gone %d",
+	      " replicas %d | n %zu avail %d: pend %d start %d ready %d unh %d drng %d drnd %d stop %d fail %d gone %d"
+	      " backoff %d",
 	      ro->id, ro->kind <= RO_KIND_SCALE ? engine_ro_kind_name(ro->kind) : "?", ro_state(ro->state),
 	      ro->from_rev, ro->to_rev, ro->batch, (int)ro->pause, ro->failures, st->target_rev, st->stable_rev,
 	      st->latest_rev, st->replicas, st->n, avail, c[INST_PENDING], c[INST_STARTED], c[INST_READY],
-	      c[INST_UNHEALTHY], c[INST_DRAINING], c[INST_DRAINED], c[INST_STOPPING], c[INST_FAILED], c[INST_GONE]);
+	      c[INST_UNHEALTHY], c[INST_DRAINING], c[INST_DRAINED], c[INST_STOPPING], c[INST_FAILED], c[INST_GONE],
+	      c[INST_BACKOFF]);
 }
 
 static void trace_intents(struct sim *s, const struct engine_out *o, const char *who)
@@ -278,6 +281,7 @@ static bool state_equal(const struct engine_state *a, const struct engine_state 
 		if (x->id != y->id || x->revision != y->revision || x->state != y->state ||
 		    x->created_at != y->created_at || x->healthy_at != y->healthy_at ||
 		    x->unhealthy_at != y->unhealthy_at || x->changed_at != y->changed_at || x->port != y->port || x->announced != y->announced ||
+		    x->restarts != y->restarts || x->start_at != y->start_at || x->owes_restart != y->owes_restart ||
 		    strncmp(x->cause, y->cause, sizeof x->cause) != 0 || strncmp(x->zone, y->zone, sizeof x->zone) != 0)
 			return false;
 	}
@@ -688,6 +692,49 @@ static void check_intents(struct sim *s, int avail_before, const char *what)
 	}
 }
 
+/* (h) backoff, for one engine call (state before it in s->snap): a START of an instance that
+ * replaces failed ones (restarts r >= 1) comes no sooner than its start_at; a new instance with
+ * r >= 1 took over a failed instance of its revision and zone that owed its restart, with the same
+ * r and start_at (the count never resets into a tight loop, controller crashes included), and a
+ * due time at least backoff_delay_ms(r) after that failure when the failure is in the state. */
+static void check_backoff(struct sim *s, const char *what)
+{
+	for (size_t k = 0; k < s->out.n; k++) {
+		const struct engine_intent *it = &s->out.v[k];
+		const struct engine_inst *in = find_inst(&s->st, it->inst_id);
+		if (it->kind == INTENT_START && in != NULL && in->restarts > 0 && s->now < in->start_at)
+			violate(s, "(h) %s starts #%" PRIu64 " (restart %d) at %" PRId64 ", before its backoff ends at %" PRId64,
+				what, it->inst_id, in->restarts, s->now, in->start_at);
+	}
+	for (size_t i = 0; i < s->st.n; i++) {
+		const struct engine_inst *in = &s->st.inst[i];
+		if (in->restarts == 0 || in->owes_restart || find_inst(&s->snap, in->id) != NULL)
+			continue;
+		const struct engine_inst *pred = NULL, *was = NULL;
+		for (size_t j = 0; j < s->snap.n && pred == NULL; j++) {
+			const struct engine_inst *p = &s->snap.inst[j];
+			const struct engine_inst *p_now = find_inst(&s->st, p->id);
+			bool could = p->owes_restart || p->state == INST_PENDING || p->state == INST_STARTED ||
+				     p->state == INST_READY || p->state == INST_UNHEALTHY;
+			if (could && p_now != NULL && !p_now->owes_restart && p_now->revision == in->revision &&
+			    strcmp(p_now->zone, in->zone) == 0 && p_now->restarts == in->restarts &&
+			    p_now->start_at == in->start_at) {
+				pred = p_now;
+				was = p;
+			}
+		}
+		if (pred == NULL) {
+			violate(s, "(h) %s: new #%" PRIu64 " has restarts %d (due %" PRId64 ") but took them over from no "
+				   "failed instance of revision %d", what, in->id, in->restarts, in->start_at, in->revision);
+			return;
+		}
+		if (was->state == INST_FAILED && in->start_at < was->changed_at + backoff_delay_ms(in->restarts))
+			violate(s, "(h) %s: #%" PRIu64 " (restart %d) due at %" PRId64 ", sooner than %" PRId64 " ms after #%" PRIu64
+				   " failed at %" PRId64, what, in->id, in->restarts, in->start_at,
+				backoff_delay_ms(in->restarts), pred->id, was->changed_at);
+	}
+}
+
 /* (f) the state is internally consistent; every instance an intent names exists. */
 static void check_consistency(struct sim *s, const char *what)
 {
@@ -746,7 +793,8 @@ static void check_leaks(struct sim *s)
 		const struct proc *p = in->id < s->procs_cap ? &s->procs[in->id] : NULL;
 		if (p && p->alive)
 			with_proc++;
-		if (in->state == INST_PENDING || in->state == INST_FAILED || in->state == INST_GONE)
+		if (in->state == INST_PENDING || in->state == INST_FAILED || in->state == INST_GONE ||
+		    in->state == INST_BACKOFF)
 			continue;
 		if (!p || (!p->alive && p->pending_exit == 0 && !(in->state == INST_DRAINING && (p->draining || p->pending_drained)) &&
 			   !(in->state == INST_STOPPING && p->stopping))) {
@@ -773,13 +821,19 @@ static void check_leaks(struct sim *s)
 static bool settled(struct sim *s)
 {
 	const struct engine_state *st = &s->st;
-	if (!engine_ro_done(st->ro.state) || st->n != s->alive)
+	/* Gone instances kept for their backoff (engine.c keep_gone) are records, not instances. */
+	size_t n = 0;
+	for (size_t i = 0; i < st->n; i++)
+		n += st->inst[i].state != INST_GONE;
+	if (!engine_ro_done(st->ro.state) || n != s->alive)
 		return false;
 	bool failed = st->ro.state == RO_FAILED;
-	if (st->target_rev == 0 && st->n != 0)
+	if (st->target_rev == 0 && n != 0)
 		return false; /* revision 0 means no instance, however the rollout ended */
 	for (size_t i = 0; i < st->n; i++) {
 		const struct engine_inst *in = &st->inst[i];
+		if (in->state == INST_GONE)
+			continue;
 		if (in->state != INST_READY || !engine_inst_available(&s->spec, in, s->now))
 			return false;
 		if (!failed && in->revision != st->target_rev)
@@ -789,8 +843,8 @@ static bool settled(struct sim *s)
 	}
 	/* A failed rollout holds its new instances and keeps the rest on the stable revision. */
 	if (failed)
-		return st->stable_rev == 0 || (int)st->n == s->spec.replicas;
-	return (int)st->n == (st->target_rev == 0 ? 0 : s->spec.replicas);
+		return st->stable_rev == 0 || (int)n == s->spec.replicas;
+	return (int)n == (st->target_rev == 0 ? 0 : s->spec.replicas);
 }
 
 /* (e) The settle bound, counted from the end of faults. One wave (a set of instances replaced
@@ -804,8 +858,8 @@ static bool settled(struct sim *s)
 static int64_t settle_bound(const struct sim *s)
 {
 	const struct spec_strategy *sg = &s->spec.strategy;
-	int64_t wave = 2000 + sg->health_deadline_ms + sg->min_ready_ms + s->spec.drain_timeout_ms +
-		       s->spec.stop_grace_ms + 5 * 1300;
+	int64_t wave = 2000 + sg->health_deadline_ms + sg->min_ready_ms + ENGINE_NOCHECK_READY_MS +
+		       BACKOFF_CAP_MS + s->spec.drain_timeout_ms + s->spec.stop_grace_ms + 5 * 1300;
 	int64_t r = s->max_replicas, b = spec_batch_count(sg, s->max_replicas);
 	int64_t pauses = (int64_t)sg->n_pause_after + 2;
 	return 3 * (sg->progress_deadline_ms + (r + b + 2) * wave + pauses * 10000) + 600000;
@@ -818,8 +872,8 @@ static int64_t settle_bound(const struct sim *s)
 static int64_t quiet_limit(const struct sim *s)
 {
 	const struct spec_strategy *sg = &s->spec.strategy;
-	return sg->progress_deadline_ms + sg->health_deadline_ms + sg->min_ready_ms + s->spec.drain_timeout_ms +
-	       s->spec.stop_grace_ms + 60000;
+	return sg->progress_deadline_ms + sg->health_deadline_ms + sg->min_ready_ms + ENGINE_NOCHECK_READY_MS +
+	       2 * BACKOFF_CAP_MS + s->spec.drain_timeout_ms + s->spec.stop_grace_ms + 60000;
 }
 
 /* ---- the controller: commit, then carry out ---- */
@@ -890,8 +944,7 @@ static void do_step(struct sim *s)
 	bool sample = s->steps % DET_EVERY == 0;
 	if (sample)
 		state_copy(&s->det, &s->st);
-	if (spec_zone_count(&s->spec) > 0)
-		state_copy(&s->snap, &s->st); /* check_zones compares with the state before */
+	state_copy(&s->snap, &s->st); /* check_zones and check_backoff compare with the state before */
 	s->out.n = 0;
 	int rc = engine_step(&s->spec, &s->st, s->now, &s->out);
 	s->steps++;
@@ -921,6 +974,7 @@ static void do_step(struct sim *s)
 	trace_intents(s, &s->out, "->");
 	trace_state(s);
 	check_intents(s, avail, "step");
+	check_backoff(s, "step");
 	check_consistency(s, "step");
 	if (s->failed)
 		return;
@@ -1177,6 +1231,9 @@ static void gen_spec(struct sim *s)
 		gen_zones(r, sp);
 	sp->drain_timeout_ms = rng_range(r, 1, 30) * 1000;
 	sp->stop_grace_ms = rng_range(r, 1, 10) * 1000;
+	/* The world's checker reports health; a quarter of the seeds have none (ready once running,
+	 * available after ENGINE_NOCHECK_READY_MS). */
+	sp->health.kind = rng_pm(r, 250) ? SPEC_CHECK_NONE : SPEC_CHECK_HTTP;
 }
 
 static void trace_spec(struct sim *s)

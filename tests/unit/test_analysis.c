@@ -349,6 +349,7 @@ static void gw_init(struct gw *g)
 	memset(g, 0, sizeof *g);
 	spec_init(&g->spec);
 	g->spec.replicas = 4;
+	g->spec.health.kind = SPEC_CHECK_TCP; /* gstep reports each start healthy, as a checker would */
 	g->spec.strategy.min_ready_ms = 500;
 	g->spec.strategy.batches = xcalloc(2, sizeof *g->spec.strategy.batches);
 	g->spec.strategy.batches[0] = (struct amount){.percent = false, .value = 1};

@@ -377,6 +377,33 @@ static void test_status_render(void **state)
 	json_decref(st);
 }
 
+/* A rollout that completed, then its instances crash-loop: status does not just say complete. */
+static void test_status_crash_looping(void **state)
+{
+	(void)state;
+	json_t *st = json_loads("{\"service\":\"hello\",\"replicas\":2,\"target_revision\":1,\"stable_revision\":1,"
+				"\"counts\":{\"total\":2,\"available\":0,\"by_revision\":{}},\"instances\":[],"
+				"\"health\":\"crash_looping\",\"waiting_for\":\"crash-looping: 0 of 2 available; next "
+				"restart (restart 6) in 3200 ms\",\"rollout\":{\"id\":1,\"kind\":\"deploy\","
+				"\"state\":\"complete\",\"from_revision\":0,\"to_revision\":1,\"batch\":1,\"batches\":1,"
+				"\"failures\":0,\"max_failures\":0,\"elapsed_ms\":1000,\"ended_at\":1000,\"reason\":\"\"}}",
+				0, NULL);
+	assert_non_null(st);
+	struct sink s;
+	sink_open(&s);
+	output_status(s.f, st, 17000);
+	const char *t = sink_text(&s);
+	assert_non_null(strstr(t, "health: crash-looping, 0 of 2 available; next restart (restart 6) in 3200 ms\n"));
+	sink_close(&s);
+	json_t *list = json_pack("[O]", st);
+	sink_open(&s);
+	output_services(s.f, list);
+	assert_non_null(strstr(sink_text(&s), "1 complete, crash-looping\n"));
+	sink_close(&s);
+	json_decref(list);
+	json_decref(st);
+}
+
 static void test_history_render(void **state)
 {
 	(void)state;
@@ -827,6 +854,7 @@ int main(void)
 	    cmocka_unit_test(test_final_line),
 	    cmocka_unit_test(test_event_line),
 	    cmocka_unit_test(test_status_render),
+	    cmocka_unit_test(test_status_crash_looping),
 	    cmocka_unit_test(test_history_render),
 	    cmocka_unit_test(test_plan_text),
 	    cmocka_unit_test(test_plan_json),

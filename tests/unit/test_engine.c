@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "core/backoff.h"
 #include "core/engine.h"
 #include "core/spec.h"
 #include "util/xmalloc.h"
@@ -30,6 +31,7 @@ static void world_init(struct world *w, int replicas)
 	memset(w, 0, sizeof *w);
 	spec_init(&w->spec);
 	w->spec.replicas = replicas;
+	w->spec.health.kind = SPEC_CHECK_HTTP; /* the world reports health as a checker would */
 	w->spec.strategy.health_deadline_ms = 10000;
 	w->spec.strategy.progress_deadline_ms = 60000;
 	engine_state_init(&w->st);
@@ -463,6 +465,188 @@ static void test_next_deadline(void **state)
 	world_free(&w);
 }
 
+/* ---- crash loops ---- */
+
+/* One step of a world where every running instance exits `life` ms after it started (0: runs
+ * on); no health check, as the daemon does without one: healthy as soon as it runs. Returns the
+ * STARTs of the step. */
+static int crash_step(struct world *w, int64_t life, int64_t *started_at)
+{
+	xgrow((void **)&w->st.inst, &w->st.cap, w->st.n + engine_inst_headroom(&w->spec, &w->st), sizeof *w->st.inst);
+	w->out.n = 0;
+	assert_int_equal(engine_step(&w->spec, &w->st, w->now, &w->out), 0);
+	int starts = 0;
+	for (size_t i = 0; i < w->out.n; i++) {
+		const struct engine_intent *it = &w->out.v[i];
+		if (it->kind == INTENT_START) {
+			starts++;
+			engine_observe(&w->st, it->inst_id, OBS_STARTED, w->now, NULL);
+			engine_observe(&w->st, it->inst_id, OBS_HEALTHY, w->now, NULL);
+			started_at[it->inst_id % 64] = w->now;
+		} else if (it->kind == INTENT_STOP || it->kind == INTENT_DRAIN) {
+			engine_observe(&w->st, it->inst_id, it->kind == INTENT_STOP ? OBS_EXITED : OBS_DRAINED, w->now, NULL);
+		}
+	}
+	for (size_t i = 0; life > 0 && i < w->st.n; i++) {
+		const struct engine_inst *in = &w->st.inst[i];
+		if ((in->state == INST_STARTED || in->state == INST_READY) && w->now - started_at[in->id % 64] >= life)
+			engine_observe(&w->st, in->id, OBS_EXITED, w->now, "exit status 1");
+	}
+	return starts;
+}
+
+/* `command: [/bin/false]` without a health check: a program that exits at once is never
+ * available, so its first deploy does not complete (it fails on the first failure here). */
+static void test_exit_at_once_is_never_available(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	w.spec.health.kind = SPEC_CHECK_NONE;
+	int64_t started[64] = {0};
+	apply(&w, 1);
+	for (int i = 0; i < 200; i++, w.now += 10) {
+		crash_step(&w, 5, started);
+		assert_int_not_equal(w.st.ro.state, RO_COMPLETE);
+		for (size_t k = 0; k < w.st.n; k++)
+			assert_false(engine_inst_available(&w.spec, &w.st.inst[k], w.now));
+	}
+	assert_int_equal(w.st.ro.state, RO_FAILED);
+	assert_int_equal(w.st.stable_rev, 0);
+	/* Running on, it is available once it has run ENGINE_NOCHECK_READY_MS. */
+	world_free(&w);
+	world_init(&w, 2);
+	w.spec.health.kind = SPEC_CHECK_NONE;
+	apply(&w, 1);
+	crash_step(&w, 0, started);
+	w.now += ENGINE_NOCHECK_READY_MS - 1;
+	crash_step(&w, 0, started);
+	assert_int_equal(w.st.ro.state, RO_PROGRESSING);
+	assert_int_equal(engine_next_deadline(&w.spec, &w.st, w.now), w.now + 1);
+	w.now += 1;
+	crash_step(&w, 0, started);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	world_free(&w);
+}
+
+/* A completed service whose instances then crash at once: restarts back off (100 ms doubling,
+ * capped), the rollout stays complete but the service reads crash-looping with 0 available, and
+ * a replacement that stays up BACKOFF_STABLE_MS resets the count. */
+static void test_crash_loop_backs_off(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	w.spec.health.kind = SPEC_CHECK_NONE;
+	int64_t started[64] = {0};
+	apply(&w, 1);
+	for (int i = 0; i < 30; i++, w.now += 100)
+		crash_step(&w, 0, started);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	int av = -1;
+	assert_int_equal(engine_health(&w.spec, &w.st, w.now, &av), HEALTH_OK);
+	assert_int_equal(av, 2);
+
+	/* From now on every instance exits 20 ms after it started: two minutes of it. */
+	int starts = 0;
+	for (size_t k = 0; k < w.st.n; k++)
+		started[w.st.inst[k].id % 64] = w.now - 20;
+	int64_t t0 = w.now;
+	while (w.now < t0 + 120000) {
+		starts += crash_step(&w, 20, started);
+		w.now += 10;
+	}
+	/* Per slot: 0.1+0.2+...+25.6 s = 51.1 s for 9 restarts, then one per 30 s: 11 in 2 min. */
+	assert_true(starts <= 2 * 11);
+	assert_true(starts >= 2 * 9);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(engine_health(&w.spec, &w.st, w.now, &av), HEALTH_CRASH_LOOPING);
+	assert_int_equal(av, 0);
+	int backing_off = 0;
+	for (size_t k = 0; k < w.st.n; k++) {
+		const struct engine_inst *in = &w.st.inst[k];
+		if (in->state == INST_BACKOFF) {
+			backing_off++;
+			assert_true(in->restarts >= 10);
+			assert_true(in->start_at - w.now <= BACKOFF_CAP_MS);
+			/* the shell's timer: the engine's next deadline is no later than its start */
+			assert_true(engine_next_deadline(&w.spec, &w.st, w.now) <= in->start_at);
+		}
+	}
+	assert_true(backing_off >= 1);
+
+	/* The program is fixed: the next ones run on, and after a stable run a crash restarts soon. */
+	t0 = w.now;
+	while (w.now < t0 + BACKOFF_CAP_MS + BACKOFF_STABLE_MS + 1000) {
+		crash_step(&w, 0, started);
+		w.now += 10;
+	}
+	assert_int_equal(engine_health(&w.spec, &w.st, w.now, &av), HEALTH_OK);
+	uint64_t victim = w.st.inst[0].id;
+	engine_observe(&w.st, victim, OBS_EXITED, w.now, "killed");
+	crash_step(&w, 0, started);
+	const struct engine_inst *heir = &w.st.inst[w.st.n - 1];
+	assert_int_equal(heir->restarts, 1);
+	assert_int_equal(heir->state, INST_BACKOFF);
+	assert_int_equal(heir->start_at, w.now + BACKOFF_BASE_MS);
+	assert_int_equal(engine_health(&w.spec, &w.st, w.now, &av), HEALTH_DEGRADED);
+
+	/* Scaled down meanwhile, the waiting instance just goes: nothing to drain or stop. */
+	w.spec.replicas = 1;
+	apply(&w, 1);
+	uint64_t waiting = heir->id;
+	crash_step(&w, 0, started);
+	for (size_t i = 0; i < w.out.n; i++)
+		assert_false(w.out.v[i].inst_id == waiting && w.out.v[i].kind != INTENT_EVENT);
+	for (size_t k = 0; k < w.st.n; k++)
+		assert_false(w.st.inst[k].id == waiting && w.st.inst[k].state != INST_GONE);
+	world_free(&w);
+}
+
+/* The restart count lives in the state the shell commits: a copy (what a restarted daemon
+ * loads) goes on backing off, and a failed instance gone before its replacement was decided
+ * still hands its count over. */
+static void test_backoff_survives_a_reload(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 1);
+	w.spec.health.kind = SPEC_CHECK_NONE;
+	/* max_surge 0, max_unavailable 1: no room for a replacement until the failed one is gone */
+	w.spec.strategy.max_surge = (struct amount){false, 0};
+	w.spec.strategy.max_unavailable = (struct amount){false, 1};
+	int64_t started[64] = {0};
+	apply(&w, 1);
+	for (int i = 0; i < 30; i++, w.now += 100)
+		crash_step(&w, 0, started);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	for (int round = 1; round <= 6; round++) {
+		struct engine_inst *in = &w.st.inst[w.st.n - 1];
+		assert_true(in->state == INST_READY || in->state == INST_STARTED);
+		engine_observe(&w.st, in->id, OBS_EXITED, w.now, "exit status 1");
+		/* A reload: the state as committed, in a new buffer. */
+		struct engine_state copy = w.st;
+		copy.inst = xmalloc(w.st.cap * sizeof *copy.inst);
+		memcpy(copy.inst, w.st.inst, w.st.n * sizeof *copy.inst);
+		free(w.st.inst);
+		w.st = copy;
+		int64_t failed_at = w.now;
+		int starts = 0;
+		while (starts == 0) {
+			starts = crash_step(&w, 0, started);
+			if (starts == 0)
+				w.now += 10;
+			assert_true(w.now < failed_at + BACKOFF_CAP_MS + 1000);
+		}
+		int64_t delay = (int64_t)BACKOFF_BASE_MS << (round - 1); /* 100 ms, 200 ms, 400 ms ... */
+		assert_true(w.now >= failed_at + delay);
+		assert_true(w.now < failed_at + delay + 20);
+		w.now += 50;
+		crash_step(&w, 0, started);
+	}
+	world_free(&w);
+}
+
 static void test_names_round_trip(void **state)
 {
 	(void)state;
@@ -666,6 +850,9 @@ int main(void)
 		cmocka_unit_test(test_invariants_exhaustive),
 		cmocka_unit_test(test_next_deadline),
 		cmocka_unit_test(test_names_round_trip),
+		cmocka_unit_test(test_exit_at_once_is_never_available),
+		cmocka_unit_test(test_crash_loop_backs_off),
+		cmocka_unit_test(test_backoff_survives_a_reload),
 		cmocka_unit_test(test_zones_one_per_batch),
 		cmocka_unit_test(test_zones_spread_with_floor),
 		cmocka_unit_test(test_zones_adopt_unzoned),

@@ -91,6 +91,9 @@ static void add_inst(struct engine_state *st, uint64_t id, int rev, enum engine_
 	in->port = 40000 + (int)id;
 	snprintf(in->cause, sizeof in->cause, "cause of %llu", (unsigned long long)id);
 	snprintf(in->zone, sizeof in->zone, "zone-%llu", (unsigned long long)id);
+	in->restarts = (int)(id % 7) + 1;
+	in->start_at = t + 5;
+	in->owes_restart = id % 2 == 0;
 }
 
 /* A state where every field differs from its default. */
@@ -179,6 +182,9 @@ static void assert_state_equal(const struct engine_state *a, const struct engine
 		assert_int_equal(x->port, y->port);
 		assert_string_equal(x->cause, y->cause);
 		assert_string_equal(x->zone, y->zone);
+		assert_int_equal(x->restarts, y->restarts);
+		assert_int_equal(x->start_at, y->start_at);
+		assert_int_equal(x->owes_restart, y->owes_restart);
 	}
 }
 
@@ -554,6 +560,70 @@ static void test_prune_events(void **state)
 	assert_int_equal(store_prune_events(s, 3, &n), 0);
 	assert_int_equal(n, 0);
 	assert_int_not_equal(store_prune_events(s, 0, NULL), 0);
+	store_free(s);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int64_t v = -1;
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+static int64_t file_size(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+/* A crash loop's events: one service's are cut to the newest N by an index seek, the others'
+ * stay, and the file gives the pages back (incremental auto_vacuum, a file from before it is
+ * converted at open). */
+static void test_prune_service_events_shrinks(void **state)
+{
+	struct fixture *f = *state;
+	/* A file made without auto_vacuum, as every file before schema 3 was. */
+	assert_int_equal(raw_exec(f->path, "CREATE TABLE old (a INTEGER)"), SQLITE_OK);
+	assert_int_equal(raw_int(f->path, "PRAGMA auto_vacuum"), 0);
+	struct store *s = open_ok(f->path);
+	assert_int_equal(raw_int(f->path, "PRAGMA auto_vacuum"), 2);
+	char text[400];
+	memset(text, 'e', sizeof text - 1);
+	text[sizeof text - 1] = '\0';
+	assert_int_equal(store_begin(s), 0);
+	for (int i = 0; i < 20000; i++)
+		assert_int_equal(store_add_event(s, "web", i, "instance_failed", 0, text, NULL), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(store_add_event(s, "api", i, "k", 0, "a", NULL), 0);
+	assert_int_equal(store_commit(s), 0);
+	assert_int_equal(raw_exec(f->path, "PRAGMA wal_checkpoint(TRUNCATE)"), SQLITE_OK);
+	int64_t big = file_size(f->path);
+	assert_true(big > 20000 * 400);
+
+	size_t n = 0;
+	assert_int_equal(store_prune_service_events(s, "web", 100, &n), 0);
+	assert_int_equal(n, 20000 - 100);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE service = 'web'"), 100);
+	assert_int_equal(raw_int(f->path, "SELECT min(ts) FROM events WHERE service = 'web'"), 19900);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE service = 'api'"), 5);
+	assert_int_equal(raw_int(f->path, "PRAGMA freelist_count"), 0);
+	assert_int_equal(raw_exec(f->path, "PRAGMA wal_checkpoint(TRUNCATE)"), SQLITE_OK);
+	assert_true(file_size(f->path) < big / 10);
+	/* Nothing more to cut: nothing goes. Bad arguments change nothing. */
+	assert_int_equal(store_prune_service_events(s, "web", 100, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_prune_service_events(s, "web", 1000, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_not_equal(store_prune_service_events(s, "web", 0, NULL), 0);
+	assert_int_not_equal(store_prune_service_events(s, NULL, 5, NULL), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events"), 105);
 	store_free(s);
 }
 
@@ -1066,6 +1136,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_busy_short, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune_service_events_shrinks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
