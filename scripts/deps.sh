@@ -8,7 +8,7 @@ set -euo pipefail
 build=(build-essential pkg-config libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
        libjansson-dev curl procps python3)
 test=(clang libclang-rt-14-dev libcmocka-dev wrk iproute2 psmisc prometheus haproxy openssh-server
-      openssh-client chromium systemd debootstrap nginx-light redis-server)
+      openssh-client chromium systemd debootstrap nginx-light redis-server man-db debhelper)
 bench=(ansible-core)
 case "${1:---build}" in
 --build) pkgs=("${build[@]}") ;;
