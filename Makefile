@@ -147,18 +147,23 @@ DOCS           := README.md $(wildcard docs/*.md)
 MAN_PAGES      := $(BUILD)/man/rollout.1 $(BUILD)/man/rollout.yaml.5 $(BUILD)/man/rollout-daemon.8
 MD2MAN          = python3 scripts/md2man.py --version "$(VERSION)"
 
-.PHONY: man install uninstall deb
+.PHONY: man install uninstall deb FORCE_DOCDIR
 man: $(MAN_PAGES)
 
-$(BUILD)/man/rollout.1: docs/cli.md scripts/md2man.py src/cli/cmd.h
+# The pages name DOCDIR: this file changes when DOCDIR does, and the pages are made again.
+$(BUILD)/man/docdir: FORCE_DOCDIR
+	@mkdir -p $(dir $@)
+	@echo '$(DOCDIR)' | cmp -s - $@ || echo '$(DOCDIR)' >$@
+
+$(BUILD)/man/rollout.1: docs/cli.md scripts/md2man.py src/cli/cmd.h $(BUILD)/man/docdir
 	@mkdir -p $(dir $@)
 	$(Q)$(MD2MAN) --name rollout --section 1 --summary "rolling deployments for services on your own servers" \
 	  --see-also "rollout.yaml(5), rollout-daemon(8), and the documents in $(DOCDIR)" $< >$@.tmp && mv $@.tmp $@
-$(BUILD)/man/rollout.yaml.5: docs/spec.md scripts/md2man.py src/cli/cmd.h
+$(BUILD)/man/rollout.yaml.5: docs/spec.md scripts/md2man.py src/cli/cmd.h $(BUILD)/man/docdir
 	@mkdir -p $(dir $@)
 	$(Q)$(MD2MAN) --name rollout.yaml --section 5 --summary "the service spec of rollout" \
 	  --see-also "rollout(1), rollout-daemon(8), and the documents in $(DOCDIR)" $< >$@.tmp && mv $@.tmp $@
-$(BUILD)/man/rollout-daemon.8: docs/daemon.md scripts/md2man.py src/cli/cmd.h
+$(BUILD)/man/rollout-daemon.8: docs/daemon.md scripts/md2man.py src/cli/cmd.h $(BUILD)/man/docdir
 	@mkdir -p $(dir $@)
 	$(Q)$(MD2MAN) --name rollout-daemon --section 8 --summary "the control plane of rollout" \
 	  --see-also "rollout(1), rollout.yaml(5), and the documents in $(DOCDIR)" $< >$@.tmp && mv $@.tmp $@

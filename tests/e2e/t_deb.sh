@@ -52,6 +52,7 @@ dpkg -x "$deb" "$tmp/x"
 out=$("$tmp/x/usr/bin/rollout" version) || fail "unpacked rollout version exited $?"
 echo "$out" | grep -q "^rollout $version " || fail "unpacked rollout version: $out"
 zcat "$tmp/x/usr/share/man/man1/rollout.1.gz" | grep -q '^\.TH "ROLLOUT" "1"' || fail "rollout.1.gz is not the page"
+zcat "$tmp/x/usr/share/man/man1/rollout.1.gz" | grep -q '/usr/share/doc/rollout' || fail "rollout.1.gz names another DOCDIR"
 
 # Installed into a scratch root with dpkg (its dependencies are this machine's, not the root's),
 # then removed. Maintainer scripts (there are some with a unit) would run chrooted into a root

@@ -18,6 +18,7 @@ files=(usr/bin/rollout usr/share/man/man1/rollout.1 usr/share/man/man5/rollout.y
 	usr/share/man/man8/rollout-daemon.8 usr/share/bash-completion/completions/rollout
 	usr/share/zsh/vendor-completions/_rollout usr/share/doc/rollout/spec.md)
 for f in "${files[@]}"; do [ -f "$root/$f" ] || fail "not installed: $f"; done
+grep -q '/usr/share/doc/rollout' "$root/usr/share/man/man1/rollout.1" || fail "the page does not name /usr/share/doc/rollout"
 [ -x "$root/usr/bin/rollout" ] || fail "usr/bin/rollout is not executable"
 "$root/usr/bin/rollout" version | grep -q '^rollout ' || fail "installed rollout version"
 unit=usr/lib/systemd/system/rollout.service
@@ -158,6 +159,7 @@ mk install DESTDIR="$T/root2" UNIT="$T/rollout.service"
 for f in bin/rollout share/man/man1/rollout.1 share/bash-completion/completions/rollout lib/systemd/system/rollout.service; do
 	[ -f "$T/root2/usr/local/$f" ] || fail "PREFIX=/usr/local: no $f"
 done
+grep -q '/usr/local/share/doc/rollout' "$T/root2/usr/local/share/man/man1/rollout.1" || fail "PREFIX=/usr/local: the page names another DOCDIR"
 mk uninstall DESTDIR="$T/root2" UNIT="$T/rollout.service"
 left=$(find "$T/root2" -type f -o -type l)
 [ -z "$left" ] || fail "left after uninstall: $left"
