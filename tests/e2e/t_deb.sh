@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make deb` builds build/rollout_<ROLLOUT_VERSION>_<arch>.deb: its control fields (version from
 # src/cli/cmd.h, the runtime libraries and openssh-client in Depends, haproxy only suggested), its
-# files (binary, man pages, completions, docs; the unit iff dist/rollout.service exists), the
-# unpacked binary runs, and dpkg installs and removes it in a scratch root. Leaves the source tree
-# as it found it (no debhelper leftovers in debian/).
+# files (binary, man pages, completions, docs; the unit and the sysusers file iff dist/ has them),
+# the unpacked binary runs, and dpkg installs it in a scratch root (making the rollout user there)
+# and purges it. Leaves the source tree as it found it (no debhelper leftovers in debian/).
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -41,10 +41,11 @@ for f in ./usr/bin/rollout ./usr/share/man/man1/rollout.1.gz ./usr/share/man/man
 done
 grep -q '^-rwxr-xr-x root/root ./usr/bin/rollout$' "$tmp/list" || fail "usr/bin/rollout: $(grep bin/rollout "$tmp/list")"
 grep -v ' root/root ' "$tmp/list" && fail "files not owned by root"
-if [ -f dist/rollout.service ]; then
+if [ -f dist/rollout.service.in ]; then
 	grep -q ' ./lib/systemd/system/rollout.service$' "$tmp/list" || fail "the unit is not in the package"
+	[ -f dist/rollout.sysusers ] && { grep -q ' ./usr/lib/sysusers.d/rollout.conf$' "$tmp/list" || fail "no sysusers file"; }
 else
-	grep -q 'systemd' "$tmp/list" && fail "a unit in the package without dist/rollout.service"
+	grep -q 'systemd' "$tmp/list" && fail "a unit in the package without dist/rollout.service.in"
 fi
 
 # Unpacked: the binary runs and says its version.
@@ -55,20 +56,22 @@ zcat "$tmp/x/usr/share/man/man1/rollout.1.gz" | grep -q '^\.TH "ROLLOUT" "1"' ||
 zcat "$tmp/x/usr/share/man/man1/rollout.1.gz" | grep -q '/usr/share/doc/rollout' || fail "rollout.1.gz names another DOCDIR"
 
 # Installed into a scratch root with dpkg (its dependencies are this machine's, not the root's),
-# then removed. Maintainer scripts (there are some with a unit) would run chrooted into a root
-# without a shell: that install is the full-system test's.
-if dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -Eq 'inst$|rm$'; then
-	echo "maintainer scripts present: dpkg -i into a scratch root skipped"
-else
-	r=$tmp/root
-	mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates"
-	touch "$r/var/lib/dpkg/status"
-	force=--force-depends; [ "$(id -u)" -eq 0 ] || force="$force,not-root"
-	dpkg --root="$r" "$force" --log=/dev/null -i "$deb" >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -i"; }
-	[ "$(dpkg-query --admindir="$r/var/lib/dpkg" -W -f='${Status} ${Version}' rollout)" = "install ok installed $version" ] ||
-		fail "dpkg-query: $(dpkg-query --admindir="$r/var/lib/dpkg" -W rollout)"
-	"$r/usr/bin/rollout" version | grep -q "^rollout $version " || fail "installed rollout version"
-	dpkg --root="$r" "$force" --log=/dev/null -r rollout >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -r"; }
-	[ ! -e "$r/usr/bin/rollout" ] || fail "dpkg -r left usr/bin/rollout"
+# then purged. The maintainer scripts run outside a chroot (the root has no shell) with DPKG_ROOT
+# set, which systemd-sysusers and deb-systemd-helper honour: the rollout user is made in the
+# scratch root's /etc/passwd, the unit's state under its /var/lib/systemd.
+r=$tmp/root
+mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/etc"
+touch "$r/var/lib/dpkg/status"
+force=--force-depends,script-chrootless; [ "$(id -u)" -eq 0 ] || force="$force,not-root"
+dpkg --root="$r" "$force" --log=/dev/null -i "$deb" >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -i"; }
+[ "$(dpkg-query --admindir="$r/var/lib/dpkg" -W -f='${Status} ${Version}' rollout)" = "install ok installed $version" ] ||
+	fail "dpkg-query: $(dpkg-query --admindir="$r/var/lib/dpkg" -W rollout)"
+"$r/usr/bin/rollout" version | grep -q "^rollout $version " || fail "installed rollout version"
+if [ -f dist/rollout.sysusers ]; then
+	grep -q '^rollout:x:[0-9]*:[0-9]*:.*:/var/lib/rollout:' "$r/etc/passwd" || fail "no rollout user: $(cat "$r/etc/passwd")"
 fi
+dpkg --root="$r" "$force" --log=/dev/null -P rollout >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -P"; }
+[ ! -e "$r/usr/bin/rollout" ] || fail "dpkg -P left usr/bin/rollout"
+left=$(cd "$r" && find usr lib -type f 2>/dev/null)
+[ -z "$left" ] || fail "left after purge: $left"
 echo "ok: $deb ($(du -k "$deb" | cut -f1) KiB): $depends"

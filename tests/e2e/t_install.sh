@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make install DESTDIR=... PREFIX=/usr` lays out the binary, the three man pages, the bash and zsh
-# completions and (when the tree has one) the systemd unit; `make uninstall` removes them all. The
+# completions and (when the tree has them) the systemd unit, @BINDIR@ filled in, and its sysusers file; `make uninstall` removes them all. The
 # pages render without groff warnings and hold every verb and flag of the CLI (its usage text and
 # the command table of src/cli/main.c) and every key the spec parser accepts (the field tables of
 # src/spec/spec_yaml.c). Bash completion completes verbs, flags and the services of a running
@@ -22,10 +22,15 @@ grep -q '/usr/share/doc/rollout' "$root/usr/share/man/man1/rollout.1" || fail "t
 [ -x "$root/usr/bin/rollout" ] || fail "usr/bin/rollout is not executable"
 "$root/usr/bin/rollout" version | grep -q '^rollout ' || fail "installed rollout version"
 unit=usr/lib/systemd/system/rollout.service
-if [ -f dist/rollout.service ]; then
-	cmp -s dist/rollout.service "$root/$unit" || fail "dist/rollout.service not installed as $unit"
+if [ -f dist/rollout.service.in ]; then
+	grep -qx 'ExecStart=/usr/bin/rollout .*' "$root/$unit" || fail "$unit: $(grep ExecStart "$root/$unit")"
+	grep -q @ "$root/$unit" && fail "$unit: a placeholder left: $(grep @ "$root/$unit")"
+	[ "$(sed 's|@BINDIR@|/usr/bin|g' dist/rollout.service.in)" = "$(cat "$root/$unit")" ] || fail "$unit is not dist/rollout.service.in"
 else
-	[ ! -e "$root/$unit" ] || fail "a unit installed without dist/rollout.service"
+	[ ! -e "$root/$unit" ] || fail "a unit installed without dist/rollout.service.in"
+fi
+if [ -f dist/rollout.sysusers ]; then
+	cmp -s dist/rollout.sysusers "$root/usr/lib/sysusers.d/rollout.conf" || fail "dist/rollout.sysusers not installed"
 fi
 
 log "the pages render without warnings"
@@ -154,13 +159,15 @@ left=$(find "$root" -type f -o -type l)
 [ -z "$left" ] || fail "left after uninstall: $left"
 
 log "the unit, when the tree has one; the default PREFIX"
-printf '[Service]\nExecStart=/usr/bin/rollout daemon\n' >"$T/rollout.service"
-mk install DESTDIR="$T/root2" UNIT="$T/rollout.service"
+printf '[Service]\nExecStart=@BINDIR@/rollout daemon\n' >"$T/rollout.service.in"
+mk install DESTDIR="$T/root2" UNIT="$T/rollout.service.in"
+grep -qx 'ExecStart=/usr/local/bin/rollout daemon' "$T/root2/usr/local/lib/systemd/system/rollout.service" ||
+	fail "PREFIX=/usr/local unit: $(cat "$T/root2/usr/local/lib/systemd/system/rollout.service")"
 for f in bin/rollout share/man/man1/rollout.1 share/bash-completion/completions/rollout lib/systemd/system/rollout.service; do
 	[ -f "$T/root2/usr/local/$f" ] || fail "PREFIX=/usr/local: no $f"
 done
 grep -q '/usr/local/share/doc/rollout' "$T/root2/usr/local/share/man/man1/rollout.1" || fail "PREFIX=/usr/local: the page names another DOCDIR"
-mk uninstall DESTDIR="$T/root2" UNIT="$T/rollout.service"
+mk uninstall DESTDIR="$T/root2" UNIT="$T/rollout.service.in"
 left=$(find "$T/root2" -type f -o -type l)
 [ -z "$left" ] || fail "left after uninstall: $left"
 log "ok"
