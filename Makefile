@@ -129,3 +129,76 @@ clean:
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- install, man pages, Debian package (docs/install.md) ----
+# The man pages are made from docs/ by scripts/md2man.py: docs/cli.md is rollout(1), docs/spec.md
+# rollout.yaml(5), docs/daemon.md rollout-daemon(8). The systemd unit (UNIT: dist/rollout.service.in,
+# or a finished dist/rollout.service) is written with @BINDIR@ filled in, and its sysusers.d file
+# (dist/rollout.sysusers) installed as rollout.conf; each only when the tree has it.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+MANDIR         ?= $(PREFIX)/share/man
+DOCDIR         ?= $(PREFIX)/share/doc/rollout
+BASHCOMPDIR    ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR     ?= $(PREFIX)/share/zsh/vendor-completions
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
+VERSION        := $(shell sed -n 's/^.define ROLLOUT_VERSION "\(.*\)"/\1/p' src/cli/cmd.h)
+UNIT           := $(firstword $(wildcard dist/rollout.service.in dist/rollout.service))
+SYSUSERS       := $(wildcard dist/rollout.sysusers)
+DOCS           := README.md $(wildcard docs/*.md)
+MAN_PAGES      := $(BUILD)/man/rollout.1 $(BUILD)/man/rollout.yaml.5 $(BUILD)/man/rollout-daemon.8
+MD2MAN          = python3 scripts/md2man.py --version "$(VERSION)"
+
+.PHONY: man install uninstall deb
+man: $(MAN_PAGES)
+
+# The pages name DOCDIR, the unit BINDIR (and UNIT may be set): this file changes when they do,
+# and those are made again.
+$(BUILD)/install-paths: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(DOCDIR) $(BINDIR) $(UNIT)' | cmp -s - $@ || echo '$(DOCDIR) $(BINDIR) $(UNIT)' >$@
+
+$(BUILD)/rollout.service: $(UNIT) $(BUILD)/install-paths
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/man/rollout.1: docs/cli.md scripts/md2man.py src/cli/cmd.h $(BUILD)/install-paths
+	@mkdir -p $(dir $@)
+	$(Q)$(MD2MAN) --name rollout --section 1 --summary "rolling deployments for services on your own servers" \
+	  --see-also "rollout.yaml(5), rollout-daemon(8), and the documents in $(DOCDIR)" $< >$@.tmp && mv $@.tmp $@
+$(BUILD)/man/rollout.yaml.5: docs/spec.md scripts/md2man.py src/cli/cmd.h $(BUILD)/install-paths
+	@mkdir -p $(dir $@)
+	$(Q)$(MD2MAN) --name rollout.yaml --section 5 --summary "the service spec of rollout" \
+	  --see-also "rollout(1), rollout-daemon(8), and the documents in $(DOCDIR)" $< >$@.tmp && mv $@.tmp $@
+$(BUILD)/man/rollout-daemon.8: docs/daemon.md scripts/md2man.py src/cli/cmd.h $(BUILD)/install-paths
+	@mkdir -p $(dir $@)
+	$(Q)$(MD2MAN) --name rollout-daemon --section 8 --summary "the control plane of rollout" \
+	  --see-also "rollout(1), rollout.yaml(5), and the documents in $(DOCDIR)" $< >$@.tmp && mv $@.tmp $@
+
+install: $(BUILD)/rollout $(MAN_PAGES) $(if $(UNIT),$(BUILD)/rollout.service)
+	install -D -m 0755 $(BUILD)/rollout $(DESTDIR)$(BINDIR)/rollout
+	install -D -m 0644 $(BUILD)/man/rollout.1 $(DESTDIR)$(MANDIR)/man1/rollout.1
+	install -D -m 0644 $(BUILD)/man/rollout.yaml.5 $(DESTDIR)$(MANDIR)/man5/rollout.yaml.5
+	install -D -m 0644 $(BUILD)/man/rollout-daemon.8 $(DESTDIR)$(MANDIR)/man8/rollout-daemon.8
+	install -D -m 0644 dist/completion/rollout.bash $(DESTDIR)$(BASHCOMPDIR)/rollout
+	install -D -m 0644 dist/completion/_rollout $(DESTDIR)$(ZSHCOMPDIR)/_rollout
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	$(if $(UNIT),install -D -m 0644 $(BUILD)/rollout.service $(DESTDIR)$(SYSTEMDUNITDIR)/rollout.service)
+	$(if $(SYSUSERS),install -D -m 0644 $(SYSUSERS) $(DESTDIR)$(SYSUSERSDIR)/rollout.conf)
+
+# Removes what install put there (and the doc directory, when it is left empty).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/rollout $(DESTDIR)$(MANDIR)/man1/rollout.1 \
+	  $(DESTDIR)$(MANDIR)/man5/rollout.yaml.5 $(DESTDIR)$(MANDIR)/man8/rollout-daemon.8 \
+	  $(DESTDIR)$(BASHCOMPDIR)/rollout $(DESTDIR)$(ZSHCOMPDIR)/_rollout \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/rollout.service $(DESTDIR)$(SYSUSERSDIR)/rollout.conf $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# $(BUILD)/rollout_<version>_<arch>.deb, by debhelper from debian/ (debian/rules installs with
+# `make install DESTDIR=debian/rollout PREFIX=/usr`, reusing $(BUILD)).
+deb: $(BUILD)/rollout $(MAN_PAGES)
+	@bash scripts/deps.sh --deb
+	$(Q)DEB_RULES_REQUIRES_ROOT=no ROLLOUT_BUILD=$(BUILD) ROLLOUT_VERSION=$(VERSION) debian/rules binary
+	$(Q)cd debian && rm -rf rollout .debhelper files *.substvars *.debhelper *.debhelper.log debhelper-build-stamp
+	@echo "  DEB     $(BUILD)/rollout_$(VERSION)_$$(dpkg-architecture -qDEB_HOST_ARCH).deb"
