@@ -19,7 +19,7 @@ endif
 # anything else, with or without -j, then reads it and starts over. Computing them here, when the
 # Makefile is parsed, would run pkg-config before the packages exist on a fresh machine.
 .DEFAULT_GOAL := all
-NODEPS_GOALS := clean format deps
+NODEPS_GOALS := clean format deps uninstall
 # Goals that build or run tests need the test packages too (cmocka, clang's fuzzer runtime, ...).
 TEST_GOALS   := test unit sim fuzz fuzz-bins asan-bins $(BUILD)/tests/% $(BUILD)/fuzz/%
 DEPS_PROFILE := $(if $(filter $(TEST_GOALS),$(MAKECMDGOALS)),test,build)

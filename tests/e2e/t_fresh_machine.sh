@@ -102,4 +102,32 @@ for flags in "" "-j2"; do
 	log "fresh machine${flags:+ with $flags}: README quick start through make demo in $((SECONDS - t0))s"
 	drop_root
 done
+
+# The Debian package, installed with apt into a fresh root (apt resolves its dependencies from the
+# mirror): rollout version, plan of the example spec, the unit verifies, and the installed daemon,
+# started by hand, deploys the example app.
+t0=$SECONDS
+make --no-print-directory -C "$ROOT" BUILD="$BUILD" deb >"$T/deb.log" 2>&1 || { tail -20 "$T/deb.log"; fail "make deb"; }
+DEB=$(ls "$ROOT/$BUILD"/rollout_*.deb | head -1)
+fresh_root
+cp "$DEB" "$R/tmp/rollout.deb"
+mkdir -p "$R/opt/example/build" "$R/opt/example/examples"
+cp "$ROOT/$BUILD/hello" "$R/opt/example/build/hello"
+cp "$ROOT/examples/hello.yaml" "$R/opt/example/examples/"
+in_root() { chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb /bin/bash -c "$1"; }
+in_root "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ./tmp/rollout.deb systemd" \
+	>"$T/apt.log" 2>&1 </dev/null || { tail -20 "$T/apt.log"; fail "apt-get install ./rollout.deb in a fresh root"; }
+in_root "rollout version" | grep -q "^rollout " || fail "the installed rollout version"
+in_root "cd /opt/example && rollout plan examples/hello.yaml" >"$T/plan.out" 2>&1 || fail "plan: $(cat "$T/plan.out")"
+in_root "systemd-analyze verify --man=no /lib/systemd/system/rollout.service" >"$T/verify.out" 2>&1 ||
+	fail "systemd-analyze verify of the installed unit: $(cat "$T/verify.out")"
+getent_rollout=$(in_root "getent passwd rollout" || true)
+[ -n "$getent_rollout" ] || fail "the package made no rollout user"
+in_root "cd /opt/example && (rollout daemon --data /var/lib/rollout >/tmp/daemon.log 2>&1 &) && sleep 0.5 &&
+	rollout --data /var/lib/rollout apply examples/hello.yaml --wait --timeout 60s &&
+	rollout --data /var/lib/rollout status hello" >"$T/deploy.out" 2>&1 </dev/null ||
+	{ cat "$T/deploy.out"; fail "the installed daemon did not deploy the example app"; }
+grep -q "complete" "$T/deploy.out" || fail "deploy: $(cat "$T/deploy.out")"
+log "the .deb in a fresh root: apt install, version, plan, unit verifies, daemon deploys hello ($((SECONDS - t0))s)"
+drop_root
 log ok
