@@ -264,22 +264,75 @@ static const char *health_word(const char *h)
 	return strcmp(h, "crash_looping") == 0 ? "crash-looping" : h;
 }
 
+static const char *rev_version(const json_t *revisions, int64_t rev)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(revisions, i, r)
+	{
+		if (output_jint(r, "revision", -1) == rev)
+			return output_jstr(r, "version", "-");
+	}
+	return "-";
+}
+
+/* "2 (v2)": a revision with its version when known, "-" for none. */
+static char *rev_label(int64_t rev, const char *version, char *buf, size_t len)
+{
+	if (rev <= 0)
+		snprintf(buf, len, "-");
+	else if (version != NULL && strcmp(version, "-") != 0)
+		snprintf(buf, len, "%" PRId64 " (%s)", rev, version);
+	else
+		snprintf(buf, len, "%" PRId64, rev);
+	return buf;
+}
+
+/* What a rollout changed: revisions (with versions), or a scale's replicas. */
+static char *change_text(const json_t *r, const char *began, const char *vfrom, const char *vto, char *buf,
+			 size_t len)
+{
+	int64_t from = output_jint(r, "from_revision", 0), to = output_jint(r, "to_revision", 0);
+	int64_t fr = output_jint(r, "from_replicas", 0), tr = output_jint(r, "to_replicas", 0);
+	char a[96], b[96];
+	if (strcmp(began, "scale") == 0 && tr > 0)
+		snprintf(buf, len, "%" PRId64 " -> %" PRId64 " instances of %s", fr, tr, rev_label(to, vto, a, sizeof a));
+	else if (from > 0 && from != to)
+		snprintf(buf, len, "%s -> %s", rev_label(from, vfrom, a, sizeof a), rev_label(to, vto, b, sizeof b));
+	else
+		snprintf(buf, len, "%s", rev_label(to, vto, a, sizeof a));
+	return buf;
+}
+
+/* status.versions[rev], NULL when unknown. */
+static const char *status_version(const json_t *status, int64_t rev)
+{
+	char key[24];
+	snprintf(key, sizeof key, "%" PRId64, rev);
+	return output_jstr(json_object_get(status, "versions"), key, NULL);
+}
+
 void output_status(FILE *f, const json_t *status, int64_t now_ms)
 {
 	const char *service = output_jstr(status, "service", "?");
 	const json_t *ro = json_object_get(status, "rollout");
 	const json_t *counts = json_object_get(status, "counts");
-	char d[32], line[512];
-	fprintf(f, "%s: %" PRId64 " replicas, revision %" PRId64 " (stable %" PRId64 ")\n", service,
-		output_jint(status, "replicas", 0), output_jint(status, "target_revision", 0),
-		output_jint(status, "stable_revision", 0));
+	char d[32], line[512], la[96], lb[96];
+	int64_t target = output_jint(status, "target_revision", 0), stable = output_jint(status, "stable_revision", 0);
+	fprintf(f, "%s: %" PRId64 " replicas, revision %s, stable %s\n", service, output_jint(status, "replicas", 0),
+		rev_label(target, status_version(status, target), la, sizeof la),
+		rev_label(stable, status_version(status, stable), lb, sizeof lb));
 	if (json_is_object(ro)) {
 		const char *state = output_jstr(ro, "state", "?");
+		char change[256];
 		fprintf(f,
-			"rollout %" PRId64 " (%s %" PRId64 " -> %" PRId64 "): %s, batch %" PRId64 "/%" PRId64
+			"rollout %" PRId64 " (%s %s): %s, batch %" PRId64 "/%" PRId64
 			", %" PRId64 " failures (max %" PRId64 "), %s %s\n",
-			output_jint(ro, "id", 0), output_jstr(ro, "kind", "?"),
-			output_jint(ro, "from_revision", 0), output_jint(ro, "to_revision", 0), state,
+			output_jint(ro, "id", 0), output_jstr(ro, "began_as", output_jstr(ro, "kind", "?")),
+			change_text(ro, output_jstr(ro, "began_as", output_jstr(ro, "kind", "?")),
+				    status_version(status, output_jint(ro, "from_revision", 0)),
+				    status_version(status, output_jint(ro, "to_revision", 0)), change, sizeof change),
+			output_jstr(ro, "outcome", state),
 			batch_shown(ro), output_jint(ro, "batches", 1), output_jint(ro, "failures", 0),
 			output_jint(ro, "max_failures", 0),
 			json_is_integer(json_object_get(ro, "ended_at")) ? "took" : "elapsed",
@@ -318,17 +371,18 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 	const char *sep = " (";
 	json_object_foreach((json_t *)by, k, v)
 	{
-		fprintf(f, "%srevision %s: %" PRId64 "/%" PRId64 " available", sep, k,
-			output_jint(v, "available", 0), output_jint(v, "total", 0));
+		const char *ver = output_jstr(json_object_get(status, "versions"), k, NULL);
+		fprintf(f, "%srevision %s%s%s%s: %" PRId64 "/%" PRId64 " available", sep, k, ver ? " (" : "",
+			ver ? ver : "", ver ? ")" : "", output_jint(v, "available", 0), output_jint(v, "total", 0));
 		sep = ", ";
 	}
 	fprintf(f, "%s\n", json_object_size(by) ? ")" : "");
 	const json_t *insts = json_object_get(status, "instances");
 	if (json_array_size(insts) == 0)
 		return;
-	struct output_table *t = output_table_new(8);
-	output_table_row(
-	    t, (const char *[]){"ID", "REVISION", "STATE", "AVAILABLE", "PORT", "PID", "AGE", "CAUSE"});
+	struct output_table *t = output_table_new(9);
+	output_table_row(t, (const char *[]){"ID", "REVISION", "VERSION", "STATE", "AVAILABLE", "PORT", "PID",
+					     "AGE", "CAUSE"});
 	size_t i;
 	json_array_foreach(insts, i, v)
 	{
@@ -340,8 +394,9 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 		int64_t since = output_jint(v, "since", 0);
 		output_duration(since > 0 ? now_ms - since : 0, age, sizeof age);
 		const char *cause = output_jstr(v, "cause", "");
+		const char *ver = status_version(status, output_jint(v, "revision", 0));
 		output_table_row(
-		    t, (const char *[]){id, rev, output_jstr(v, "state", "?"),
+		    t, (const char *[]){id, rev, ver ? ver : "-", output_jstr(v, "state", "?"),
 					json_is_true(json_object_get(v, "available")) ? "yes" : "no", port,
 					pid, since > 0 ? age : "-", cause[0] ? cause : ""});
 	}
@@ -412,39 +467,25 @@ void output_unloaded(FILE *f, const json_t *unloaded)
 }
 
 /* The version string of revision rev in revisions, or "-". */
-static const char *rev_version(const json_t *revisions, int64_t rev)
-{
-	size_t i;
-	json_t *r;
-	json_array_foreach(revisions, i, r)
-	{
-		if (output_jint(r, "revision", -1) == rev)
-			return output_jstr(r, "version", "-");
-	}
-	return "-";
-}
-
 void output_history(FILE *f, const json_t *rollouts, const json_t *revisions, int64_t now_ms)
 {
 	if (json_array_size(rollouts) == 0) {
 		fprintf(f, "no rollouts yet\n");
 		return;
 	}
-	struct output_table *t = output_table_new(8);
-	output_table_row(t, (const char *[]){"ROLLOUT", "KIND", "REVISION", "VERSION", "STATE", "STARTED",
-					     "TOOK", "REASON"});
+	struct output_table *t = output_table_new(7);
+	output_table_row(t, (const char *[]){"ROLLOUT", "KIND", "CHANGE", "OUTCOME", "STARTED", "TOOK", "REASON"});
 	size_t i;
 	json_t *r;
 	json_array_foreach(rollouts, i, r)
 	{
-		char id[24], revs[64], started[40], took[32];
-		int64_t to = output_jint(r, "to_revision", 0), from = output_jint(r, "from_revision", 0);
+		char id[24], change[256], started[40], took[32];
 		int64_t s = output_jint(r, "started_at", 0), e = output_jint(r, "ended_at", 0);
 		num(id, sizeof id, output_jint(r, "id", 0));
-		if (from > 0)
-			snprintf(revs, sizeof revs, "%" PRId64 " -> %" PRId64, from, to);
-		else
-			snprintf(revs, sizeof revs, "%" PRId64, to);
+		/* what it was begun as and how it ended, as the daemon (its engine) words them */
+		const char *began = output_jstr(r, "began_as", output_jstr(r, "kind", "?"));
+		change_text(r, began, rev_version(revisions, output_jint(r, "from_revision", 0)),
+			    rev_version(revisions, output_jint(r, "to_revision", 0)), change, sizeof change);
 		output_timestamp(s, started, sizeof started);
 		char so_far[32];
 		if (e > 0)
@@ -453,8 +494,8 @@ void output_history(FILE *f, const json_t *rollouts, const json_t *revisions, in
 			snprintf(took, sizeof took, "%s so far",
 				 output_duration(now_ms - s, so_far, sizeof so_far));
 		const char *reason = output_jstr(r, "reason", "");
-		output_table_row(t, (const char *[]){id, output_jstr(r, "kind", "?"), revs,
-						     rev_version(revisions, to), output_jstr(r, "state", "?"),
+		output_table_row(t, (const char *[]){id, began, change,
+						     output_jstr(r, "outcome", output_jstr(r, "state", "?")),
 						     started, took, reason});
 	}
 	output_table_print(t, f);

@@ -78,6 +78,59 @@ bool engine_pause_needs_person(enum engine_pause_reason p)
 	return p == PAUSE_USER || p == PAUSE_CANARY || p == PAUSE_ANALYSIS || p == PAUSE_ANALYSIS_ZONE;
 }
 
+enum engine_ro_kind engine_ro_began_as(enum engine_ro_kind k)
+{
+	return k == RO_KIND_ROLLBACK || k == RO_KIND_ABORT ? RO_KIND_DEPLOY : k;
+}
+
+char *engine_ro_outcome(const struct engine_rollout *ro, char *buf, size_t len)
+{
+	const char *pause = engine_pause_name(ro->pause);
+	switch (ro->state) {
+	case RO_PROGRESSING:
+		snprintf(buf, len, "progressing");
+		break;
+	case RO_PAUSED:
+		snprintf(buf, len, "paused%s%s%s", pause ? " (" : "", pause ? pause : "", pause ? ")" : "");
+		break;
+	case RO_ROLLING_BACK:
+		if (ro->kind == RO_KIND_UNDO)
+			snprintf(buf, len, "undoing to revision %d", ro->to_rev);
+		else if (ro->kind == RO_KIND_ABORT)
+			snprintf(buf, len, "aborted, going back to revision %d", ro->rollback_rev);
+		else
+			snprintf(buf, len, "failed, rolling back to revision %d", ro->rollback_rev);
+		break;
+	case RO_COMPLETE:
+		snprintf(buf, len, "complete");
+		break;
+	case RO_ROLLED_BACK:
+		if (ro->kind == RO_KIND_UNDO)
+			snprintf(buf, len, "undone to revision %d", ro->to_rev);
+		else
+			snprintf(buf, len, "failed, rolled back to revision %d", ro->rollback_rev);
+		break;
+	case RO_ABORTED:
+		if (ro->kind == RO_KIND_ABORT)
+			snprintf(buf, len, "aborted, back on revision %d", ro->rollback_rev);
+		else
+			snprintf(buf, len, "superseded");
+		break;
+	case RO_FAILED:
+		snprintf(buf, len, "failed, halted");
+		break;
+	default:
+		snprintf(buf, len, "none");
+		break;
+	}
+	return buf;
+}
+
+bool engine_ro_succeeded(const struct engine_rollout *ro)
+{
+	return ro->state == RO_COMPLETE || (ro->state == RO_ROLLED_BACK && ro->kind == RO_KIND_UNDO);
+}
+
 static int parse_name(const char *const *names, size_t n, const char *name)
 {
 	for (size_t i = 0; name != NULL && i < n; i++)
@@ -864,14 +917,20 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 		zbudget[k] = av[k] - zfloor;
 	}
 	/* Two passes: first what serves nothing (free to remove: unhealthy, starting), then available
-	 * instances within the budgets; in each pass the oldest instance goes first. */
+	 * instances within the budgets. In each pass a superseded revision's instances (a canary of a
+	 * rollout replaced by this one: neither the target nor the stable revision) go before the
+	 * stable one's, so no third revision keeps serving; then the oldest instance goes first. */
 	for (int pass = 0; pass < 2; pass++) {
-		for (size_t i = 0; i < st->n; i++) {
+		for (size_t j = 0; j < 2 * st->n; j++) {
+			size_t i = j % st->n;
 			struct engine_inst *in = &st->inst[i];
 			if (!is_live(in) || (int)engine_inst_available(spec, in, now) != pass)
 				continue;
 			int k = zone_of(&z, in);
 			bool isnew = st->target_rev != 0 && in->revision == st->target_rev;
+			bool superseded = !isnew && in->revision != st->stable_rev;
+			if (superseded != (j < st->n))
+				continue;
 			int *excess = isnew ? &excess_new[k] : &excess_old[k];
 			if (*excess <= 0)
 				continue;
@@ -925,6 +984,7 @@ static void begin_rollout(struct engine_state *st, enum engine_ro_kind kind, enu
 	ro->from_rev = from;
 	ro->to_rev = to_rev;
 	ro->rollback_rev = st->stable_rev != to_rev ? st->stable_rev : 0;
+	ro->from_replicas = ro->to_replicas = st->replicas; /* engine_apply sets where it came from */
 	ro->started_at = now;
 	ro->progress_at = now;
 	st->target_rev = to_rev;
@@ -958,6 +1018,7 @@ int engine_apply(const struct spec *spec, struct engine_state *st, int rev, int6
 		if (old_replicas == st->replicas || ro_live(st) || st->ro.state == RO_FAILED)
 			return 0;
 		begin_rollout(st, RO_KIND_SCALE, RO_PROGRESSING, rev, now);
+		st->ro.from_replicas = old_replicas;
 		st->ro.fast = true;
 		emit_event(out, INTENT_ROLLOUT, EV_ROLLOUT_STARTED, 0, "rollout %llu started: scale from %d to %d instances",
 			   (unsigned long long)st->ro.id, old_replicas, st->replicas);
@@ -968,6 +1029,7 @@ int engine_apply(const struct spec *spec, struct engine_state *st, int rev, int6
 	supersede(st, now, out, why);
 	bool first = st->stable_rev == 0 && st->n == 0;
 	begin_rollout(st, RO_KIND_DEPLOY, RO_PROGRESSING, rev, now);
+	st->ro.from_replicas = first ? 0 : old_replicas;
 	/* A first deploy has no capacity to protect: one batch, no pause. */
 	st->ro.fast = first;
 	emit_event(out, INTENT_ROLLOUT, EV_ROLLOUT_STARTED, 0, "rollout %llu started: revision %d to %d, %d instances",

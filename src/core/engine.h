@@ -97,6 +97,8 @@ struct engine_rollout {
 	int from_rev;         /* revision before the rollout (0 if none) */
 	int to_rev;           /* the revision this rollout moves to (0: none, stop everything) */
 	int rollback_rev;     /* where an automatic rollback goes (last stable), 0 if none */
+	int from_replicas;    /* replicas before the rollout (a scale changes them) */
+	int to_replicas;      /* replicas it moves to */
 	int batch;            /* current batch, 0-based */
 	bool fast;            /* fast path: one batch, no pause, no analysis wait */
 	int failures;         /* failed instances of to_rev during this rollout */
@@ -254,6 +256,16 @@ const char *engine_event_name(enum engine_event_kind e);
 const char *engine_pause_name(enum engine_pause_reason p);
 const char *engine_pause_continue(enum engine_pause_reason p);
 bool engine_pause_needs_person(enum engine_pause_reason p);
+/* What a rollout was begun as: an automatic rollback and an abort are what became of a deploy
+ * (kind tells what it is doing now). */
+enum engine_ro_kind engine_ro_began_as(enum engine_ro_kind k);
+/* How a rollout ended, or where it stands, in words for its history line: "complete", "failed,
+ * rolled back to revision 2", "aborted, back on revision 3", "superseded", "undone to revision 1",
+ * "rolling back to revision 2", "paused (canary)". Returns buf. */
+char *engine_ro_outcome(const struct engine_rollout *ro, char *buf, size_t len);
+/* Whether a rollout that ended did what it was begun for (a deploy or scale that completed, an
+ * undo that reached its revision). */
+bool engine_ro_succeeded(const struct engine_rollout *ro);
 /* Parses a name back (for the store). Returns the value or -1. */
 int engine_inst_state_parse(const char *name);
 int engine_ro_state_parse(const char *name);

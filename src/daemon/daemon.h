@@ -191,6 +191,11 @@ int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 /* One engine step, committed, then carried out. */
 void svc_step(struct svc *s);
 json_t *svc_status_json(struct svc *s);
+/* A rollout as the API shows it (status and history alike): what it is and was begun as, how it
+ * ended (the engine's words), revisions and replicas from and to, times. New reference. */
+json_t *svc_rollout_json(const struct engine_rollout *ro, int64_t now);
+/* The version of revision rev of s, NULL when it cannot be had. */
+const char *svc_version_of(struct svc *s, int rev);
 /* The service's load balancer (none when its own cannot be had). */
 struct lb *svc_lb(struct svc *s);
 

@@ -264,14 +264,9 @@ static void get_rollouts(struct api_req *req, void *ctx)
 		return;
 	}
 	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *r = json_pack("{s:I,s:s,s:s,s:i,s:i,s:I,s:s}", "id", (json_int_t)v[i].id, "kind",
-				      engine_ro_kind_name(v[i].kind), "state", engine_ro_state_name(v[i].state),
-				      "from_revision", v[i].from_rev, "to_revision", v[i].to_rev, "started_at",
-				      (json_int_t)v[i].started_at, "reason", v[i].reason);
-		json_object_set_new(r, "ended_at", v[i].ended_at ? json_integer(v[i].ended_at) : json_null());
-		json_array_append_new(arr, r);
-	}
+	int64_t now = daemon_now();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, svc_rollout_json(&v[i], now));
 	free(v);
 	api_reply_json(req, 200, json_pack("{s:o}", "rollouts", arr));
 }

@@ -1296,6 +1296,28 @@ static void waiting_for(const struct svc *s, int new_total, int new_avail, int o
 		snprintf(buf, len, "the next step");
 }
 
+json_t *svc_rollout_json(const struct engine_rollout *ro, int64_t now)
+{
+	char oc[200];
+	json_t *r = json_pack("{s:I,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:I,s:s,s:I}", "id", (json_int_t)ro->id,
+			      "kind", engine_ro_kind_name(ro->kind), "began_as",
+			      engine_ro_kind_name(engine_ro_began_as(ro->kind)), "state",
+			      engine_ro_state_name(ro->state), "outcome", engine_ro_outcome(ro, oc, sizeof oc),
+			      "succeeded", engine_ro_succeeded(ro), "from_revision", ro->from_rev, "to_revision",
+			      ro->to_rev, "rollback_revision", ro->rollback_rev, "from_replicas", ro->from_replicas,
+			      "to_replicas", ro->to_replicas, "started_at", (json_int_t)ro->started_at, "reason",
+			      ro->reason, "elapsed_ms",
+			      (json_int_t)((ro->ended_at ? ro->ended_at : now) - ro->started_at));
+	json_object_set_new(r, "ended_at", ro->ended_at ? json_integer(ro->ended_at) : json_null());
+	return r;
+}
+
+const char *svc_version_of(struct svc *s, int rev)
+{
+	const struct spec *sp = rev == s->st.target_rev && s->spec.tmpl.version ? &s->spec : rev_spec(s, rev);
+	return sp != NULL && sp->tmpl.version != NULL ? sp->tmpl.version : NULL;
+}
+
 json_t *svc_status_json(struct svc *s)
 {
 	int64_t now = daemon_now();
@@ -1305,6 +1327,18 @@ json_t *svc_status_json(struct svc *s)
 	json_object_set_new(j, "replicas", json_integer(s->st.replicas));
 	json_object_set_new(j, "target_revision", json_integer(s->st.target_rev));
 	json_object_set_new(j, "stable_revision", json_integer(s->st.stable_rev));
+	/* the version of every revision that runs or that status names */
+	json_t *vers = json_object();
+	const int named[] = {s->st.target_rev, s->st.stable_rev, ro->from_rev, ro->rollback_rev};
+	for (size_t i = 0; i < s->st.n + 4; i++) {
+		int rev = i < s->st.n ? s->st.inst[i].revision : named[i - s->st.n];
+		char key[16];
+		snprintf(key, sizeof key, "%d", rev);
+		const char *v = rev > 0 && json_object_get(vers, key) == NULL ? svc_version_of(s, rev) : NULL;
+		if (v != NULL)
+			json_object_set_new(vers, key, json_string(v));
+	}
+	json_object_set_new(j, "versions", vers);
 	json_object_set_new(j, "lb", json_string(s->spec.lb == SPEC_LB_NONE ? "none"
 						 : s->spec.lb == SPEC_LB_HAPROXY ? "haproxy"
 										: "builtin"));
@@ -1371,20 +1405,15 @@ json_t *svc_status_json(struct svc *s)
 								    : spec_batch_count(&s->spec.strategy, s->st.replicas);
 		int goal = engine_batch_goal(&s->spec, &s->st);
 		const char *pn = ro->state == RO_PAUSED ? engine_pause_name(ro->pause) : NULL;
-		json_t *rj = json_pack("{s:I,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I}", "id",
-				       (json_int_t)ro->id, "kind", engine_ro_kind_name(ro->kind), "state",
-				       engine_ro_state_name(ro->state), "from_revision", ro->from_rev, "to_revision",
-				       ro->to_rev, "rollback_revision", ro->rollback_rev, "batch", ro->batch + 1,
-				       "batches", batches, "batch_goal", goal, "failures", ro->failures, "max_failures",
-				       spec_max_failures(&s->spec.strategy, s->st.replicas), "reason", ro->reason,
-				       "started_at", (json_int_t)ro->started_at, "elapsed_ms",
-				       (json_int_t)((ro->ended_at ? ro->ended_at : now) - ro->started_at));
+		json_t *rj = svc_rollout_json(ro, now);
+		json_object_update_new(rj, json_pack("{s:i,s:i,s:i,s:i,s:i}", "batch", ro->batch + 1, "batches", batches,
+						     "batch_goal", goal, "failures", ro->failures, "max_failures",
+						     spec_max_failures(&s->spec.strategy, s->st.replicas)));
 		json_object_set_new(rj, "pause", pn ? json_string(pn) : json_null());
 		/* the verb that continues a pause, and whether it waits for a person (the engine's) */
 		const char *cw = pn ? engine_pause_continue(ro->pause) : NULL;
 		json_object_set_new(rj, "continue_with", cw ? json_string(cw) : json_null());
 		json_object_set_new(rj, "needs_person", json_boolean(pn && engine_pause_needs_person(ro->pause)));
-		json_object_set_new(rj, "ended_at", ro->ended_at ? json_integer(ro->ended_at) : json_null());
 		json_object_set_new(j, "rollout", rj);
 	}
 	char wf[200];

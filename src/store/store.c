@@ -82,7 +82,12 @@ static const char MIG_3[] = "ALTER TABLE instances ADD COLUMN restarts INTEGER N
 			    "ALTER TABLE instances ADD COLUMN owes_restart INTEGER NOT NULL DEFAULT 0;\n"
 			    "PRAGMA user_version = 3;\n";
 
-static const char *const MIGRATIONS[] = {MIG_1, MIG_2, MIG_3};
+/* Version 4: what a rollout changed the replicas from and to (a scale's history line). */
+static const char MIG_4[] = "ALTER TABLE rollouts ADD COLUMN from_replicas INTEGER NOT NULL DEFAULT 0;\n"
+			    "ALTER TABLE rollouts ADD COLUMN to_replicas INTEGER NOT NULL DEFAULT 0;\n"
+			    "PRAGMA user_version = 4;\n";
+
+static const char *const MIGRATIONS[] = {MIG_1, MIG_2, MIG_3, MIG_4};
 _Static_assert(sizeof MIGRATIONS / sizeof MIGRATIONS[0] == STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
 
@@ -124,7 +129,8 @@ enum sid {
 
 #define RO_COLS                                                                                              \
 	"id, kind, state, from_rev, to_rev, rollback_rev, batch, fast, failures, hold, pause, "              \
-	"pause_until, paused_at, progress_at, started_at, ended_at, watch_until, reason, zone_step"
+	"pause_until, paused_at, progress_at, started_at, ended_at, watch_until, reason, zone_step, "       \
+	"from_replicas, to_replicas"
 
 static const char *const SQL[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -153,14 +159,16 @@ static const char *const SQL[S__COUNT] = {
     [S_SERVICE_LIST] = "SELECT name FROM services ORDER BY name",
     [S_ROLLOUT_SAVE] =
 	"INSERT INTO rollouts(service, " RO_COLS ")"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,"
+	" ?21, ?22)"
 	" ON CONFLICT(service, id) DO UPDATE SET kind = excluded.kind, state = excluded.state,"
 	" from_rev = excluded.from_rev, to_rev = excluded.to_rev, rollback_rev = excluded.rollback_rev,"
 	" batch = excluded.batch, fast = excluded.fast, failures = excluded.failures,"
 	" hold = excluded.hold, pause = excluded.pause, pause_until = excluded.pause_until,"
 	" paused_at = excluded.paused_at, progress_at = excluded.progress_at,"
 	" started_at = excluded.started_at, ended_at = excluded.ended_at,"
-	" watch_until = excluded.watch_until, reason = excluded.reason, zone_step = excluded.zone_step",
+	" watch_until = excluded.watch_until, reason = excluded.reason, zone_step = excluded.zone_step,"
+	" from_replicas = excluded.from_replicas, to_replicas = excluded.to_replicas",
     [S_ROLLOUT_LOAD] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 AND id = ?2",
     [S_ROLLOUT_LIST] = "SELECT " RO_COLS " FROM rollouts WHERE service = ?1 ORDER BY id DESC",
     [S_INST_SAVE] =
@@ -657,7 +665,8 @@ static int save_rollout(struct store *s, const char *service, const struct engin
 	     b_i64(q, 11, ro->hold) | b_text(q, 12, PAUSE_NAMES[ro->pause]) | b_i64(q, 13, ro->pause_until) |
 	     b_i64(q, 14, ro->paused_at) | b_i64(q, 15, ro->progress_at) | b_i64(q, 16, ro->started_at) |
 	     b_i64(q, 17, ro->ended_at) | b_i64(q, 18, ro->watch_until) |
-	     b_buf(q, 19, ro->reason, sizeof ro->reason) | b_i64(q, 20, ro->zone_step);
+	     b_buf(q, 19, ro->reason, sizeof ro->reason) | b_i64(q, 20, ro->zone_step) |
+	     b_i64(q, 21, ro->from_replicas) | b_i64(q, 22, ro->to_replicas);
 	rc = bind_check(s, q, rc);
 	return rc < 0 ? rc : run(s, q);
 }
@@ -783,6 +792,8 @@ static int row_rollout(struct store *s, sqlite3_stmt *q, struct engine_rollout *
 	ro->watch_until = sqlite3_column_int64(q, 16);
 	col_buf(q, 17, ro->reason, sizeof ro->reason);
 	ro->zone_step = sqlite3_column_int(q, 18);
+	ro->from_replicas = sqlite3_column_int(q, 19);
+	ro->to_replicas = sqlite3_column_int(q, 20);
 	return 0;
 }
 

@@ -19,7 +19,7 @@ enum {
 };
 
 /* Schema version this binary writes (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 /* Busy timeout set at open, in milliseconds (the daemon lowers it: its loop must not wait). */
 #define STORE_BUSY_TIMEOUT_MS 5000
 /* WAL bounds set at open: a checkpoint runs when the WAL reaches this many pages, and a WAL

@@ -183,7 +183,7 @@ try:
 
     log("a canary: the page follows the stream to the pause")
     subprocess.run([ro, "apply", spec2], check=True, stdout=subprocess.DEVNULL)
-    wait(text("d-state") + " === 'paused' && " + text("d-pause") + " === 'canary' && " + text("d-revision") +
+    wait(text("d-state") + " === 'paused (canary)' && " + text("d-pause") + " === 'canary' && " + text("d-revision") +
          " === 'r2'", "the canary pause", limit=12)  # the page's own poll is every 15 s: this is the stream
     wait("document.querySelector('#actions button[data-verb=promote]').disabled === false", "promote enabled")
 
@@ -204,7 +204,8 @@ try:
     n = len(dialogs)
     click("undo")
     assert len(dialogs) == n + 1 and "Undo hello" in dialogs[-1], "undo did not ask: %s" % dialogs
-    wait(text("d-revision") + " === 'r1' && " + text("d-state") + " === 'rolled_back'", "the undo to r1", limit=60)
+    wait(text("d-revision") + " === 'r1' && " + text("d-state") + " === 'undone to revision 1' && "
+         "document.querySelector('#d-state span').className === 'state st-complete'", "the undo to r1, green", limit=60)
 
     log("the daemon restarts (the test applies r3 then): the page reconnects and follows again")
     open(os.path.join(tdir, "browser.restart"), "w").close()

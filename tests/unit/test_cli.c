@@ -293,6 +293,7 @@ static const char *status_json =
     "\"2\":{\"total\":2,\"available\":1}}},"
     "\"instances\":[{\"id\":7,\"revision\":2,\"state\":\"ready\",\"available\":true,\"port\":20001,"
     "\"pid\":123,\"since\":5000,\"cause\":\"\"}],"
+    "\"versions\":{\"1\":\"v1\",\"2\":\"v2\"},"
     "\"waiting_for\":\"2 new instances to become available\"}";
 
 static void test_progress_line(void **state)
@@ -358,11 +359,12 @@ static void test_status_render(void **state)
 	sink_open(&s);
 	output_status(s.f, st, 17000);
 	const char *t = sink_text(&s);
-	assert_non_null(strstr(t, "hello: 4 replicas, revision 2 (stable 1)\n"));
-	assert_non_null(strstr(t, "rollout 3 (deploy 1 -> 2): progressing, batch 1/3"));
-	assert_non_null(strstr(t, "instances: 5 total, 4 available"));
-	assert_non_null(strstr(t, "ID  REVISION  STATE  AVAILABLE  PORT   PID  AGE  CAUSE\n"));
-	assert_non_null(strstr(t, "7   2         ready  yes        20001  123  12s"));
+	/* versions beside revisions (issue 12.7) */
+	assert_non_null(strstr(t, "hello: 4 replicas, revision 2 (v2), stable 1 (v1)\n"));
+	assert_non_null(strstr(t, "rollout 3 (deploy 1 (v1) -> 2 (v2)): progressing, batch 1/3"));
+	assert_non_null(strstr(t, "instances: 5 total, 4 available (revision 1 (v1): 3/3 available, revision 2 (v2): 1/2"));
+	assert_non_null(strstr(t, "ID  REVISION  VERSION  STATE  AVAILABLE  PORT   PID  AGE  CAUSE\n"));
+	assert_non_null(strstr(t, "7   2         v2       ready  yes        20001  123  12s"));
 	sink_close(&s);
 
 	json_t *list = json_pack("[O]", st);
@@ -404,26 +406,46 @@ static void test_status_crash_looping(void **state)
 	json_decref(st);
 }
 
+/* Issue 12.7: each line says what happened, from which revision (version) to which, and how it
+ * ended, in the daemon's words (began_as, outcome); a scale names its replicas. */
 static void test_history_render(void **state)
 {
 	(void)state;
-	json_t *ro = json_loads("[{\"id\":2,\"kind\":\"deploy\",\"state\":\"complete\",\"from_revision\":1,"
-				"\"to_revision\":2,\"started_at\":0,\"ended_at\":30000,\"reason\":\"\"},"
-				"{\"id\":1,\"kind\":\"deploy\",\"state\":\"complete\",\"from_revision\":0,"
-				"\"to_revision\":1,\"started_at\":0,\"ended_at\":5000,\"reason\":\"\"}]",
-				0, NULL);
-	json_t *revs =
-	    json_loads("[{\"revision\":1,\"version\":\"v1\"},{\"revision\":2,\"version\":\"v2\"}]", 0, NULL);
+	json_t *ro = json_loads(
+	    "[{\"id\":6,\"kind\":\"undo\",\"began_as\":\"undo\",\"state\":\"rolled_back\","
+	    "\"outcome\":\"undone to revision 1\",\"from_revision\":2,\"to_revision\":1,\"started_at\":0,"
+	    "\"ended_at\":1000,\"reason\":\"\"},"
+	    "{\"id\":5,\"kind\":\"abort\",\"began_as\":\"deploy\",\"state\":\"aborted\","
+	    "\"outcome\":\"aborted, back on revision 2\",\"from_revision\":2,\"to_revision\":3,"
+	    "\"rollback_revision\":2,\"started_at\":0,\"ended_at\":1000,\"reason\":\"aborted by user\"},"
+	    "{\"id\":4,\"kind\":\"scale\",\"began_as\":\"scale\",\"state\":\"complete\",\"outcome\":\"complete\","
+	    "\"from_revision\":2,\"to_revision\":2,\"from_replicas\":4,\"to_replicas\":6,\"started_at\":0,"
+	    "\"ended_at\":1000,\"reason\":\"\"},"
+	    "{\"id\":3,\"kind\":\"rollback\",\"began_as\":\"deploy\",\"state\":\"rolled_back\","
+	    "\"outcome\":\"failed, rolled back to revision 2\",\"from_revision\":2,\"to_revision\":3,"
+	    "\"started_at\":0,\"ended_at\":2000,\"reason\":\"health\"},"
+	    "{\"id\":2,\"kind\":\"deploy\",\"state\":\"complete\",\"from_revision\":1,"
+	    "\"to_revision\":2,\"started_at\":0,\"ended_at\":30000,\"reason\":\"\"},"
+	    "{\"id\":1,\"kind\":\"deploy\",\"state\":\"complete\",\"from_revision\":0,"
+	    "\"to_revision\":1,\"started_at\":0,\"ended_at\":5000,\"reason\":\"\"}]",
+	    0, NULL);
+	json_t *revs = json_loads(
+	    "[{\"revision\":1,\"version\":\"v1\"},{\"revision\":2,\"version\":\"v2\"},{\"revision\":3,\"version\":\"v3\"}]",
+	    0, NULL);
 	assert_non_null(ro);
 	assert_non_null(revs);
 	struct sink s;
 	sink_open(&s);
 	output_history(s.f, ro, revs, 60000);
 	const char *t = sink_text(&s);
-	assert_non_null(strstr(t, "ROLLOUT  KIND    REVISION  VERSION  STATE"));
-	assert_non_null(
-	    strstr(t, "2        deploy  1 -> 2    v2       complete  1970-01-01T00:00:00.000Z  30s"));
-	assert_non_null(strstr(t, "1        deploy  1         v1"));
+	assert_non_null(strstr(t, "ROLLOUT  KIND    CHANGE                      OUTCOME                            STARTED"));
+	assert_non_null(strstr(t, "6        undo    2 (v2) -> 1 (v1)            undone to revision 1  "));
+	assert_non_null(strstr(t, "5        deploy  2 (v2) -> 3 (v3)            aborted, back on revision 2  "));
+	assert_non_null(strstr(t, "4        scale   4 -> 6 instances of 2 (v2)  complete  "));
+	assert_non_null(strstr(t, "3        deploy  2 (v2) -> 3 (v3)            failed, rolled back to revision 2  "));
+	/* rows of a daemon that does not say began_as and outcome: its kind and state */
+	assert_non_null(strstr(t, "2        deploy  1 (v1) -> 2 (v2)            complete  "));
+	assert_non_null(strstr(t, "1        deploy  1 (v1)                      complete  "));
 	sink_close(&s);
 	json_decref(ro);
 	json_decref(revs);

@@ -185,6 +185,57 @@ static void test_first_deploy_and_rollout(void **state)
 	world_free(&w);
 }
 
+/* Issue 12.7: a rollout superseded at its canary pause leaves no third revision serving: the new
+ * rollout retires the superseded canary first, under the same capacity rules; the rollout records
+ * say what they were begun as, how they ended, and a scale its replicas. */
+static void test_supersede_retires_canary(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	struct amount b[2] = {{false, 1}, {true, 100}};
+	w.spec.strategy.batches = xmalloc(sizeof b);
+	memcpy(w.spec.strategy.batches, b, sizeof b);
+	w.spec.strategy.n_batches = 2;
+	w.spec.strategy.pause_after = xcalloc(1, sizeof(struct spec_pause));
+	w.spec.strategy.pause_after[0].batch = 1;
+	w.spec.strategy.n_pause_after = 1;
+	deploy_v1(&w);
+	apply(&w, 2);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.pause, PAUSE_CANARY);
+	assert_true(count_rev(&w, 1) == 3 && count_rev(&w, 2) == 1);
+	apply(&w, 3); /* supersedes rollout 2 at its canary */
+	char oc[200];
+	assert_string_equal(engine_ro_outcome(&w.st.prev, oc, sizeof oc), "superseded");
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	/* at rollout 3's canary: revision 1 and 3 only; the superseded canary went first */
+	assert_int_equal(count_rev(&w, 2), 0);
+	assert_int_equal(count_rev(&w, 1), 3);
+	assert_int_equal(count_rev(&w, 3), 1);
+	assert_int_equal(w.min_avail_seen, 4); /* max_unavailable 0 held throughout */
+	assert_int_equal(engine_ro_began_as(w.st.ro.kind), RO_KIND_DEPLOY);
+	assert_string_equal(engine_ro_outcome(&w.st.ro, oc, sizeof oc), "paused (canary)");
+	/* aborted: what it was begun as stays a deploy, and it says where it went */
+	w.out.n = 0;
+	assert_int_equal(engine_abort(&w.st, w.now, &w.out), 0);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ABORTED);
+	assert_int_equal(engine_ro_began_as(w.st.ro.kind), RO_KIND_DEPLOY);
+	assert_string_equal(engine_ro_outcome(&w.st.ro, oc, sizeof oc), "aborted, back on revision 1");
+	assert_false(engine_ro_succeeded(&w.st.ro));
+	/* a scale records its replicas */
+	w.spec.replicas = 6;
+	apply(&w, 1);
+	assert_int_equal(w.st.ro.kind, RO_KIND_SCALE);
+	assert_true(w.st.ro.from_replicas == 4 && w.st.ro.to_replicas == 6);
+	run(&w, 100, 1000);
+	assert_string_equal(engine_ro_outcome(&w.st.ro, oc, sizeof oc), "complete");
+	assert_true(engine_ro_succeeded(&w.st.ro));
+	world_free(&w);
+}
+
 static void test_batches_and_canary(void **state)
 {
 	(void)state;
@@ -850,6 +901,7 @@ int main(void)
 		cmocka_unit_test(test_invariants_exhaustive),
 		cmocka_unit_test(test_next_deadline),
 		cmocka_unit_test(test_names_round_trip),
+		cmocka_unit_test(test_supersede_retires_canary),
 		cmocka_unit_test(test_exit_at_once_is_never_available),
 		cmocka_unit_test(test_crash_loop_backs_off),
 		cmocka_unit_test(test_backoff_survives_a_reload),
