@@ -165,8 +165,15 @@ void svc_free(struct svc *s);
  * redacted; the values go to DATA/secrets/<service> first). Fills *rev and *changed. Returns 0 or
  * a negative code with msg filled. */
 int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed, char *msg, size_t len);
-/* pause, resume, promote, abort; undo with rev (0 = last stable). */
-int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len);
+/* What a command asks besides its verb. */
+struct svc_cmd {
+	int rev;	 /* undo: the revision (0 = the last stable one) */
+	bool force;	 /* undo: also to a revision that never became stable */
+	const char *why; /* abort: the reason recorded (NULL: "aborted by user") */
+};
+/* pause, resume, promote, abort, undo; c may be NULL for none of the above. Returns 0, or a
+ * negative code with msg filled (-EINVAL for an unknown verb, msg empty). */
+int svc_command(struct svc *s, const char *verb, const struct svc_cmd *c, char *msg, size_t len);
 /* One engine step, committed, then carried out. */
 void svc_step(struct svc *s);
 json_t *svc_status_json(struct svc *s);

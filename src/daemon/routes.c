@@ -171,7 +171,7 @@ static void post_command(struct api_req *req, void *ctx)
 		return;
 	const char *path = api_req_path(req);
 	const char *verb = strrchr(path, '/') + 1;
-	int rev = 0;
+	struct svc_cmd c = {0};
 	if (strcmp(verb, "undo") == 0) {
 		size_t len;
 		const char *body = api_req_body(req, &len);
@@ -179,20 +179,23 @@ static void post_command(struct api_req *req, void *ctx)
 			json_error_t jerr;
 			json_t *j = json_loadb(body, len, 0, &jerr);
 			json_t *jr = j ? json_object_get(j, "revision") : NULL;
+			json_t *jf = j ? json_object_get(j, "force") : NULL;
 			if (j == NULL || !json_is_object(j) || (jr != NULL && !json_is_integer(jr)) ||
-			    (jr != NULL && (json_integer_value(jr) < 0 || json_integer_value(jr) > 1000000))) {
+			    (jr != NULL && (json_integer_value(jr) < 0 || json_integer_value(jr) > 1000000)) ||
+			    (jf != NULL && !json_is_boolean(jf))) {
 				json_decref(j);
-				api_reply_error(req, 400, "body must be {} or {\"revision\": N}");
+				api_reply_error(req, 400, "body must be {} or {\"revision\": N, \"force\": true|false}");
 				return;
 			}
-			rev = jr ? (int)json_integer_value(jr) : 0;
+			c.rev = jr ? (int)json_integer_value(jr) : 0;
+			c.force = jf != NULL && json_is_true(jf);
 			json_decref(j);
 		}
 	}
-	char msg[256] = "";
-	int r = svc_command(s, verb, rev, msg, sizeof msg);
+	char msg[512] = "";
+	int r = svc_command(s, verb, &c, msg, sizeof msg);
 	if (r < 0) {
-		api_reply_error(req, daemon_store_down(d) ? 503 : 409, "%s",
+		api_reply_error(req, daemon_store_down(d) ? 503 : r == -EIO ? 500 : 409, "%s",
 				msg[0] ? msg : "not possible now");
 		return;
 	}

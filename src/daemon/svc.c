@@ -795,7 +795,8 @@ void svc_store_back(struct svc *s)
 
 /* ---- commands --------------------------------------------------------------------------------- */
 
-static int command_error(int r, const struct svc *s, const char *verb, char *msg, size_t len)
+static int command_error(int r, const struct svc *s, const char *verb, const struct svc_cmd *c,
+			 const struct engine_history *h, char *msg, size_t len)
 {
 	const char *state = engine_ro_state_name(s->st.ro.state);
 	if (r == ENGINE_EBADSTATE)
@@ -806,9 +807,20 @@ static int command_error(int r, const struct svc *s, const char *verb, char *msg
 	else if (r == ENGINE_ENOREV && strcmp(verb, "abort") == 0)
 		snprintf(msg, len, "cannot abort %s: no stable revision to go back to (pause it, or apply another version)",
 			 s->name);
+	else if (r == ENGINE_ENOREV && c->rev != 0)
+		snprintf(msg, len, "cannot %s %s: no such revision %d (revisions are 1 to %d; see rollout history %s)",
+			 verb, s->name, c->rev, s->st.latest_rev, s->name);
 	else if (r == ENGINE_ENOREV)
-		snprintf(msg, len, "cannot %s %s: no such revision, or no earlier stable revision", verb, s->name);
-	else
+		snprintf(msg, len, "cannot %s %s: no earlier stable revision than the current one (%d)", verb, s->name,
+			 s->st.target_rev);
+	else if (r == ENGINE_EUNSTABLE) {
+		char how[200] = "";
+		engine_rev_was_stable(&s->st, c->rev, h, how, sizeof how);
+		snprintf(msg, len,
+			 "cannot %s %s: revision %d never became stable (%s); to go there anyway: rollout undo %s "
+			 "--to-revision %d --force",
+			 verb, s->name, c->rev, how, s->name, c->rev);
+	} else
 		snprintf(msg, len, "cannot %s %s: error %d", verb, s->name, r);
 	return r;
 }
@@ -824,10 +836,23 @@ static int store_down_error(const struct svc *s, const char *verb, char *msg, si
 	return -EAGAIN;
 }
 
-int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
+int svc_command(struct svc *s, const char *verb, const struct svc_cmd *c, char *msg, size_t len)
 {
+	static const struct svc_cmd none = {0};
+	if (c == NULL)
+		c = &none;
 	if (daemon_store_down(s->d))
 		return store_down_error(s, verb, msg, len);
+	/* Undo judges whether its revision ever became stable from the whole history. */
+	struct engine_history h = {NULL, 0};
+	struct engine_rollout *hv = NULL;
+	if (strcmp(verb, "undo") == 0 && c->rev != 0 && !c->force &&
+	    store_list_rollouts(s->d->store, s->name, &hv, &h.n) < 0) {
+		snprintf(msg, len, "cannot undo %s: cannot read its history: %.300s; nothing was changed", s->name,
+			 store_errmsg(s->d->store));
+		return -EIO;
+	}
+	h.v = hv;
 	ensure_buffers(s);
 	struct st_snap snap;
 	snap_take(s, &snap);
@@ -840,19 +865,19 @@ int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 	else if (strcmp(verb, "promote") == 0)
 		r = engine_promote(&s->st, now, &s->out);
 	else if (strcmp(verb, "abort") == 0)
-		r = engine_abort(&s->st, now, &s->out);
+		r = engine_abort_why(&s->st, c->why ? c->why : "aborted by user", now, &s->out);
 	else if (strcmp(verb, "undo") == 0)
-		r = engine_undo(&s->st, rev, now, &s->out);
+		r = engine_undo(&s->st, c->rev, c->force, &h, now, &s->out);
 	else
 		r = -EINVAL;
-	if (r == -EINVAL) {
+	if (r < 0) {
+		if (r != -EINVAL)
+			command_error(r, s, verb, c, &h, msg, len);
+		free(hv);
 		snap_drop(&snap);
 		return r;
 	}
-	if (r < 0) {
-		snap_drop(&snap);
-		return command_error(r, s, verb, msg, len);
-	}
+	free(hv);
 	r = commit(s);
 	if (r < 0) {
 		snap_restore(s, &snap);
