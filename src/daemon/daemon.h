@@ -188,6 +188,10 @@ void svc_on_drained(struct svc *s, uint64_t id);
 /* The load balancer could not do what the service needs (error), or is in sync again (NULL):
  * kept for status and recorded as an event (lb_problem / lb_ok). */
 void svc_on_lb_problem(struct svc *s, const char *error);
+/* The ssh driver found that the key of host user@host:port is not the one known_hosts holds: when
+ * it is one of the service's targets, logged, recorded as an event (host_key_changed) and a live
+ * deploy is aborted (docs/driver.md, "Host keys"). */
+void svc_on_host_key(struct svc *s, const char *user, const char *host, int port, const char *detail);
 /* The store takes writes again: intents committed but not carried out are (engine_resume_intents,
  * as after a restart), and a step follows. */
 void svc_store_back(struct svc *s);

@@ -74,18 +74,41 @@ static void daemon_checks(struct daemon *d, const struct spec *sp, const char *f
 	const char *f = file ? file : "spec";
 	if (sp->lb == SPEC_LB_HAPROXY)
 		haproxy_checks(d, sp, f, errors);
-	for (size_t i = 0; i < sp->n_targets; i++)
-		if (drv_ssh_host_key_failed(d->drv_ssh, &sp->targets[i]))
-			json_array_append_new(errors, json_sprintf("%s: targets[%zu]: the host key of %s does not match "
-								   "known_hosts; nothing was changed (check the host, "
-								   "then fix known_hosts)",
-								   f, i, sp->targets[i].url));
 	for (size_t i = 0; sp->listen != NULL && i < d->n_svcs; i++) {
 		const struct svc *o = d->svcs[i];
 		if (strcmp(o->name, sp->service) != 0 && o->spec.listen != NULL && strcmp(o->spec.listen, sp->listen) == 0)
 			json_array_append_new(errors, json_sprintf("%s: listen: %s is already used by service '%s'", f,
 								   sp->listen, o->name));
 	}
+}
+
+/* A valid spec naming a host whose key is not the one known_hosts holds is refused, for that: 409
+ * with what it is, each such host in errors. Returns whether it replied. */
+static bool host_key_refusal(struct daemon *d, struct api_req *req, const struct spec *sp, const char *file)
+{
+	json_t *errors = json_array();
+	const struct spec_target *first = NULL;
+	for (size_t i = 0; i < sp->n_targets; i++) {
+		const struct spec_target *t = &sp->targets[i];
+		if (!drv_ssh_host_key_failed(d->drv_ssh, t))
+			continue;
+		if (first == NULL)
+			first = t;
+		json_array_append_new(errors, json_sprintf("%s: targets[%zu]: %s: its key is not the one in known_hosts",
+							   file, i, t->url));
+	}
+	if (first == NULL) {
+		json_decref(errors);
+		return false;
+	}
+	size_t n = json_array_size(errors);
+	char text[400];
+	snprintf(text, sizeof text,
+		 "host key of %s changed%s: it is not the one in known_hosts; nothing was changed (check the "
+		 "host, then fix known_hosts: applies are taken again once a connection passes the check)",
+		 first->url, n > 1 ? " (and of other targets)" : "");
+	api_reply_json(req, 409, json_pack("{s:s,s:o}", "error", text, "errors", errors));
+	return true;
 }
 
 /* Drops the parsed request body after wiping the spec text in it (it may hold secret env values;
@@ -134,6 +157,11 @@ static void post_apply(struct api_req *req, void *ctx)
 		return;
 	}
 	json_decref(errors);
+	if (host_key_refusal(d, req, &sp, file)) {
+		spec_clear(&sp);
+		drop_body(j, text, tlen);
+		return;
+	}
 
 	struct svc *s = daemon_find(d, sp.service);
 	bool fresh = s == NULL;
