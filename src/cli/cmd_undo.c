@@ -26,7 +26,8 @@ static int undo_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	if ((rc = cmd_wait_timeout(ctx, a.set[OPT_WAIT], a.set[OPT_TIMEOUT] ? a.val[OPT_TIMEOUT] : NULL, &timeout)) >= 0)
 		return rc;
 	if (a.set[OPT_FORCE] && !a.set[OPT_TO])
-		return cmd_usage_error(ctx, "--force goes with --to-revision N (the last stable revision needs none)");
+		return cmd_usage_error(
+		    ctx, "--force goes with --to-revision N (the last stable revision needs none)");
 	json_t *body = json_object();
 	if (a.set[OPT_TO]) {
 		char *end;

@@ -963,8 +963,8 @@ static void ro_ending(const struct engine_rollout *r, char *buf, size_t len)
 		how = engine_ro_state_name(r->state);
 		break;
 	}
-	snprintf(buf, len, "its rollout %llu %s%s%s", (unsigned long long)r->id, how, r->reason[0] ? ": " : "",
-		 r->reason);
+	snprintf(buf, len, "its rollout %llu %s%s%s", (unsigned long long)r->id, how,
+		 r->reason[0] ? ": " : "", r->reason);
 }
 
 bool engine_rev_was_stable(const struct engine_state *st, int rev, const struct engine_history *h, char *how,

@@ -94,8 +94,9 @@ static bool host_key_refusal(struct daemon *d, struct api_req *req, const struct
 			continue;
 		if (first == NULL)
 			first = t;
-		json_array_append_new(errors, json_sprintf("%s: targets[%zu]: %s: its key is not the one in known_hosts",
-							   file, i, t->url));
+		json_array_append_new(
+		    errors, json_sprintf("%s: targets[%zu]: %s: its key is not the one in known_hosts", file,
+					 i, t->url));
 	}
 	if (first == NULL) {
 		json_decref(errors);
@@ -209,10 +210,12 @@ static void post_command(struct api_req *req, void *ctx)
 			json_t *jr = j ? json_object_get(j, "revision") : NULL;
 			json_t *jf = j ? json_object_get(j, "force") : NULL;
 			if (j == NULL || !json_is_object(j) || (jr != NULL && !json_is_integer(jr)) ||
-			    (jr != NULL && (json_integer_value(jr) < 0 || json_integer_value(jr) > 1000000)) ||
+			    (jr != NULL &&
+			     (json_integer_value(jr) < 0 || json_integer_value(jr) > 1000000)) ||
 			    (jf != NULL && !json_is_boolean(jf))) {
 				json_decref(j);
-				api_reply_error(req, 400, "body must be {} or {\"revision\": N, \"force\": true|false}");
+				api_reply_error(
+				    req, 400, "body must be {} or {\"revision\": N, \"force\": true|false}");
 				return;
 			}
 			c.rev = jr ? (int)json_integer_value(jr) : 0;
@@ -223,8 +226,8 @@ static void post_command(struct api_req *req, void *ctx)
 	char msg[512] = "";
 	int r = svc_command(s, verb, &c, msg, sizeof msg);
 	if (r < 0) {
-		api_reply_error(req, daemon_store_down(d) ? 503 : r == -EIO ? 500 : 409, "%s",
-				msg[0] ? msg : "not possible now");
+		int code = daemon_store_down(d) ? 503 : r == -EIO ? 500 : 409;
+		api_reply_error(req, code, "%s", msg[0] ? msg : "not possible now");
 		return;
 	}
 	api_reply_json(req, 200, svc_status_json(s));

@@ -808,18 +808,20 @@ static int command_error(int r, const struct svc *s, const char *verb, const str
 		snprintf(msg, len, "cannot abort %s: no stable revision to go back to (pause it, or apply another version)",
 			 s->name);
 	else if (r == ENGINE_ENOREV && c->rev != 0)
-		snprintf(msg, len, "cannot %s %s: no such revision %d (revisions are 1 to %d; see rollout history %s)",
+		snprintf(msg, len,
+			 "cannot %s %s: no such revision %d (revisions are 1 to %d; see rollout history %s)",
 			 verb, s->name, c->rev, s->st.latest_rev, s->name);
 	else if (r == ENGINE_ENOREV)
-		snprintf(msg, len, "cannot %s %s: no earlier stable revision than the current one (%d)", verb, s->name,
-			 s->st.target_rev);
+		snprintf(msg, len, "cannot %s %s: no earlier stable revision than the current one (%d)", verb,
+			 s->name, s->st.target_rev);
 	else if (r == ENGINE_EUNSTABLE) {
 		char how[200] = "";
 		engine_rev_was_stable(&s->st, c->rev, h, how, sizeof how);
-		snprintf(msg, len,
-			 "cannot %s %s: revision %d never became stable (%s); to go there anyway: rollout undo %s "
-			 "--to-revision %d --force",
-			 verb, s->name, c->rev, how, s->name, c->rev);
+		snprintf(
+		    msg, len,
+		    "cannot %s %s: revision %d never became stable (%s); to go there anyway: rollout undo %s "
+		    "--to-revision %d --force",
+		    verb, s->name, c->rev, how, s->name, c->rev);
 	} else
 		snprintf(msg, len, "cannot %s %s: error %d", verb, s->name, r);
 	return r;
@@ -848,8 +850,8 @@ int svc_command(struct svc *s, const char *verb, const struct svc_cmd *c, char *
 	struct engine_rollout *hv = NULL;
 	if (strcmp(verb, "undo") == 0 && c->rev != 0 && !c->force &&
 	    store_list_rollouts(s->d->store, s->name, &hv, &h.n) < 0) {
-		snprintf(msg, len, "cannot undo %s: cannot read its history: %.300s; nothing was changed", s->name,
-			 store_errmsg(s->d->store));
+		snprintf(msg, len, "cannot undo %s: cannot read its history: %.300s; nothing was changed",
+			 s->name, store_errmsg(s->d->store));
 		return -EIO;
 	}
 	h.v = hv;
@@ -1071,7 +1073,8 @@ void svc_on_started(struct svc *s, uint64_t id, int pid)
  * stops and goes back (why: the reason it records). */
 static void abort_for_host_key(struct svc *s, const char *why)
 {
-	if (s->st.ro.kind != RO_KIND_DEPLOY || (s->st.ro.state != RO_PROGRESSING && s->st.ro.state != RO_PAUSED))
+	if (s->st.ro.kind != RO_KIND_DEPLOY ||
+	    (s->st.ro.state != RO_PROGRESSING && s->st.ro.state != RO_PAUSED))
 		return;
 	char msg[256] = "";
 	log_error("svc", "service=%s msg=\"aborting the rollout\" cause=\"%s\"", s->name, why);
@@ -1105,16 +1108,18 @@ void svc_on_host_key(struct svc *s, const char *user, const char *host, int port
 	const struct spec_target *t = NULL;
 	for (size_t i = 0; i < s->spec.n_targets && t == NULL; i++) {
 		const struct spec_target *c = &s->spec.targets[i];
-		if ((c->port > 0 ? c->port : 22) == port && strcmp(c->host, host) == 0 && strcmp(c->user, user) == 0)
+		if ((c->port > 0 ? c->port : 22) == port && strcmp(c->host, host) == 0 &&
+		    strcmp(c->user, user) == 0)
 			t = c;
 	}
 	if (t == NULL)
 		return;
 	char text[320];
-	snprintf(text, sizeof text,
-		 "host key of %s@%s:%d changed: %.120s; nothing more is done there until a connection passes the "
-		 "check (check the host, then fix known_hosts)",
-		 user, host, port, detail ? detail : "");
+	snprintf(
+	    text, sizeof text,
+	    "host key of %s@%s:%d changed: %.120s; nothing more is done there until a connection passes the "
+	    "check (check the host, then fix known_hosts)",
+	    user, host, port, detail ? detail : "");
 	log_error("svc", "service=%s target=%s msg=\"%s\"", s->name, t->url, text);
 	if (store_add_event(s->d->store, s->name, daemon_now(), "host_key_changed", 0, text, NULL) < 0)
 		daemon_store_failed(s->d, "record an event");

@@ -347,8 +347,8 @@ static void on_defer(uv_timer_t *t)
 		if (!d->closing) {
 			if (r->host_key != NULL) {
 				if (d->base.cb.host_key != NULL)
-					d->base.cb.host_key(d->base.cb.ctx, r->host_key->user, r->host_key->host,
-							    r->host_key->port, r->cause);
+					d->base.cb.host_key(d->base.cb.ctx, r->host_key->user,
+							    r->host_key->host, r->host_key->port, r->cause);
 			} else if (r->started)
 				d->base.cb.started(d->base.cb.ctx, r->service, r->id, r->pid);
 			else

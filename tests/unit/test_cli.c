@@ -734,8 +734,8 @@ static void test_undo_force(void **state)
 	(void)state;
 	static const struct reply script[] = {
 	    {"POST /v1/services/hello/undo", 0, 409,
-	     "{\"error\":\"cannot undo hello: revision 3 never became stable (its rollout 3 failed: x); to go "
-	     "there anyway: rollout undo hello --to-revision 3 --force\"}"},
+	     "{\"error\":\"cannot undo hello: revision 3 never became stable (its rollout 3 failed: x); "
+	     "to go there anyway: rollout undo hello --to-revision 3 --force\"}"},
 	    {"POST /v1/services/hello/undo", 0, 200,
 	     "{\"service\":\"hello\",\"rollout\":{\"id\":5,\"kind\":\"undo\",\"state\":\"rolling_back\","
 	     "\"to_revision\":3}}"},
@@ -746,9 +746,10 @@ static void test_undo_force(void **state)
 	char *plain[] = {"undo", "hello", "--to-revision", "3", NULL};
 	assert_int_equal(cmd_undo_entry.exec(&h.ctx, 4, plain), CMD_EXIT_USAGE);
 	assert_string_equal(h.fake.last_body, "{\"revision\":3}");
-	assert_non_null(strstr(sink_text(&h.err), "rollout: cannot undo hello: revision 3 never became stable (its "
-						  "rollout 3 failed: x); to go there anyway: rollout undo hello "
-						  "--to-revision 3 --force\n"));
+	assert_non_null(strstr(sink_text(&h.err),
+			       "rollout: cannot undo hello: revision 3 never became stable (its "
+			       "rollout 3 failed: x); to go there anyway: rollout undo hello "
+			       "--to-revision 3 --force\n"));
 	char *forced[] = {"undo", "hello", "--to-revision", "3", "--force", NULL};
 	assert_int_equal(cmd_undo_entry.exec(&h.ctx, 5, forced), CMD_EXIT_OK);
 	assert_string_equal(h.fake.last_body, "{\"revision\":3,\"force\":true}");

@@ -113,7 +113,8 @@ static const char fake_ssh[] =
     "shift; host=$1; remote=$2\n"
     "case \"$host\" in down*) echo \"ssh: connect to host $host port 22: Connection refused\" >&2; exit 255;; esac\n"
     /* flip*: down until the file rekeyed exists, then answering with another host key */
-    "case \"$host\" in flip*) [ -e \"$FAKE_SSH_DIR/rekeyed\" ] && { echo 'Host key verification failed.' >&2; exit 255; };\n"
+    "case \"$host\" in flip*) [ -e \"$FAKE_SSH_DIR/rekeyed\" ] &&\n"
+    "  { echo 'Host key verification failed.' >&2; exit 255; }\n"
     "  echo \"ssh: connect to host $host port 22: Connection refused\" >&2; exit 255;; esac\n"
     "mkdir -p \"$FAKE_SSH_DIR/homes/$host\"\n"
     "echo \"$(date +%s%N) + $host\" >>\"$FAKE_SSH_DIR/log\"\n"
@@ -173,7 +174,8 @@ static int fx_setup(void **state)
 	free(path);
 	free(ssh);
 	free(bin);
-	struct drv_callbacks cb = {.ctx = f, .started = on_started, .exited = on_exited, .host_key = on_host_key};
+	struct drv_callbacks cb = {
+	    .ctx = f, .started = on_started, .exited = on_exited, .host_key = on_host_key};
 	if (drv_ssh_new(&f->loop, f->dir, "/bin/true", &cb, &f->d) != 0)
 		return -1;
 	drv_ssh_set_poll_ms(f->d, 3600 * 1000); /* no watch sessions in these tests */
@@ -330,7 +332,8 @@ static void test_host_key_found_on_recheck(void **state)
 	struct fx *f = *state;
 	struct spec_target t = target("flip1");
 	char *argv[] = {"true", NULL};
-	struct drv_exec x = {.target = &t, .argv = argv, .n_argv = 1, .port = 1, .host = "flip1", .timeout_ms = 5000};
+	struct drv_exec x = {
+	    .target = &t, .argv = argv, .n_argv = 1, .port = 1, .host = "flip1", .timeout_ms = 5000};
 	struct call c0 = {f, 0};
 	struct drv_req *req;
 	assert_int_equal(drv_exec(f->d, &x, on_exec, &c0, &req), 0);

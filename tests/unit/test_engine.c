@@ -494,8 +494,9 @@ static void test_unstable_how(void **state)
 	struct engine_history h = hist_of(&w);
 	char how[200] = "";
 	assert_false(engine_rev_was_stable(&w.st, 2, &h, how, sizeof how));
-	assert_string_equal(how, "its rollout 2 failed: 1 instance(s) of revision 2 failed, more than max_failures 0; "
-				 "last: not healthy within health_deadline 10s");
+	assert_string_equal(
+	    how, "its rollout 2 failed: 1 instance(s) of revision 2 failed, more than max_failures 0; "
+		 "last: not healthy within health_deadline 10s");
 	assert_false(engine_rev_was_stable(&w.st, 3, &h, how, sizeof how));
 	assert_string_equal(how, "its rollout 3 was aborted: host key of root@h:22 changed");
 	assert_true(engine_rev_was_stable(&w.st, 4, &h, NULL, 0));
