@@ -1,14 +1,16 @@
-/* `rollout undo SERVICE [--to-revision N] [--wait] [--timeout D]`: goes back to the last stable
- * revision (or revision N); --wait follows that rollout to its end. */
+/* `rollout undo SERVICE [--to-revision N [--force]] [--wait] [--timeout D]`: goes back to the last
+ * stable revision (or revision N; --force: also one that never became stable); --wait follows that
+ * rollout to its end. */
 #include <inttypes.h>
 #include <stdlib.h>
 
 #include "cli/cmd.h"
 #include "cli/output.h"
 
-enum { OPT_TO, OPT_WAIT, OPT_TIMEOUT };
+enum { OPT_TO, OPT_FORCE, OPT_WAIT, OPT_TIMEOUT };
 static const struct cmd_opt opts[] = {
     [OPT_TO] = {"--to-revision", NULL, true},
+    [OPT_FORCE] = {"--force", NULL, false},
     [OPT_WAIT] = {"--wait", NULL, false},
     [OPT_TIMEOUT] = {"--timeout", NULL, true},
     {NULL},
@@ -23,6 +25,9 @@ static int undo_exec(struct cmd_ctx *ctx, int argc, char **argv)
 	int64_t timeout;
 	if ((rc = cmd_wait_timeout(ctx, a.set[OPT_WAIT], a.set[OPT_TIMEOUT] ? a.val[OPT_TIMEOUT] : NULL, &timeout)) >= 0)
 		return rc;
+	if (a.set[OPT_FORCE] && !a.set[OPT_TO])
+		return cmd_usage_error(
+		    ctx, "--force goes with --to-revision N (the last stable revision needs none)");
 	json_t *body = json_object();
 	if (a.set[OPT_TO]) {
 		char *end;
@@ -33,6 +38,8 @@ static int undo_exec(struct cmd_ctx *ctx, int argc, char **argv)
 					       a.val[OPT_TO]);
 		}
 		json_object_set_new(body, "revision", json_integer(rev));
+		if (a.set[OPT_FORCE])
+			json_object_set_new(body, "force", json_true());
 	}
 	const char *service = a.pos[0];
 	char *path = cmd_service_path(service, "/undo");
@@ -56,7 +63,7 @@ static int undo_exec(struct cmd_ctx *ctx, int argc, char **argv)
 
 const struct cmd_entry cmd_undo_entry = {
     .name = "undo",
-    .usage = "SERVICE [--to-revision N] [--wait] [--timeout D]",
+    .usage = "SERVICE [--to-revision N [--force]] [--wait] [--timeout D]",
     .summary = "go back to the last stable revision (or N)",
     .exec = undo_exec,
 };

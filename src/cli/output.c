@@ -363,6 +363,14 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 		fprintf(f, "load balancer: %s (for %s)\n", output_jstr(lberr, "text", "?"),
 			output_duration(since > 0 ? now_ms - since : 0, d, sizeof d));
 	}
+	size_t hi;
+	json_t *hv;
+	json_array_foreach(json_object_get(status, "host_key_changed"), hi, hv)
+	{
+		if (json_is_string(hv))
+			fprintf(f, "host key of %s changed: not used until known_hosts is fixed\n",
+				json_string_value(hv));
+	}
 	fprintf(f, "instances: %" PRId64 " total, %" PRId64 " available", output_jint(counts, "total", 0),
 		output_jint(counts, "available", 0));
 	const json_t *by = json_object_get(counts, "by_revision");

@@ -1082,6 +1082,11 @@ int engine_promote(struct engine_state *st, int64_t now, struct engine_out *out)
 
 int engine_abort(struct engine_state *st, int64_t now, struct engine_out *out)
 {
+	return engine_abort_why(st, "aborted by user", now, out);
+}
+
+int engine_abort_why(struct engine_state *st, const char *why, int64_t now, struct engine_out *out)
+{
 	if (!have_room(out, 2))
 		return ENGINE_ENOSPC;
 	struct engine_rollout *ro = &st->ro;
@@ -1098,13 +1103,79 @@ int engine_abort(struct engine_state *st, int64_t now, struct engine_out *out)
 	ro->pause = PAUSE_NONE;
 	ro->progress_at = now;
 	st->target_rev = ro->rollback_rev;
-	set_reason(ro, "aborted by user");
+	set_reason(ro, "%s", why);
 	emit_event(out, INTENT_ROLLOUT, EV_ROLLING_BACK, 0, "rollout %llu aborted, going back to revision %d",
 		   (unsigned long long)ro->id, st->target_rev);
 	return 0;
 }
 
-int engine_undo(struct engine_state *st, int rev, int64_t now, struct engine_out *out)
+/* Whether rollout r shows that rev was stable at some point. rollback_rev is only ever the stable
+ * revision of the time (taken when the rollout began, or by an abort); a rollout ends complete, and
+ * an undo rolled back, only once every instance of its revision was available. */
+static bool ro_shows_stable(const struct engine_rollout *r, int rev)
+{
+	if (r->id == 0)
+		return false;
+	if (r->rollback_rev == rev)
+		return true;
+	return r->to_rev == rev &&
+	       (r->state == RO_COMPLETE || (r->state == RO_ROLLED_BACK && r->kind == RO_KIND_UNDO));
+}
+
+static void ro_ending(const struct engine_rollout *r, char *buf, size_t len)
+{
+	const char *how;
+	switch (r->state) {
+	case RO_FAILED:
+		how = "failed";
+		break;
+	case RO_ROLLED_BACK:
+		how = "was rolled back";
+		break;
+	case RO_ABORTED:
+		how = "was aborted";
+		break;
+	case RO_ROLLING_BACK:
+		how = "is being rolled back";
+		break;
+	default:
+		how = engine_ro_state_name(r->state);
+		break;
+	}
+	snprintf(buf, len, "its rollout %llu %s%s%s", (unsigned long long)r->id, how,
+		 r->reason[0] ? ": " : "", r->reason);
+}
+
+bool engine_rev_was_stable(const struct engine_state *st, int rev, const struct engine_history *h, char *how,
+			   size_t len)
+{
+	if (rev == 0)
+		return false;
+	if (st->stable_rev == rev || ro_shows_stable(&st->ro, rev) || ro_shows_stable(&st->prev, rev))
+		return true;
+	/* The newest rollout to rev (st's own rollouts are at least as new as their stored rows). */
+	const struct engine_rollout *last = NULL;
+	const struct engine_rollout *mine[2] = {&st->ro, &st->prev};
+	for (size_t i = 0; i < 2; i++)
+		if (mine[i]->id != 0 && mine[i]->to_rev == rev && (last == NULL || mine[i]->id > last->id))
+			last = mine[i];
+	for (size_t i = 0; h != NULL && i < h->n; i++) {
+		if (ro_shows_stable(&h->v[i], rev))
+			return true;
+		if (h->v[i].to_rev == rev && (last == NULL || h->v[i].id > last->id))
+			last = &h->v[i];
+	}
+	if (how != NULL && len > 0) {
+		if (last != NULL)
+			ro_ending(last, how, len);
+		else
+			snprintf(how, len, "it was never rolled out");
+	}
+	return false;
+}
+
+int engine_undo(struct engine_state *st, int rev, bool force, const struct engine_history *h, int64_t now,
+		struct engine_out *out)
 {
 	if (!have_room(out, 4))
 		return ENGINE_ENOSPC;
@@ -1120,6 +1191,8 @@ int engine_undo(struct engine_state *st, int rev, int64_t now, struct engine_out
 		return ENGINE_ENOREV;
 	if (rev == st->target_rev)
 		return ENGINE_EBADSTATE;
+	if (!force && !engine_rev_was_stable(st, rev, h, NULL, 0))
+		return ENGINE_EUNSTABLE;
 	char why[64];
 	snprintf(why, sizeof why, "undone to revision %d", rev);
 	supersede(st, now, out, why);

@@ -15,6 +15,7 @@ enum {
 	ENGINE_EBADSTATE = -1000, /* the command does not apply in the rollout's current state */
 	ENGINE_ENOREV = -1001,    /* no such revision, or nothing to roll back to */
 	ENGINE_ENOSPC = -1002,    /* the caller's instance or intent buffer is too small */
+	ENGINE_EUNSTABLE = -1003, /* undo: the revision never became stable (force goes there anyway) */
 };
 
 /* Life of one instance. Transitions are made only by engine_observe (what a driver saw) and
@@ -210,7 +211,7 @@ int engine_observe(struct engine_state *st, uint64_t id, enum engine_obs_kind ob
 int engine_step(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out);
 
 /* Commands from people. Each changes st (and may append events to out) or returns an error with
- * st unchanged: ENGINE_EBADSTATE (e.g. promote when not paused), ENGINE_ENOREV. */
+ * st unchanged: ENGINE_EBADSTATE (e.g. promote when not paused), ENGINE_ENOREV, ENGINE_EUNSTABLE. */
 /* A new spec was applied: rev is its revision (a new number when the template changed, else the
  * current target) and spec->replicas may have changed. */
 int engine_apply(const struct spec *spec, struct engine_state *st, int rev, int64_t now, struct engine_out *out);
@@ -218,8 +219,31 @@ int engine_pause(struct engine_state *st, int64_t now, struct engine_out *out);
 int engine_resume(struct engine_state *st, int64_t now, struct engine_out *out);
 int engine_promote(struct engine_state *st, int64_t now, struct engine_out *out);
 int engine_abort(struct engine_state *st, int64_t now, struct engine_out *out);
-/* Goes to revision rev (0: the last stable revision other than the current target). */
-int engine_undo(struct engine_state *st, int rev, int64_t now, struct engine_out *out);
+/* engine_abort with why (a short reason, copied) instead of "aborted by user": the daemon's own
+ * aborts (a host whose key changed). */
+int engine_abort_why(struct engine_state *st, const char *why, int64_t now, struct engine_out *out);
+
+/* The service's past rollouts, newest first as the store lists them (st->ro and st->prev may be
+ * among them or not). Borrowed for the call. */
+struct engine_history {
+	const struct engine_rollout *v;
+	size_t n;
+};
+
+/* Whether revision rev ever became stable (every instance available at once): it is the stable
+ * revision, a rollout completed to it, an undo to it ended, or a rollout began with it as the
+ * stable one to go back to. A revision that became stable and then failed its watch did not.
+ * When it never did and how is not NULL, how (len bytes) says how its last rollout ended:
+ * "its rollout 3 failed: ...", "... was rolled back: ...", "... was aborted: ...". */
+bool engine_rev_was_stable(const struct engine_state *st, int rev, const struct engine_history *h, char *how,
+			   size_t len);
+
+/* Goes to revision rev (0: the last stable revision other than the current target; ENGINE_ENOREV
+ * when there is none). A revision that never became stable (engine_rev_was_stable, judged from h,
+ * which may be NULL for none) is ENGINE_EUNSTABLE unless force. ENGINE_ENOREV for no such
+ * revision, ENGINE_EBADSTATE for the current target. */
+int engine_undo(struct engine_state *st, int rev, bool force, const struct engine_history *h, int64_t now,
+		struct engine_out *out);
 
 /* After a controller restart: the intents that were decided but perhaps not carried out
  * (PENDING -> START, DRAINING -> DRAIN, STOPPING/FAILED -> STOP). */

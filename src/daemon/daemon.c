@@ -321,6 +321,15 @@ static void on_exited(void *ctx, const char *service, uint64_t id, const char *c
 		svc_on_exited(s, id, cause);
 }
 
+static void on_host_key(void *ctx, const char *user, const char *host, int port, const char *detail)
+{
+	struct daemon *d = ctx;
+	log_error("driver", "host=%s@%s:%d msg=\"host key changed\" detail=\"%s\"", user, host, port,
+		  detail ? detail : "");
+	for (size_t i = 0; i < d->n_svcs; i++)
+		svc_on_host_key(d->svcs[i], user, host, port, detail);
+}
+
 static void on_lb_problem(void *ctx, const char *service, const char *error)
 {
 	struct daemon *d = ctx;
@@ -339,7 +348,8 @@ static void on_drained(void *ctx, const char *service, uint64_t id)
 struct drv *daemon_drv_ssh(struct daemon *d)
 {
 	if (d->drv_ssh == NULL && !d->stopping) {
-		struct drv_callbacks dcb = {.ctx = d, .started = on_started, .exited = on_exited};
+		struct drv_callbacks dcb = {
+		    .ctx = d, .started = on_started, .exited = on_exited, .host_key = on_host_key};
 		int r = drv_ssh_new(d->loop, d->data, d->self_exe, &dcb, &d->drv_ssh);
 		if (r < 0)
 			log_error("driver", "msg=\"cannot make the ssh driver\" err=%d", r);

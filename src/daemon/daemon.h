@@ -186,8 +186,15 @@ void svc_free(struct svc *s);
  * negative code with msg filled. */
 int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool *changed,
 	      const char **updated, size_t *n_updated, char *msg, size_t len);
-/* pause, resume, promote, abort; undo with rev (0 = last stable). */
-int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len);
+/* What a command asks besides its verb. */
+struct svc_cmd {
+	int rev;	 /* undo: the revision (0 = the last stable one) */
+	bool force;	 /* undo: also to a revision that never became stable */
+	const char *why; /* abort: the reason recorded (NULL: "aborted by user") */
+};
+/* pause, resume, promote, abort, undo; c may be NULL for none of the above. Returns 0, or a
+ * negative code with msg filled (-EINVAL for an unknown verb, msg empty). */
+int svc_command(struct svc *s, const char *verb, const struct svc_cmd *c, char *msg, size_t len);
 /* One engine step, committed, then carried out. */
 void svc_step(struct svc *s);
 json_t *svc_status_json(struct svc *s);
@@ -207,6 +214,10 @@ void svc_on_drained(struct svc *s, uint64_t id);
 /* The load balancer could not do what the service needs (error), or is in sync again (NULL):
  * kept for status and recorded as an event (lb_problem / lb_ok). */
 void svc_on_lb_problem(struct svc *s, const char *error);
+/* The ssh driver found that the key of host user@host:port is not the one known_hosts holds: when
+ * it is one of the service's targets, logged, recorded as an event (host_key_changed) and a live
+ * deploy is aborted (docs/driver.md, "Host keys"). */
+void svc_on_host_key(struct svc *s, const char *user, const char *host, int port, const char *detail);
 /* The store takes writes again: intents committed but not carried out are (engine_resume_intents,
  * as after a restart), and a step follows. */
 void svc_store_back(struct svc *s);

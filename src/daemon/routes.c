@@ -96,18 +96,42 @@ static void daemon_checks(struct daemon *d, const struct spec *sp, const char *f
 	const char *f = file ? file : "spec";
 	if (sp->lb == SPEC_LB_HAPROXY)
 		haproxy_checks(d, sp, f, errors);
-	for (size_t i = 0; i < sp->n_targets; i++)
-		if (drv_ssh_host_key_failed(d->drv_ssh, &sp->targets[i]))
-			json_array_append_new(errors, json_sprintf("%s: targets[%zu]: the host key of %s does not match "
-								   "known_hosts; nothing was changed (check the host, "
-								   "then fix known_hosts)",
-								   f, i, sp->targets[i].url));
 	for (size_t i = 0; sp->listen != NULL && i < d->n_svcs; i++) {
 		const struct svc *o = d->svcs[i];
 		if (strcmp(o->name, sp->service) != 0 && o->spec.listen != NULL && strcmp(o->spec.listen, sp->listen) == 0)
 			json_array_append_new(errors, json_sprintf("%s: listen: %s is already used by service '%s'", f,
 								   sp->listen, o->name));
 	}
+}
+
+/* A valid spec naming a host whose key is not the one known_hosts holds is refused, for that: 409
+ * with what it is, each such host in errors. Returns whether it replied. */
+static bool host_key_refusal(struct daemon *d, struct api_req *req, const struct spec *sp, const char *file)
+{
+	json_t *errors = json_array();
+	const struct spec_target *first = NULL;
+	for (size_t i = 0; i < sp->n_targets; i++) {
+		const struct spec_target *t = &sp->targets[i];
+		if (!drv_ssh_host_key_failed(d->drv_ssh, t))
+			continue;
+		if (first == NULL)
+			first = t;
+		json_array_append_new(
+		    errors, json_sprintf("%s: targets[%zu]: %s: its key is not the one in known_hosts", file,
+					 i, t->url));
+	}
+	if (first == NULL) {
+		json_decref(errors);
+		return false;
+	}
+	size_t n = json_array_size(errors);
+	char text[400];
+	snprintf(text, sizeof text,
+		 "host key of %s changed%s: it is not the one in known_hosts; nothing was changed (check the "
+		 "host, then fix known_hosts: applies are taken again once a connection passes the check)",
+		 first->url, n > 1 ? " (and of other targets)" : "");
+	api_reply_json(req, 409, json_pack("{s:s,s:o}", "error", text, "errors", errors));
+	return true;
 }
 
 /* Drops the parsed request body after wiping the spec text in it (it may hold secret env values;
@@ -156,6 +180,11 @@ static void post_apply(struct api_req *req, void *ctx)
 		return;
 	}
 	json_decref(errors);
+	if (host_key_refusal(d, req, &sp, file)) {
+		spec_clear(&sp);
+		drop_body(j, text, tlen);
+		return;
+	}
 
 	struct svc *s = daemon_find(d, sp.service);
 	bool fresh = s == NULL;
@@ -223,7 +252,7 @@ static void post_command(struct api_req *req, void *ctx)
 		return;
 	const char *path = api_req_path(req);
 	const char *verb = strrchr(path, '/') + 1;
-	int rev = 0;
+	struct svc_cmd c = {0};
 	if (strcmp(verb, "undo") == 0) {
 		size_t len;
 		const char *body = api_req_body(req, &len);
@@ -231,21 +260,26 @@ static void post_command(struct api_req *req, void *ctx)
 			json_error_t jerr;
 			json_t *j = json_loadb(body, len, 0, &jerr);
 			json_t *jr = j ? json_object_get(j, "revision") : NULL;
+			json_t *jf = j ? json_object_get(j, "force") : NULL;
 			if (j == NULL || !json_is_object(j) || (jr != NULL && !json_is_integer(jr)) ||
-			    (jr != NULL && (json_integer_value(jr) < 0 || json_integer_value(jr) > 1000000))) {
+			    (jr != NULL &&
+			     (json_integer_value(jr) < 0 || json_integer_value(jr) > 1000000)) ||
+			    (jf != NULL && !json_is_boolean(jf))) {
 				json_decref(j);
-				api_reply_error(req, 400, "body must be {} or {\"revision\": N}");
+				api_reply_error(
+				    req, 400, "body must be {} or {\"revision\": N, \"force\": true|false}");
 				return;
 			}
-			rev = jr ? (int)json_integer_value(jr) : 0;
+			c.rev = jr ? (int)json_integer_value(jr) : 0;
+			c.force = jf != NULL && json_is_true(jf);
 			json_decref(j);
 		}
 	}
-	char msg[256] = "";
-	int r = svc_command(s, verb, rev, msg, sizeof msg);
+	char msg[512] = "";
+	int r = svc_command(s, verb, &c, msg, sizeof msg);
 	if (r < 0) {
-		api_reply_error(req, daemon_store_down(d) ? 503 : 409, "%s",
-				msg[0] ? msg : "not possible now");
+		int code = daemon_store_down(d) ? 503 : r == -EIO ? 500 : 409;
+		api_reply_error(req, code, "%s", msg[0] ? msg : "not possible now");
 		return;
 	}
 	api_reply_json(req, 200, svc_status_json(s));

@@ -784,7 +784,8 @@ void svc_store_back(struct svc *s)
 
 /* ---- commands --------------------------------------------------------------------------------- */
 
-static int command_error(int r, const struct svc *s, const char *verb, char *msg, size_t len)
+static int command_error(int r, const struct svc *s, const char *verb, const struct svc_cmd *c,
+			 const struct engine_history *h, char *msg, size_t len)
 {
 	const char *state = engine_ro_state_name(s->st.ro.state);
 	if (r == ENGINE_EBADSTATE)
@@ -795,9 +796,22 @@ static int command_error(int r, const struct svc *s, const char *verb, char *msg
 	else if (r == ENGINE_ENOREV && strcmp(verb, "abort") == 0)
 		snprintf(msg, len, "cannot abort %s: no stable revision to go back to (pause it, or apply another version)",
 			 s->name);
+	else if (r == ENGINE_ENOREV && c->rev != 0)
+		snprintf(msg, len,
+			 "cannot %s %s: no such revision %d (revisions are 1 to %d; see rollout history %s)",
+			 verb, s->name, c->rev, s->st.latest_rev, s->name);
 	else if (r == ENGINE_ENOREV)
-		snprintf(msg, len, "cannot %s %s: no such revision, or no earlier stable revision", verb, s->name);
-	else
+		snprintf(msg, len, "cannot %s %s: no earlier stable revision than the current one (%d)", verb,
+			 s->name, s->st.target_rev);
+	else if (r == ENGINE_EUNSTABLE) {
+		char how[200] = "";
+		engine_rev_was_stable(&s->st, c->rev, h, how, sizeof how);
+		snprintf(
+		    msg, len,
+		    "cannot %s %s: revision %d never became stable (%s); to go there anyway: rollout undo %s "
+		    "--to-revision %d --force",
+		    verb, s->name, c->rev, how, s->name, c->rev);
+	} else
 		snprintf(msg, len, "cannot %s %s: error %d", verb, s->name, r);
 	return r;
 }
@@ -813,10 +827,23 @@ static int store_down_error(const struct svc *s, const char *verb, char *msg, si
 	return -EAGAIN;
 }
 
-int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
+int svc_command(struct svc *s, const char *verb, const struct svc_cmd *c, char *msg, size_t len)
 {
+	static const struct svc_cmd none = {0};
+	if (c == NULL)
+		c = &none;
 	if (daemon_store_down(s->d))
 		return store_down_error(s, verb, msg, len);
+	/* Undo judges whether its revision ever became stable from the whole history. */
+	struct engine_history h = {NULL, 0};
+	struct engine_rollout *hv = NULL;
+	if (strcmp(verb, "undo") == 0 && c->rev != 0 && !c->force &&
+	    store_list_rollouts(s->d->store, s->name, &hv, &h.n) < 0) {
+		snprintf(msg, len, "cannot undo %s: cannot read its history: %.300s; nothing was changed",
+			 s->name, store_errmsg(s->d->store));
+		return -EIO;
+	}
+	h.v = hv;
 	ensure_buffers(s);
 	struct st_snap snap;
 	snap_take(s, &snap);
@@ -829,19 +856,19 @@ int svc_command(struct svc *s, const char *verb, int rev, char *msg, size_t len)
 	else if (strcmp(verb, "promote") == 0)
 		r = engine_promote(&s->st, now, &s->out);
 	else if (strcmp(verb, "abort") == 0)
-		r = engine_abort(&s->st, now, &s->out);
+		r = engine_abort_why(&s->st, c->why ? c->why : "aborted by user", now, &s->out);
 	else if (strcmp(verb, "undo") == 0)
-		r = engine_undo(&s->st, rev, now, &s->out);
+		r = engine_undo(&s->st, c->rev, c->force, &h, now, &s->out);
 	else
 		r = -EINVAL;
-	if (r == -EINVAL) {
+	if (r < 0) {
+		if (r != -EINVAL)
+			command_error(r, s, verb, c, &h, msg, len);
+		free(hv);
 		snap_drop(&snap);
 		return r;
 	}
-	if (r < 0) {
-		snap_drop(&snap);
-		return command_error(r, s, verb, msg, len);
-	}
+	free(hv);
 	r = commit(s);
 	if (r < 0) {
 		snap_restore(s, &snap);
@@ -958,6 +985,10 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 				 engine_event_name(s->out.v[i].event), s->out.v[i].text);
 	notify_intents(s->d->notify, &s->spec, s->name, &s->st, &s->out, now);
 	s->pushed_valid = false;
+	/* A lost target is checked now rather than at its next retry: a host whose key changed while
+	 * it was down is then found while this rollout can still stop for it. */
+	for (size_t i = 0; !s->spec.targets_local && s->d->drv_ssh != NULL && i < s->spec.n_targets; i++)
+		drv_ssh_check_lost(s->d->drv_ssh, &s->spec.targets[i]);
 	svc_step(s);
 	return 0;
 }
@@ -1032,6 +1063,19 @@ void svc_on_started(struct svc *s, uint64_t id, int pid)
 	daemon_dirty(s);
 }
 
+/* A host that is not the one we know is not a failure to retry around: a deployment in progress
+ * stops and goes back (why: the reason it records). */
+static void abort_for_host_key(struct svc *s, const char *why)
+{
+	if (s->st.ro.kind != RO_KIND_DEPLOY ||
+	    (s->st.ro.state != RO_PROGRESSING && s->st.ro.state != RO_PAUSED))
+		return;
+	char msg[256] = "";
+	log_error("svc", "service=%s msg=\"aborting the rollout\" cause=\"%s\"", s->name, why);
+	if (svc_command(s, "abort", &(struct svc_cmd){.why = why}, msg, sizeof msg) < 0)
+		log_error("svc", "service=%s msg=\"cannot abort\" err=\"%s\"", s->name, msg);
+}
+
 void svc_on_exited(struct svc *s, uint64_t id, const char *cause)
 {
 	struct engine_inst *in = inst_of(s, id);
@@ -1046,14 +1090,34 @@ void svc_on_exited(struct svc *s, uint64_t id, const char *cause)
 	}
 	engine_observe(&s->st, id, OBS_EXITED, daemon_now(), cause);
 	daemon_dirty(s);
-	/* A host that is not the one we know is not a failure to retry around: the deployment stops. */
-	if (cause != NULL && strncmp(cause, "host key verification failed", 28) == 0 && s->st.ro.kind == RO_KIND_DEPLOY &&
-	    (s->st.ro.state == RO_PROGRESSING || s->st.ro.state == RO_PAUSED)) {
-		char msg[256] = "";
-		log_error("svc", "service=%s msg=\"aborting the rollout\" cause=\"%s\"", s->name, cause);
-		if (svc_command(s, "abort", 0, msg, sizeof msg) < 0)
-			log_error("svc", "service=%s msg=\"cannot abort\" err=\"%s\"", s->name, msg);
+	if (cause != NULL && strncmp(cause, "host key verification failed", 28) == 0)
+		abort_for_host_key(s, cause);
+}
+
+void svc_on_host_key(struct svc *s, const char *user, const char *host, int port, const char *detail)
+{
+	const struct spec_target *t = NULL;
+	for (size_t i = 0; i < s->spec.n_targets && t == NULL; i++) {
+		const struct spec_target *c = &s->spec.targets[i];
+		if ((c->port > 0 ? c->port : 22) == port && strcmp(c->host, host) == 0 &&
+		    strcmp(c->user, user) == 0)
+			t = c;
 	}
+	if (t == NULL)
+		return;
+	char text[320];
+	snprintf(
+	    text, sizeof text,
+	    "host key of %s@%s:%d changed: %.120s; nothing more is done there until a connection passes the "
+	    "check (check the host, then fix known_hosts)",
+	    user, host, port, detail ? detail : "");
+	log_error("svc", "service=%s target=%s msg=\"%s\"", s->name, t->url, text);
+	if (store_add_event(s->d->store, s->name, daemon_now(), "host_key_changed", 0, text, NULL) < 0)
+		daemon_store_failed(s->d, "record an event");
+	daemon_publish(s->d);
+	char why[160];
+	snprintf(why, sizeof why, "host key of %s@%s:%d changed", user, host, port);
+	abort_for_host_key(s, why);
 }
 
 void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail)
@@ -1397,6 +1461,17 @@ json_t *svc_status_json(struct svc *s)
 	json_t *sj = daemon_store_json(s->d);
 	if (sj != NULL)
 		json_object_set_new(j, "store_error", sj);
+	/* Targets not used because their key is not the one in known_hosts (docs/driver.md). */
+	json_t *hk = NULL;
+	for (size_t i = 0; s->d->drv_ssh != NULL && i < s->spec.n_targets; i++) {
+		if (!drv_ssh_host_key_failed(s->d->drv_ssh, &s->spec.targets[i]))
+			continue;
+		if (hk == NULL)
+			hk = json_array();
+		json_array_append_new(hk, json_string(s->spec.targets[i].url));
+	}
+	if (hk != NULL)
+		json_object_set_new(j, "host_key_changed", hk);
 
 	if (ro->id == 0) {
 		json_object_set_new(j, "rollout", json_null());

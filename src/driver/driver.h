@@ -21,6 +21,11 @@ struct drv_callbacks {
 	void *ctx;
 	void (*started)(void *ctx, const char *service, uint64_t id, int pid);
 	void (*exited)(void *ctx, const char *service, uint64_t id, const char *cause);
+	/* ssh driver (may be NULL): the key of host user@host:port is not the one known_hosts holds,
+	 * found just now, whatever the session (a lost host's re-check too); once per finding (again
+	 * only after a connection passed the check). detail says what ssh saw. Comes before the
+	 * `exited` of the instances this makes gone. */
+	void (*host_key)(void *ctx, const char *user, const char *host, int port, const char *detail);
 };
 
 /* One start request. Nothing is kept after drv_start returns: the driver copies what it needs. */
@@ -142,6 +147,9 @@ bool drv_ssh_host_lost(struct drv *d, const struct spec_target *t);
  * connection passes the check again. Instances there are reported `exited` with a cause starting
  * "host key verification failed". */
 bool drv_ssh_host_key_failed(struct drv *d, const struct spec_target *t);
+/* A lost host t is checked again now instead of at its next retry (a check under way is left to
+ * end). Nothing for a host that is not lost. */
+void drv_ssh_check_lost(struct drv *d, const struct spec_target *t);
 /* Like adopt, on a known host: after a daemon restart, watch instance service/id on t again
  * (its pid and start time as recorded). 0 then `started`, or `exited` if it is gone. */
 int drv_ssh_adopt_on(struct drv *d, const struct spec_target *t, const char *service, uint64_t id, int pid,

@@ -156,6 +156,7 @@ struct ssh_host {
 struct report {
 	struct report *next;
 	bool started;
+	struct ssh_host *host_key; /* a host key report (service is NULL then) */
 	char *service;
 	uint64_t id;
 	int pid;
@@ -344,7 +345,11 @@ static void on_defer(uv_timer_t *t)
 	while (r != NULL) {
 		struct report *n = r->next;
 		if (!d->closing) {
-			if (r->started)
+			if (r->host_key != NULL) {
+				if (d->base.cb.host_key != NULL)
+					d->base.cb.host_key(d->base.cb.ctx, r->host_key->user,
+							    r->host_key->host, r->host_key->port, r->cause);
+			} else if (r->started)
 				d->base.cb.started(d->base.cb.ctx, r->service, r->id, r->pid);
 			else
 				d->base.cb.exited(d->base.cb.ctx, r->service, r->id, r->cause);
@@ -365,6 +370,21 @@ static void report(struct ssh_drv *d, bool started, const char *service, uint64_
 	r->id = id;
 	r->pid = pid;
 	r->cause = cause ? xstrdup(cause) : NULL;
+	if (d->reports_tail != NULL)
+		d->reports_tail->next = r;
+	else
+		d->reports = r;
+	d->reports_tail = r;
+	uv_timer_start(&d->defer, on_defer, 0, 0);
+}
+
+/* The host's key was found not to be the one in known_hosts: says so once per finding, from the
+ * loop (hosts live as long as the driver). */
+static void report_host_key(struct ssh_drv *d, struct ssh_host *h, const char *cause)
+{
+	struct report *r = xcalloc(1, sizeof *r);
+	r->host_key = h;
+	r->cause = xstrdup(cause);
 	if (d->reports_tail != NULL)
 		d->reports_tail->next = r;
 	else
@@ -1370,10 +1390,15 @@ static void op_result(struct ssh_op *op)
 		bool key =
 		    op->err != NULL && (strstr(op->err, "Host key verification failed") != NULL ||
 					strstr(op->err, "REMOTE HOST IDENTIFICATION HAS CHANGED") != NULL);
+		bool was = h->key_failed;
 		h->key_failed = key || (h->key_failed && op->kind == OP_CHECK && h->lost);
 		char *why = op->timed_out ? xstrdup("ssh timed out")
 			    : key	  ? xstrdup("the host's key is not the one in known_hosts")
 					  : first_line(op->err, op->n_err, "ssh failed");
+		/* Found whenever it is: also on the re-check of a host already lost as unreachable,
+		 * whose instances were reported gone before and so carry no such cause. */
+		if (key && !was)
+			report_host_key(h->d, h, why);
 		if ((op->kind == OP_START || op->kind == OP_HOOK) && op->in != NULL)
 			op->in->starting = false;
 		host_lost(h, why);
@@ -1729,6 +1754,15 @@ bool drv_ssh_host_key_failed(struct drv *base, const struct spec_target *t)
 		return false;
 	struct ssh_host *h = host_get((struct ssh_drv *)base, t, false, false);
 	return h != NULL && h->lost && h->key_failed;
+}
+
+void drv_ssh_check_lost(struct drv *base, const struct spec_target *t)
+{
+	if (base == NULL || base->ops != &ssh_ops || t == NULL || ((struct ssh_drv *)base)->closing)
+		return;
+	struct ssh_host *h = host_get((struct ssh_drv *)base, t, false, false);
+	if (h != NULL && h->state == H_LOST)
+		host_check(h);
 }
 
 void drv_ssh_set_poll_ms(struct drv *base, int64_t ms)

@@ -1024,7 +1024,7 @@ static int do_cmd(struct sim *s, int cmd, int arg)
 	default:
 		name = "undo";
 		rev = arg;
-		rc = engine_undo(&s->st, arg, s->now, &s->out);
+		rc = engine_undo(&s->st, arg, true, NULL, s->now, &s->out); /* forced: any revision */
 		break;
 	}
 	TR(s, "cmd %s%s rev %d replicas %d -> %s", name, cmd == C_APPLY ? (s->bad[rev] ? " (bad)" : "") : "", rev,

@@ -835,6 +835,39 @@ static void test_follow_daemon_gone(void **state)
 	harness_stop(&h);
 }
 
+/* undo: --to-revision N --force sends {"revision": N, "force": true}; a refusal is printed as the
+ * daemon words it (exit 2); --force alone is a usage error that calls nothing. */
+static void test_undo_force(void **state)
+{
+	(void)state;
+	static const struct reply script[] = {
+	    {"POST /v1/services/hello/undo", 0, 409,
+	     "{\"error\":\"cannot undo hello: revision 3 never became stable (its rollout 3 failed: x); "
+	     "to go there anyway: rollout undo hello --to-revision 3 --force\"}"},
+	    {"POST /v1/services/hello/undo", 0, 200,
+	     "{\"service\":\"hello\",\"rollout\":{\"id\":5,\"kind\":\"undo\",\"state\":\"rolling_back\","
+	     "\"to_revision\":3}}"},
+	};
+	struct harness h;
+	harness_start(&h, script, 2);
+	h.ctx.entry = &cmd_undo_entry;
+	char *plain[] = {"undo", "hello", "--to-revision", "3", NULL};
+	assert_int_equal(cmd_undo_entry.exec(&h.ctx, 4, plain), CMD_EXIT_USAGE);
+	assert_string_equal(h.fake.last_body, "{\"revision\":3}");
+	assert_non_null(strstr(sink_text(&h.err),
+			       "rollout: cannot undo hello: revision 3 never became stable (its "
+			       "rollout 3 failed: x); to go there anyway: rollout undo hello "
+			       "--to-revision 3 --force\n"));
+	char *forced[] = {"undo", "hello", "--to-revision", "3", "--force", NULL};
+	assert_int_equal(cmd_undo_entry.exec(&h.ctx, 5, forced), CMD_EXIT_OK);
+	assert_string_equal(h.fake.last_body, "{\"revision\":3,\"force\":true}");
+	assert_string_equal(sink_text(&h.out), "hello: rollout 5 (undo) to revision 3: rolling_back\n");
+	char *alone[] = {"undo", "hello", "--force", NULL};
+	assert_int_equal(cmd_undo_entry.exec(&h.ctx, 3, alone), CMD_EXIT_USAGE);
+	assert_non_null(strstr(sink_text(&h.err), "--force goes with --to-revision N"));
+	harness_stop(&h);
+}
+
 static void test_follow_tty(void **state)
 {
 	(void)state;
@@ -890,6 +923,7 @@ int main(void)
 	    cmocka_unit_test(test_follow_timeout),
 	    cmocka_unit_test(test_follow_daemon_gone),
 	    cmocka_unit_test(test_follow_tty),
+	    cmocka_unit_test(test_undo_force),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,6 +112,10 @@ static const char fake_ssh[] =
     "while [ \"$#\" -gt 0 ] && [ \"$1\" != -- ]; do shift; done\n"
     "shift; host=$1; remote=$2\n"
     "case \"$host\" in down*) echo \"ssh: connect to host $host port 22: Connection refused\" >&2; exit 255;; esac\n"
+    /* flip*: down until the file rekeyed exists, then answering with another host key */
+    "case \"$host\" in flip*) [ -e \"$FAKE_SSH_DIR/rekeyed\" ] &&\n"
+    "  { echo 'Host key verification failed.' >&2; exit 255; }\n"
+    "  echo \"ssh: connect to host $host port 22: Connection refused\" >&2; exit 255;; esac\n"
     "mkdir -p \"$FAKE_SSH_DIR/homes/$host\"\n"
     "echo \"$(date +%s%N) + $host\" >>\"$FAKE_SSH_DIR/log\"\n"
     "ROLLOUT_HOME=\"$FAKE_SSH_DIR/homes/$host\" sh -c \"$remote\"\n"
@@ -128,6 +132,8 @@ struct fx {
 	char detail[8][256];
 	int n_staged, st_ok, st_failed, st_skipped;
 	char st_first[256];
+	int n_host_key;
+	char host_key[256];
 };
 
 static void on_started(void *ctx, const char *service, uint64_t id, int pid)
@@ -138,6 +144,13 @@ static void on_started(void *ctx, const char *service, uint64_t id, int pid)
 static void on_exited(void *ctx, const char *service, uint64_t id, const char *cause)
 {
 	(void)ctx, (void)service, (void)id, (void)cause;
+}
+
+static void on_host_key(void *ctx, const char *user, const char *host, int port, const char *detail)
+{
+	struct fx *f = ctx;
+	snprintf(f->host_key, sizeof f->host_key, "%s@%s:%d: %s", user, host, port, detail);
+	f->n_host_key++;
 }
 
 static int fx_setup(void **state)
@@ -161,7 +174,8 @@ static int fx_setup(void **state)
 	free(path);
 	free(ssh);
 	free(bin);
-	struct drv_callbacks cb = {.ctx = f, .started = on_started, .exited = on_exited};
+	struct drv_callbacks cb = {
+	    .ctx = f, .started = on_started, .exited = on_exited, .host_key = on_host_key};
 	if (drv_ssh_new(&f->loop, f->dir, "/bin/true", &cb, &f->d) != 0)
 		return -1;
 	drv_ssh_set_poll_ms(f->d, 3600 * 1000); /* no watch sessions in these tests */
@@ -311,6 +325,42 @@ static void test_exec_timeout_lost_cancel(void **state)
 	assert_int_equal(f->n_done, 3);
 }
 
+/* A host lost as unreachable whose key then changed (found by its re-check, with no instance left
+ * there to carry the cause): the host_key callback says so, from the loop, once per finding. */
+static void test_host_key_found_on_recheck(void **state)
+{
+	struct fx *f = *state;
+	struct spec_target t = target("flip1");
+	char *argv[] = {"true", NULL};
+	struct drv_exec x = {
+	    .target = &t, .argv = argv, .n_argv = 1, .port = 1, .host = "flip1", .timeout_ms = 5000};
+	struct call c0 = {f, 0};
+	struct drv_req *req;
+	assert_int_equal(drv_exec(f->d, &x, on_exec, &c0, &req), 0);
+	assert_true(uvt_run_until(&f->loop, &f->n_done, 1, 10000));
+	assert_int_equal(f->status[0], -EHOSTUNREACH);
+	assert_true(drv_ssh_host_lost(f->d, &t));
+	assert_false(drv_ssh_host_key_failed(f->d, &t));
+	assert_int_equal(f->n_host_key, 0);
+
+	char *flag = xasprintf("%s/rekeyed", f->dir);
+	FILE *fp = fopen(flag, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	free(flag);
+	drv_ssh_check_lost(f->d, &t);
+	assert_int_equal(f->n_host_key, 0); /* never from inside the call */
+	assert_true(uvt_run_until(&f->loop, &f->n_host_key, 1, 10000));
+	assert_string_equal(f->host_key, "u@flip1:22: the host's key is not the one in known_hosts");
+	assert_true(drv_ssh_host_key_failed(f->d, &t));
+
+	/* found again: not said again */
+	drv_ssh_check_lost(f->d, &t);
+	uvt_spin(&f->loop, 1000);
+	assert_int_equal(f->n_host_key, 1);
+	assert_true(drv_ssh_host_key_failed(f->d, &t));
+}
+
 static void on_staged(void *ctx, const char *service, int revision, const char *version, int n_ok, int n_failed,
 		      int n_skipped, int64_t ms, const char *first_failure)
 {
@@ -374,6 +424,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_exec_parallel_bound, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_exec_timeout_lost_cancel, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_stage, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_host_key_found_on_recheck, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,7 +24,35 @@ struct world {
 	int bad[8];
 	int min_avail_seen, max_total_seen;
 	int events[EV__COUNT];
+	struct engine_rollout hist[32]; /* every rollout seen, as the store would keep them (by id) */
+	size_t n_hist;
 };
+
+/* Keeps rollout r as the store would (one row per id, the last state seen). */
+static void hist_note(struct world *w, const struct engine_rollout *r)
+{
+	if (r->id == 0)
+		return;
+	for (size_t i = 0; i < w->n_hist; i++)
+		if (w->hist[i].id == r->id) {
+			w->hist[i] = *r;
+			return;
+		}
+	assert_true(w->n_hist < 32);
+	w->hist[w->n_hist++] = *r;
+}
+
+/* The history newest first, as store_list_rollouts gives it. */
+static struct engine_history hist_of(struct world *w)
+{
+	for (size_t i = 1; i < w->n_hist; i++)
+		for (size_t k = i; k > 0 && w->hist[k].id > w->hist[k - 1].id; k--) {
+			struct engine_rollout t = w->hist[k];
+			w->hist[k] = w->hist[k - 1];
+			w->hist[k - 1] = t;
+		}
+	return (struct engine_history){w->hist, w->n_hist};
+}
 
 static void world_init(struct world *w, int replicas)
 {
@@ -88,6 +116,8 @@ static void step(struct world *w)
 	xgrow((void **)&w->st.inst, &w->st.cap, w->st.n + engine_inst_headroom(&w->spec, &w->st), sizeof *w->st.inst);
 	w->out.n = 0;
 	assert_int_equal(engine_step(&w->spec, &w->st, w->now, &w->out), 0);
+	hist_note(w, &w->st.prev);
+	hist_note(w, &w->st.ro);
 	int removed = 0, started = 0;
 	for (size_t i = 0; i < w->out.n; i++) {
 		struct engine_intent *it = &w->out.v[i];
@@ -344,14 +374,14 @@ static void test_abort_and_undo(void **state)
 	assert_int_equal(w.st.ro.state, RO_COMPLETE);
 	assert_int_equal(w.st.stable_rev, 3);
 	w.out.n = 0;
-	assert_int_equal(engine_undo(&w.st, 0, w.now, &w.out), 0);
+	assert_int_equal(engine_undo(&w.st, 0, false, NULL, w.now, &w.out), 0);
 	assert_int_equal(w.st.target_rev, 1);
 	run(&w, 100, 1000);
 	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
 	assert_int_equal(count_rev(&w, 1), 6);
 	assert_int_equal(w.st.stable_rev, 1);
-	assert_int_equal(engine_undo(&w.st, 1, w.now, &w.out), ENGINE_EBADSTATE);
-	assert_int_equal(engine_undo(&w.st, 9, w.now, &w.out), ENGINE_ENOREV);
+	assert_int_equal(engine_undo(&w.st, 1, false, NULL, w.now, &w.out), ENGINE_EBADSTATE);
+	assert_int_equal(engine_undo(&w.st, 9, false, NULL, w.now, &w.out), ENGINE_ENOREV);
 	world_free(&w);
 }
 
@@ -414,7 +444,7 @@ static void test_undo_to_bad_revision_halts(void **state)
 	run(&w, 500, 1000);
 	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
 	w.out.n = 0;
-	assert_int_equal(engine_undo(&w.st, 2, w.now, &w.out), 0);
+	assert_int_equal(engine_undo(&w.st, 2, true, NULL, w.now, &w.out), 0);
 	run(&w, 1000, 1000);
 	assert_int_equal(w.st.ro.state, RO_FAILED);
 	assert_non_null(strstr(w.st.ro.reason, "no progress"));
@@ -426,6 +456,113 @@ static void test_undo_to_bad_revision_halts(void **state)
 }
 
 /* Found by the simulator (seed 14): crashes during a scale do not fail it. */
+/* Undo to a revision that never became stable needs force, and the refusal says how that
+ * revision's rollout ended; what became stable is judged from the whole history. */
+static void test_undo_to_unstable_needs_force(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 3);
+	w.spec.strategy.auto_rollback = true;
+	deploy_v1(&w);
+	w.bad[0] = 2;
+	apply(&w, 2);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	for (int rev = 3; rev <= 5; rev++) {
+		apply(&w, rev);
+		run(&w, 100, 1000);
+		assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	}
+	struct engine_history h = hist_of(&w);
+	char how[200] = "";
+	assert_false(engine_rev_was_stable(&w.st, 2, &h, how, sizeof how));
+	assert_non_null(strstr(how, "its rollout 2 was rolled back: "));
+	assert_non_null(strstr(how, "failed"));
+	for (int rev = 1; rev <= 5; rev++)
+		if (rev != 2)
+			assert_true(engine_rev_was_stable(&w.st, rev, &h, NULL, 0));
+	/* Revision 1 shows as stable only in rollouts older than st's own two. */
+	assert_false(engine_rev_was_stable(&w.st, 1, NULL, NULL, 0));
+
+	struct engine_state copy = w.st;
+	w.out.n = 0;
+	assert_int_equal(engine_undo(&w.st, 2, false, &h, w.now, &w.out), ENGINE_EUNSTABLE);
+	assert_int_equal(engine_undo(&w.st, 1, false, NULL, w.now, &w.out), ENGINE_EUNSTABLE);
+	assert_int_equal(engine_undo(&w.st, 6, false, &h, w.now, &w.out), ENGINE_ENOREV);
+	assert_int_equal(w.out.n, 0);
+	assert_memory_equal(&copy.ro, &w.st.ro, sizeof copy.ro);
+	assert_int_equal(copy.target_rev, w.st.target_rev);
+
+	assert_int_equal(engine_undo(&w.st, 1, false, &h, w.now, &w.out), 0);
+	assert_int_equal(w.st.target_rev, 1);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	h = hist_of(&w);
+	w.out.n = 0;
+	assert_int_equal(engine_undo(&w.st, 2, true, &h, w.now, &w.out), 0);
+	assert_int_equal(w.st.target_rev, 2);
+	world_free(&w);
+}
+
+/* A revision whose rollout failed (no automatic rollback) or was aborted never became stable, and
+ * the refusal says so; one superseded after it had become stable did. */
+static void test_unstable_how(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	w.spec.strategy.auto_rollback = false;
+	w.spec.strategy.pause_after = xcalloc(1, sizeof(struct spec_pause));
+	w.spec.strategy.pause_after[0].batch = 1;
+	w.spec.strategy.n_pause_after = 1;
+	w.spec.strategy.batches = xcalloc(1, sizeof(struct amount));
+	w.spec.strategy.batches[0] = (struct amount){false, 1};
+	w.spec.strategy.n_batches = 1;
+	deploy_v1(&w);
+	w.bad[0] = 2;
+	apply(&w, 2);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_FAILED);
+
+	apply(&w, 3); /* paused after its canary, then aborted: back to 1 */
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	w.out.n = 0;
+	assert_int_equal(engine_abort_why(&w.st, "host key of root@h:22 changed", w.now, &w.out), 0);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ABORTED);
+	assert_string_equal(w.st.ro.reason, "host key of root@h:22 changed");
+
+	apply(&w, 4); /* paused after its canary, promoted: complete */
+	run(&w, 100, 1000);
+	w.out.n = 0;
+	assert_int_equal(engine_promote(&w.st, w.now, &w.out), 0);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	apply(&w, 5);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+
+	struct engine_history h = hist_of(&w);
+	char how[200] = "";
+	assert_false(engine_rev_was_stable(&w.st, 2, &h, how, sizeof how));
+	assert_string_equal(
+	    how, "its rollout 2 failed: 1 instance(s) of revision 2 failed, more than max_failures 0; "
+		 "last: not healthy within health_deadline 10s");
+	assert_false(engine_rev_was_stable(&w.st, 3, &h, how, sizeof how));
+	assert_string_equal(how, "its rollout 3 was aborted: host key of root@h:22 changed");
+	assert_true(engine_rev_was_stable(&w.st, 4, &h, NULL, 0));
+	assert_true(engine_rev_was_stable(&w.st, 1, &h, NULL, 0));
+	/* Undo from the live rollout to 5: to 3 is refused, to 4 (stable) goes. */
+	w.out.n = 0;
+	assert_int_equal(engine_undo(&w.st, 3, false, &h, w.now, &w.out), ENGINE_EUNSTABLE);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	assert_int_equal(engine_undo(&w.st, 4, false, &h, w.now, &w.out), 0);
+	assert_int_equal(w.st.target_rev, 4);
+	world_free(&w);
+}
+
 static void test_scale_survives_crashes(void **state)
 {
 	(void)state;
@@ -896,6 +1033,8 @@ int main(void)
 		cmocka_unit_test(test_scale_and_crash_replacement),
 		cmocka_unit_test(test_new_revision_mid_rollout),
 		cmocka_unit_test(test_undo_to_bad_revision_halts),
+		cmocka_unit_test(test_undo_to_unstable_needs_force),
+		cmocka_unit_test(test_unstable_how),
 		cmocka_unit_test(test_scale_survives_crashes),
 		cmocka_unit_test(test_bad_commands_leave_state_alone),
 		cmocka_unit_test(test_invariants_exhaustive),
