@@ -1184,7 +1184,11 @@ int engine_undo(struct engine_state *st, int rev, bool force, const struct engin
 			rev = st->stable_rev;
 		else if (st->ro.rollback_rev != 0 && st->ro.rollback_rev != st->target_rev)
 			rev = st->ro.rollback_rev;
-		else
+		else /* the current revision is the stable one: the newest stable one before it */
+			for (int r = st->latest_rev; r >= 1 && rev == 0; r--)
+				if (r != st->target_rev && engine_rev_was_stable(st, r, h, NULL, 0))
+					rev = r;
+		if (rev == 0)
 			return ENGINE_ENOREV;
 	}
 	if (rev < 1 || rev > st->latest_rev)

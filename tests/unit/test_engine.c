@@ -458,6 +458,32 @@ static void test_undo_to_bad_revision_halts(void **state)
 /* Found by the simulator (seed 14): crashes during a scale do not fail it. */
 /* Undo to a revision that never became stable needs force, and the refusal says how that
  * revision's rollout ended; what became stable is judged from the whole history. */
+/* A failed deploy rolled back to the stable revision: a plain undo goes to the stable revision
+ * before it (it said "no earlier stable revision"). */
+static void test_undo_after_failed_deploy(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	w.spec.strategy.auto_rollback = true;
+	deploy_v1(&w);
+	apply(&w, 2);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.stable_rev, 2);
+	w.bad[0] = 3;
+	apply(&w, 3);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	assert_int_equal(w.st.target_rev, 2);
+	struct engine_history h = hist_of(&w);
+	w.out.n = 0;
+	assert_int_equal(engine_undo(&w.st, 0, false, &h, w.now, &w.out), 0);
+	assert_int_equal(w.st.target_rev, 1);
+	run(&w, 100, 1000);
+	assert_int_equal(count_rev(&w, 1), 2);
+	world_free(&w);
+}
+
 static void test_undo_to_unstable_needs_force(void **state)
 {
 	(void)state;
@@ -1041,6 +1067,7 @@ int main(void)
 		cmocka_unit_test(test_next_deadline),
 		cmocka_unit_test(test_names_round_trip),
 		cmocka_unit_test(test_supersede_retires_canary),
+		cmocka_unit_test(test_undo_after_failed_deploy),
 		cmocka_unit_test(test_exit_at_once_is_never_available),
 		cmocka_unit_test(test_crash_loop_backs_off),
 		cmocka_unit_test(test_backoff_survives_a_reload),
