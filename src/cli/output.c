@@ -286,6 +286,9 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 		fprintf(f, "load balancer: %s (for %s)\n", output_jstr(lberr, "text", "?"),
 			output_duration(since > 0 ? now_ms - since : 0, d, sizeof d));
 	}
+	const char *lerr = output_jstr(status, "listener_error", "");
+	if (lerr[0])
+		fprintf(f, "load balancer: %s: traffic cannot reach the service\n", lerr);
 	fprintf(f, "instances: %" PRId64 " total, %" PRId64 " available", output_jint(counts, "total", 0),
 		output_jint(counts, "available", 0));
 	const json_t *by = json_object_get(counts, "by_revision");
