@@ -332,7 +332,7 @@ int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, unsigned fl
 {
 	bool undo = flags & CMD_FOLLOW_UNDO;
 	char *path = cmd_service_path(service, NULL);
-	char line[512], key[512] = "", final[512];
+	char line[512], key[512] = "", final[512], waiting[512] = "";
 	int64_t t0 = cmd_mono_ms(), last_batch = -1;
 	bool live = false; /* a live line is on screen without its newline */
 	int rc;
@@ -393,6 +393,7 @@ int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, unsigned fl
 		}
 		fflush(ctx->out);
 		last_batch = batch;
+		snprintf(waiting, sizeof waiting, "%s", output_jstr(status, "waiting_for", ""));
 		json_decref(status);
 		if (timeout_ms > 0 && cmd_mono_ms() - t0 >= timeout_ms) {
 			char d[32];
@@ -400,8 +401,9 @@ int cmd_follow(struct cmd_ctx *ctx, const char *service, int64_t id, unsigned fl
 				fputc('\n', ctx->out);
 			fprintf(ctx->err,
 				"rollout: timed out waiting after %s; rollout %" PRId64
-				" goes on (see: rollout status %s)\n",
-				output_duration(timeout_ms, d, sizeof d), id, service);
+				" goes on (see: rollout status %s)%s%s\n",
+				output_duration(timeout_ms, d, sizeof d), id, service,
+				waiting[0] ? "; it waits for " : "", waiting);
 			rc = CMD_EXIT_FAILED;
 			break;
 		}

@@ -371,6 +371,9 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 			fprintf(f, "host key of %s changed: not used until known_hosts is fixed\n",
 				json_string_value(hv));
 	}
+	const char *lerr = output_jstr(status, "listener_error", "");
+	if (lerr[0])
+		fprintf(f, "load balancer: %s: traffic cannot reach the service\n", lerr);
 	fprintf(f, "instances: %" PRId64 " total, %" PRId64 " available", output_jint(counts, "total", 0),
 		output_jint(counts, "available", 0));
 	const json_t *by = json_object_get(counts, "by_revision");

@@ -319,8 +319,10 @@ int engine_observe(struct engine_state *st, uint64_t id, enum engine_obs_kind ob
 		}
 		break;
 	case OBS_DRAINED:
-		if (s == INST_DRAINING)
+		if (s == INST_DRAINING) {
 			set_state(in, INST_DRAINED, now);
+			snprintf(in->cause, sizeof in->cause, "%s", cause ? cause : "");
+		}
 		break;
 	case OBS_EXITED:
 		if (live)
@@ -419,8 +421,9 @@ static void instance_deadlines(const struct spec *spec, struct engine_state *st,
 			set_state(in, INST_STOPPING, now);
 			emit(out, INTENT_STOP)->inst_id = in->id;
 		} else if (in->state == INST_DRAINED) {
-			emit_event(out, INTENT_EVENT, EV_INSTANCE_STOPPING, in->id, "instance %llu (revision %d) drained, stopping",
-				   (unsigned long long)in->id, in->revision);
+			/* cause: how a drain that was not confirmed ended ("drain timed out with ...") */
+			emit_event(out, INTENT_EVENT, EV_INSTANCE_STOPPING, in->id, "instance %llu (revision %d) %s, stopping",
+				   (unsigned long long)in->id, in->revision, in->cause[0] ? in->cause : "drained");
 			set_state(in, INST_STOPPING, now);
 			emit(out, INTENT_STOP)->inst_id = in->id;
 		}
@@ -640,6 +643,29 @@ static int64_t batch_ready_at(const struct spec *spec, const struct engine_state
 	return t;
 }
 
+/* Whether a live rollout has exactly the instances it wants: all of the target revision and
+ * available (none at all when an abort found no stable revision to go back to). */
+static bool at_end(const struct engine_state *st, const struct tally *t)
+{
+	const struct engine_rollout *ro = &st->ro;
+	int want_total = st->target_rev == 0 ? 0 : st->replicas;
+	return (ro->state == RO_PROGRESSING || ro->state == RO_ROLLING_BACK) && t->new_avail >= want_total &&
+	       t->old_total == 0 && t->total == want_total;
+}
+
+/* At its end but its traffic cannot reach it: the rollout waits (a service with nothing to run
+ * needs no traffic). */
+static bool traffic_wait(const struct engine_state *st, const struct tally *t)
+{
+	return st->no_traffic && st->target_rev != 0 && st->replicas > 0 && at_end(st, t);
+}
+
+bool engine_waits_for_traffic(const struct spec *spec, const struct engine_state *st, int64_t now)
+{
+	struct tally t = count(spec, st, now);
+	return traffic_wait(st, &t);
+}
+
 /* Rollout-level decisions: timed pauses, failure, analysis, batch gates, stability, completion. */
 static void rollout_decisions(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
@@ -647,6 +673,19 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 	const struct spec_strategy *sg = &spec->strategy;
 	bool analysis = sg->analysis.enabled && !ro->fast;
 	char d[32];
+
+	/* Waiting for traffic stops the progress clock, as a pause does: the revision is not at fault
+	 * (another program holds the address), and rolling back would not free it. */
+	struct tally t0 = count(spec, st, now);
+	bool waiting = traffic_wait(st, &t0);
+	if (waiting && st->no_traffic_since == 0) {
+		st->no_traffic_since = now;
+	} else if (!waiting && st->no_traffic_since != 0) {
+		ro->progress_at += now - st->no_traffic_since;
+		if (ro->progress_at > now)
+			ro->progress_at = now;
+		st->no_traffic_since = 0;
+	}
 
 	if (ro->state == RO_PAUSED && ro->pause == PAUSE_TIMED && now >= ro->pause_until) {
 		leave_pause(st, now);
@@ -663,7 +702,7 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 			set_reason(ro, "%d instance(s) of revision %d failed, more than max_failures %d%s%s",
 				   ro->failures, st->target_rev, maxf, last ? "; last: " : "", last ? last->cause : "");
 			fail_rollout(spec, st, now, out);
-		} else if (ro->state == RO_PROGRESSING && now - ro->progress_at > sg->progress_deadline_ms) {
+		} else if (ro->state == RO_PROGRESSING && !waiting && now - ro->progress_at > sg->progress_deadline_ms) {
 			set_reason(ro, "no progress for progress_deadline %s",
 				   amount_format_duration(sg->progress_deadline_ms, d, sizeof d));
 			fail_rollout(spec, st, now, out);
@@ -671,7 +710,7 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 			set_reason(ro, "analysis failed: %s", st->verdict_reason);
 			fail_rollout(spec, st, now, out);
 		}
-	} else if (ro->state == RO_ROLLING_BACK && now - ro->progress_at > sg->progress_deadline_ms) {
+	} else if (ro->state == RO_ROLLING_BACK && !waiting && now - ro->progress_at > sg->progress_deadline_ms) {
 		/* The revision we go back to does not come up either: halt rather than loop forever. */
 		set_reason(ro, "going back to revision %d made no progress for progress_deadline %s", st->target_rev,
 			   amount_format_duration(sg->progress_deadline_ms, d, sizeof d));
@@ -735,12 +774,10 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 		}
 	}
 
-	/* Done when exactly the wanted instances run, all of the target revision and available (none
-	 * at all when an abort found no stable revision to go back to). */
-	int want_total = st->target_rev == 0 ? 0 : st->replicas;
+	/* Done when exactly the wanted instances run, all of the target revision and available, and
+	 * traffic can reach them. */
 	t = count(spec, st, now);
-	if ((ro->state == RO_PROGRESSING || ro->state == RO_ROLLING_BACK) && t.new_avail >= want_total &&
-	    t.old_total == 0 && t.total == want_total) {
+	if (at_end(st, &t) && !traffic_wait(st, &t)) {
 		if (ro->state == RO_PROGRESSING)
 			ro->reason[0] = '\0';
 		if (ro->kind == RO_KIND_ABORT) {
@@ -1232,7 +1269,7 @@ int64_t engine_next_deadline(const struct spec *spec, const struct engine_state 
 		else if (in->state == INST_UNHEALTHY)
 			earliest(&best, in->unhealthy_at + sg->health_deadline_ms, now);
 	}
-	if (ro->state == RO_PROGRESSING || ro->state == RO_ROLLING_BACK)
+	if ((ro->state == RO_PROGRESSING || ro->state == RO_ROLLING_BACK) && st->no_traffic_since == 0)
 		earliest(&best, ro->progress_at + sg->progress_deadline_ms + 1, now);
 	if (ro->state == RO_PAUSED && ro->pause == PAUSE_TIMED)
 		earliest(&best, ro->pause_until, now);

@@ -131,6 +131,14 @@ struct engine_state {
 	 * on INCONCLUSIVE) only with a verdict whose window began once the batch's last new instance
 	 * was available: no stale verdict from before the batch. Not persisted: 0 covers nothing. */
 	int64_t verdict_since;
+	/* Set by the shell before a step: the load balancer cannot bring traffic to the service (its
+	 * listener is not bound), and why, on one line. A rollout is complete only when its traffic
+	 * can reach it: one that has every instance it wants waits (does not end) while this is set,
+	 * its progress clock stopped as in a pause. Not persisted: the shell sets it from the
+	 * balancer's report. */
+	bool no_traffic;
+	char no_traffic_why[256];
+	int64_t no_traffic_since; /* engine-kept: when the current wait for traffic began, else 0 */
 	struct engine_inst *inst; /* n instances; capacity cap (the caller grows it) */
 	size_t n, cap;
 };
@@ -183,7 +191,8 @@ enum engine_obs_kind {
 	OBS_START_FAILED, /* could not start; cause given */
 	OBS_HEALTHY,      /* passed healthy_threshold checks */
 	OBS_UNHEALTHY,    /* failed unhealthy_threshold checks */
-	OBS_DRAINED,      /* no request in flight (or drain timeout) */
+	OBS_DRAINED,      /* no request in flight, or the drain timed out: cause says so ("drain timed out
+			   * with 1 request in flight"), NULL for a confirmed drain */
 	OBS_EXITED,       /* the process is gone */
 };
 
@@ -267,6 +276,9 @@ enum engine_health engine_health(const struct spec *spec, const struct engine_st
 				 int *available);
 const char *engine_health_name(enum engine_health h);
 
+/* Whether the live rollout has every instance it wants and waits only for its traffic to reach
+ * it (st->no_traffic): what status shows as what it waits for. */
+bool engine_waits_for_traffic(const struct spec *spec, const struct engine_state *st, int64_t now);
 /* Whether the rollout state is terminal (complete, failed, rolled back, aborted, none). */
 bool engine_ro_done(enum engine_ro_state s);
 

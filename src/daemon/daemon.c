@@ -338,6 +338,13 @@ static void on_lb_problem(void *ctx, const char *service, const char *error)
 		svc_on_lb_problem(s, error);
 }
 
+static void on_lb_listener(void *ctx, const char *service, const char *why)
+{
+	struct svc *s = daemon_find(ctx, service);
+	if (s != NULL)
+		svc_on_lb_listener(s, why);
+}
+
 static void on_drained(void *ctx, const char *service, uint64_t id)
 {
 	struct svc *s = daemon_find(ctx, service);
@@ -362,7 +369,7 @@ struct lb *daemon_lb_builtin(struct daemon *d)
 	if (d->lb_builtin == NULL && !d->stopping) {
 		char *admin = xasprintf("%s/proxy.sock", d->data);
 		struct lb_callbacks lcb = {.ctx = d, .drained = on_drained, .stats = monitor_on_stats,
-				  .problem = on_lb_problem};
+				  .problem = on_lb_problem, .listener = on_lb_listener};
 		int r = lb_builtin_new(d->loop, admin, d->self_exe, &lcb, &d->lb_builtin);
 		if (r < 0) {
 			log_error("lb", "msg=\"cannot start the builtin balancer\" err=%d", r);

@@ -74,6 +74,7 @@ struct svc {
 	uv_timer_t *wake; /* fires at the engine's next deadline */
 	char lb_error[400];  /* what the load balancer last could not do ("" when in sync) */
 	int64_t lb_error_since;
+	char listener_error[256]; /* the balancer's listener for it is not bound: why ("" when bound) */
 	struct monitor_svc *mon; /* monitor.c: traffic samples, analysis results */
 };
 
@@ -218,6 +219,10 @@ void svc_on_lb_problem(struct svc *s, const char *error);
  * it is one of the service's targets, logged, recorded as an event (host_key_changed) and a live
  * deploy is aborted (docs/driver.md, "Host keys"). */
 void svc_on_host_key(struct svc *s, const char *user, const char *host, int port, const char *detail);
+/* The balancer's listener for the service is not bound (why), or is (NULL): kept for status, fed
+ * to the engine (a rollout does not complete while its traffic cannot reach it), recorded as an
+ * event (listener_unbound / listener_bound). */
+void svc_on_lb_listener(struct svc *s, const char *why);
 /* The store takes writes again: intents committed but not carried out are (engine_resume_intents,
  * as after a restart), and a step follows. */
 void svc_store_back(struct svc *s);

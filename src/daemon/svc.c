@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/amount.h"
 #include "daemon/daemon.h"
 #include "daemon/health.h"
 #include "daemon/monitor.h"
@@ -396,9 +397,10 @@ static int commit(struct svc *s)
 		  (unsigned long long)((uv_hrtime() - t0) / 1000));
 	for (size_t i = 0; i < s->out.n; i++) {
 		const struct engine_intent *it = &s->out.v[i];
+		char q[4 * sizeof it->text];
 		if (it->kind == INTENT_EVENT || it->kind == INTENT_ROLLOUT)
 			log_info("engine", "service=%s event=%s msg=\"%s\"", s->name, engine_event_name(it->event),
-				 it->text);
+				 log_quote(it->text, sizeof it->text, q, sizeof q));
 	}
 	daemon_publish(s->d);
 	notify_intents(s->d->notify, &s->spec, s->name, &s->st, &s->out, now);
@@ -508,12 +510,24 @@ static void drain_timeout_cb(uv_timer_t *t)
 			continue;
 		uint64_t id = s->rt[i].id;
 		rt_cancel_timer(&s->rt[i]);
-		log_info("svc", "service=%s instance=%llu msg=\"drain timeout; stopping with requests in flight\"",
-			 s->name, (unsigned long long)id);
+		/* What the balancer last saw in flight (the builtin proxy: at most 100 ms ago), for the
+		 * event: a drain that timed out is not one that was confirmed. */
+		bool tcp = s->spec.protocol == SPEC_PROTO_TCP;
+		int n = lb_inflight(lb_for(s), s->name, id);
+		char d[32], cause[96];
+		amount_format_duration(s->spec.drain_timeout_ms, d, sizeof d);
+		if (n >= 0)
+			snprintf(cause, sizeof cause, "drain timed out after %s with %d %s%s %s", d, n,
+				 tcp ? "connection" : "request", n == 1 ? "" : "s", tcp ? "open (cut)" : "in flight");
+		else
+			snprintf(cause, sizeof cause, "drain timed out after %s (%s in flight unknown)", d,
+				 tcp ? "connections" : "requests");
+		log_info("svc", "service=%s instance=%llu msg=\"%s; stopping it\"", s->name, (unsigned long long)id,
+			 cause); /* our own words: nothing to escape */
 		/* tcp: connections can last forever; the balancer cuts the ones still open to it now */
-		if (s->spec.protocol == SPEC_PROTO_TCP)
+		if (tcp)
 			lb_close_backend(lb_for(s), s->name, id);
-		engine_observe(&s->st, id, OBS_DRAINED, daemon_now(), NULL);
+		engine_observe(&s->st, id, OBS_DRAINED, daemon_now(), cause);
 		daemon_dirty(s);
 		return;
 	}
@@ -749,6 +763,9 @@ void svc_step(struct svc *s)
 		return;
 	s->dirty = false;
 	ensure_buffers(s);
+	/* What the engine needs of the balancer: whether traffic can reach the service. */
+	s->st.no_traffic = s->spec.lb == SPEC_LB_BUILTIN && s->listener_error[0] != '\0';
+	snprintf(s->st.no_traffic_why, sizeof s->st.no_traffic_why, "%s", s->listener_error);
 	struct st_snap snap;
 	snap_take(s, &snap);
 	bool was_live = s->st.ro.id != 0 && !engine_ro_done(s->st.ro.state);
@@ -979,10 +996,13 @@ int svc_apply(struct svc *s, struct spec *spec, const char *yaml, int *rev, bool
 	set_ssh_bound(s);
 	*rev = target;
 	daemon_publish(s->d);
-	for (size_t i = 0; i < s->out.n; i++)
+	for (size_t i = 0; i < s->out.n; i++) {
+		char q[4 * sizeof s->out.v[i].text];
 		if (s->out.v[i].kind == INTENT_ROLLOUT || s->out.v[i].kind == INTENT_EVENT)
 			log_info("engine", "service=%s event=%s msg=\"%s\"", s->name,
-				 engine_event_name(s->out.v[i].event), s->out.v[i].text);
+				 engine_event_name(s->out.v[i].event),
+				 log_quote(s->out.v[i].text, sizeof s->out.v[i].text, q, sizeof q));
+	}
 	notify_intents(s->d->notify, &s->spec, s->name, &s->st, &s->out, now);
 	s->pushed_valid = false;
 	/* A lost target is checked now rather than at its next retry: a host whose key changed while
@@ -1085,8 +1105,9 @@ void svc_on_exited(struct svc *s, uint64_t id, const char *cause)
 	bool unexpected = in->state == INST_STARTED || in->state == INST_READY || in->state == INST_UNHEALTHY ||
 			  in->state == INST_PENDING;
 	if (unexpected) {
+		char q[512];
 		log_warn("svc", "service=%s instance=%llu revision=%d msg=\"exited\" cause=\"%s\"", s->name,
-			 (unsigned long long)id, in->revision, cause ? cause : "");
+			 (unsigned long long)id, in->revision, log_quote(cause, 128, q, sizeof q));
 	}
 	engine_observe(&s->st, id, OBS_EXITED, daemon_now(), cause);
 	daemon_dirty(s);
@@ -1125,9 +1146,10 @@ void svc_on_health(struct svc *s, uint64_t id, bool healthy, const char *detail)
 	if (inst_of(s, id) == NULL)
 		return;
 	struct engine_inst *in = inst_of(s, id);
+	char q[512];
 	if (!healthy)
 		log_info("health", "service=%s instance=%llu msg=\"unhealthy\" detail=\"%s\"", s->name,
-			 (unsigned long long)id, detail ? detail : "");
+			 (unsigned long long)id, log_quote(detail, 128, q, sizeof q));
 	else
 		log_debug("health", "service=%s instance=%llu msg=healthy after_ms=%lld", s->name, (unsigned long long)id,
 			  (long long)(daemon_now() - in->created_at));
@@ -1143,7 +1165,7 @@ void svc_on_lb_problem(struct svc *s, const char *error)
 	int64_t now = daemon_now();
 	char text[sizeof s->lb_error + 32];
 	if (error != NULL) {
-		snprintf(s->lb_error, sizeof s->lb_error, "%s", error);
+		log_one_line(error, sizeof s->lb_error, s->lb_error, sizeof s->lb_error); /* status shows it on a line */
 		s->lb_error_since = now;
 		snprintf(text, sizeof text, "load balancer: %s", s->lb_error);
 	} else {
@@ -1154,6 +1176,22 @@ void svc_on_lb_problem(struct svc *s, const char *error)
 	if (store_add_event(s->d->store, s->name, now, error ? "lb_problem" : "lb_ok", 0, text, NULL) < 0)
 		daemon_store_failed(s->d, "record an event");
 	daemon_publish(s->d);
+}
+
+void svc_on_lb_listener(struct svc *s, const char *why)
+{
+	char text[sizeof s->listener_error];
+	log_one_line(why ? why : "", sizeof text, text, sizeof text);
+	if (strcmp(text, s->listener_error) == 0)
+		return;
+	snprintf(s->listener_error, sizeof s->listener_error, "%s", text);
+	if (why == NULL)
+		snprintf(text, sizeof text, "listener %s bound", s->spec.listen ? s->spec.listen : "?");
+	if (store_add_event(s->d->store, s->name, daemon_now(), why ? "listener_unbound" : "listener_bound", 0, text,
+			    NULL) < 0)
+		daemon_store_failed(s->d, "record an event");
+	daemon_publish(s->d);
+	daemon_dirty(s);
 }
 
 void svc_on_drained(struct svc *s, uint64_t id)
@@ -1348,6 +1386,8 @@ static void waiting_for(const struct svc *s, int new_total, int new_avail, int o
 		health_words(s, health, avail, buf, len);
 	else if (engine_ro_done(ro->state))
 		snprintf(buf, len, "nothing");
+	else if (engine_waits_for_traffic(&s->spec, &s->st, daemon_now()))
+		snprintf(buf, len, "its traffic: %s", s->st.no_traffic_why);
 	else if (new_avail < goal)
 		snprintf(buf, len, "%d new instance(s) to become available (%d of %d started)", goal - new_avail,
 			 new_total, goal);
@@ -1362,7 +1402,8 @@ static void waiting_for(const struct svc *s, int new_total, int new_avail, int o
 
 json_t *svc_rollout_json(const struct engine_rollout *ro, int64_t now)
 {
-	char oc[200];
+	char oc[200], reason[4 * sizeof ro->reason];
+	log_one_line(ro->reason, sizeof ro->reason, reason, sizeof reason); /* it may quote a driver's text */
 	json_t *r = json_pack("{s:I,s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:i,s:i,s:I,s:s,s:I}", "id", (json_int_t)ro->id,
 			      "kind", engine_ro_kind_name(ro->kind), "began_as",
 			      engine_ro_kind_name(engine_ro_began_as(ro->kind)), "state",
@@ -1370,7 +1411,7 @@ json_t *svc_rollout_json(const struct engine_rollout *ro, int64_t now)
 			      "succeeded", engine_ro_succeeded(ro), "from_revision", ro->from_rev, "to_revision",
 			      ro->to_rev, "rollback_revision", ro->rollback_rev, "from_replicas", ro->from_replicas,
 			      "to_replicas", ro->to_replicas, "started_at", (json_int_t)ro->started_at, "reason",
-			      ro->reason, "elapsed_ms",
+			      reason, "elapsed_ms",
 			      (json_int_t)((ro->ended_at ? ro->ended_at : now) - ro->started_at));
 	json_object_set_new(r, "ended_at", ro->ended_at ? json_integer(ro->ended_at) : json_null());
 	return r;
@@ -1436,10 +1477,12 @@ json_t *svc_status_json(struct svc *s)
 		json_object_set_new(rc, "available",
 				    json_integer(json_integer_value(json_object_get(rc, "available")) + av));
 		const struct svc_rt *r = rt_of(s, in->id, false);
+		char cause[sizeof in->cause * 4];
+		log_one_line(in->cause, sizeof in->cause, cause, sizeof cause); /* a driver's text: one line */
 		json_t *ij = json_pack("{s:I,s:i,s:s,s:b,s:i,s:i,s:I,s:s}", "id", (json_int_t)in->id, "revision",
 				       in->revision, "state", engine_inst_state_name(in->state), "available", av, "port",
 				       in->port, "pid", r ? r->pid : 0, "since", (json_int_t)in->changed_at, "cause",
-				       in->cause);
+				       cause);
 		if (r != NULL && r->host[0])
 			json_object_set_new(ij, "host", json_string(r->host));
 		if (in->zone[0])
@@ -1455,6 +1498,8 @@ json_t *svc_status_json(struct svc *s)
 	/* The service's own state, whatever its rollout says: a complete rollout whose instances
 	 * then crash-loop reads "crash_looping" here, with counts.available. */
 	json_object_set_new(j, "health", json_string(engine_health_name(engine_health(&s->spec, &s->st, now, NULL))));
+	if (s->listener_error[0])
+		json_object_set_new(j, "listener_error", json_string(s->listener_error));
 	if (s->lb_error[0])
 		json_object_set_new(j, "lb_error", json_pack("{s:s,s:I}", "text", s->lb_error, "since",
 							     (json_int_t)s->lb_error_since));
@@ -1491,8 +1536,8 @@ json_t *svc_status_json(struct svc *s)
 		json_object_set_new(rj, "needs_person", json_boolean(pn && engine_pause_needs_person(ro->pause)));
 		json_object_set_new(j, "rollout", rj);
 	}
-	char wf[200];
+	char wf[400], line[400];
 	waiting_for(s, new_total, new_avail, old_total, wf, sizeof wf);
-	json_object_set_new(j, "waiting_for", json_string(wf));
+	json_object_set_new(j, "waiting_for", json_string(log_one_line(wf, sizeof wf, line, sizeof line)));
 	return j;
 }

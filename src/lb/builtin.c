@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/http1.h"
@@ -28,11 +30,15 @@ struct bsvc {
 	char protocol[8]; /* "http" or "tcp" */
 	struct lb_backend *v;
 	unsigned char *reported; /* v[i] was reported drained (while it stays draining) */
+	int *inflight;           /* v[i] draining: its in-flight count at the latest poll, -1 before one */
 	size_t n;
 	uint64_t gen, acked;     /* set version wanted, and the last one the proxy confirmed */
 	uint64_t failed_gen;     /* a push of this version was refused (logged once) */
 	int pushing, polling, deleted, reading;
 	bool problem;            /* a problem was reported (the next success reports it gone) */
+	char unbound[300];       /* the listener is not bound: what was reported ("" when bound) */
+	uint64_t listener_at;    /* while unbound: when its state was last asked for */
+	int asking;              /* a GET of the service's listener state is out */
 };
 
 struct lb_builtin {
@@ -204,6 +210,7 @@ static void svc_free(struct bsvc *s)
 	free(s->name);
 	free(s->v);
 	free(s->reported);
+	free(s->inflight);
 	free(s);
 }
 
@@ -262,6 +269,54 @@ static void report_problem(struct lb_builtin *b, struct bsvc *s, const char *err
 		b->lb.cb.problem(b->lb.cb.ctx, s->name, error);
 }
 
+/* Reports the service's listener state from a reply carrying the service (PUT, GET), on
+ * changes only. A reply without "listener" (a proxy older than it) counts as bound: such a proxy
+ * refuses an address it cannot bind. */
+static void listener_state(struct lb_builtin *b, struct bsvc *s, const char *body, size_t len)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	json_t *l = json_object_get(root, "listener");
+	char why[sizeof s->unbound] = "";
+	if (json_is_object(l) && json_is_false(json_object_get(l, "bound"))) {
+		char since[40] = "?", err[128];
+		json_int_t ms = json_integer_value(json_object_get(l, "since"));
+		time_t t = (time_t)(ms / 1000);
+		struct tm tm;
+		if (ms > 0 && gmtime_r(&t, &tm) != NULL)
+			strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		const char *e = json_string_value(json_object_get(l, "error"));
+		const char *serving = json_string_value(json_object_get(l, "serving"));
+		log_one_line(e ? e : "cannot bind", 100, err, sizeof err);
+		snprintf(why, sizeof why, "listener %s not bound: %s (since %s)%s%s", s->listen, err, since,
+			 serving ? "; still serving on " : "", serving ? serving : "");
+	}
+	json_decref(root);
+	if (strcmp(why, s->unbound) == 0)
+		return;
+	char q[4 * sizeof why];
+	if (why[0])
+		log_warn("lb", "service=%s msg=\"%s\"", s->name, log_quote(why, sizeof why, q, sizeof q));
+	else
+		log_info("lb", "service=%s msg=\"listener bound\" listen=%s", s->name, s->listen);
+	snprintf(s->unbound, sizeof s->unbound, "%s", why);
+	s->listener_at = uv_now(b->loop);
+	if (b->lb.cb.listener != NULL && !b->closing) {
+		char *name = xstrdup(s->name);
+		b->lb.cb.listener(b->lb.cb.ctx, name, why[0] ? why : NULL);
+		free(name);
+	}
+}
+
+static void on_listener(struct lb_builtin *b, struct breq *r, int status, const char *body, size_t len)
+{
+	struct bsvc *s = svc_find(b, r->svc);
+	if (s == NULL)
+		return;
+	s->asking = 0;
+	if (status == 200 && !s->deleted && s->acked == s->gen && r->gen == s->gen)
+		listener_state(b, s, body, len);
+}
+
 static void on_put(struct lb_builtin *b, struct breq *r, int status, const char *body, size_t len)
 {
 	struct bsvc *s = svc_find(b, r->svc);
@@ -271,14 +326,17 @@ static void on_put(struct lb_builtin *b, struct breq *r, int status, const char 
 	if (status >= 200 && status < 300) {
 		s->acked = r->gen;
 		report_problem(b, s, NULL);
+		if (r->gen == s->gen)
+			listener_state(b, s, body, len);
 		step(b);
 	} else if (status >= 400 && status < 500) {
 		if (s->failed_gen != r->gen) {
-			log_error("lb", "service=%s msg=\"the proxy refused the backend set\" status=%d reply=\"%.*s\"",
-				  s->name, status, (int)(len > 200 ? 200 : len), body);
+			char reply[256], q[512];
+			log_one_line(body, len > 200 ? 200 : len, reply, sizeof reply);
+			log_error("lb", "service=%s msg=\"the proxy refused the backend set\" status=%d reply=\"%s\"",
+				  s->name, status, log_quote(body, len > 200 ? 200 : len, q, sizeof q));
 			char why[300];
-			snprintf(why, sizeof why, "the proxy refused the backend set (HTTP %d): %.*s", status,
-				 (int)(len > 200 ? 200 : len), body);
+			snprintf(why, sizeof why, "the proxy refused the backend set (HTTP %d): %s", status, reply);
 			report_problem(b, s, why);
 		}
 		s->failed_gen = r->gen;
@@ -324,12 +382,16 @@ static void on_stats(struct lb_builtin *b, struct breq *r, int status, const cha
 		int idle = 1;
 		size_t k;
 		json_t *e;
+		s->inflight[i] = 0; /* unknown to the proxy: nothing in flight */
 		json_array_foreach(bs, k, e)
 		{
 			if ((uint64_t)json_integer_value(json_object_get(e, "id")) != s->v[i].id)
 				continue;
-			if (json_integer_value(json_object_get(e, "inflight")) > 0)
+			json_int_t inf = json_integer_value(json_object_get(e, "inflight"));
+			if (inf > 0) {
 				idle = 0;
+				s->inflight[i] = inf > INT_MAX ? INT_MAX : (int)inf;
+			}
 		}
 		if (idle) {
 			s->reported[i] = 1;
@@ -532,6 +594,14 @@ static void step(struct lb_builtin *b)
 			free(body);
 			continue;
 		}
+		if (s->unbound[0] && !s->asking && now - s->listener_at >= HEALTH_MS) {
+			/* the proxy tries to bind every second: ask as often whether it managed */
+			char *path = svc_path(s->name, "");
+			s->asking = 1;
+			s->listener_at = now;
+			breq_start(b, "GET", path, NULL, s->name, s->gen, on_listener);
+			free(path);
+		}
 		int want = 0;
 		for (size_t i = 0; i < s->n; i++)
 			want |= s->v[i].state == LB_DRAINING && !s->reported[i];
@@ -592,12 +662,19 @@ static int builtin_set_backends(struct lb *lb, const char *service, const char *
 		b->svcs = s;
 	}
 	unsigned char *rep = xcalloc(n + 1, 1);
-	for (size_t i = 0; i < n; i++)
+	int *inf = xcalloc(n + 1, sizeof *inf);
+	for (size_t i = 0; i < n; i++) {
+		inf[i] = -1;
 		for (size_t j = 0; j < s->n; j++)
-			if (s->v[j].id == v[i].id && s->v[j].state == LB_DRAINING && v[i].state == LB_DRAINING)
+			if (s->v[j].id == v[i].id && s->v[j].state == LB_DRAINING && v[i].state == LB_DRAINING) {
 				rep[i] = s->reported[j];
+				inf[i] = s->inflight[j];
+			}
+	}
 	free(s->v);
 	free(s->reported);
+	free(s->inflight);
+	s->inflight = inf;
 	s->v = xcalloc(n + 1, sizeof *s->v);
 	memcpy(s->v, v, n * sizeof *v);
 	for (size_t i = 0; i < n; i++)
@@ -638,12 +715,25 @@ static int builtin_read_stats(struct lb *lb, const char *service)
 	return 0;
 }
 
+/* The in-flight count of the draining backend at the latest stats poll (at most TICK_MS old
+ * while the proxy answers). */
+static int builtin_inflight(struct lb *lb, const char *service, uint64_t id)
+{
+	struct lb_builtin *b = (struct lb_builtin *)lb;
+	struct bsvc *s = svc_find(b, service);
+	for (size_t i = 0; s != NULL && i < s->n; i++)
+		if (s->v[i].id == id && s->v[i].state == LB_DRAINING)
+			return s->inflight[i] >= 0 ? s->inflight[i] : -ENOENT;
+	return -ENOENT;
+}
+
 static void on_close_backend(struct lb_builtin *b, struct breq *r, int status, const char *body, size_t len)
 {
 	(void)b;
+	char q[512];
 	if (status == 200)
-		log_info("lb", "service=%s backend=%llu msg=\"closed its connections\" reply=\"%.*s\"", r->svc,
-			 (unsigned long long)r->gen, (int)(len > 100 ? 100 : len), body);
+		log_info("lb", "service=%s backend=%llu msg=\"closed its connections\" reply=\"%s\"", r->svc,
+			 (unsigned long long)r->gen, log_quote(body, len > 100 ? 100 : len, q, sizeof q));
 	else
 		log_warn("lb", "service=%s backend=%llu msg=\"cannot close its connections\" status=%d", r->svc,
 			 (unsigned long long)r->gen, status);
@@ -695,6 +785,7 @@ static const struct lb_ops builtin_ops = {
 	.remove_service = builtin_remove_service,
 	.read_stats = builtin_read_stats,
 	.close_backend = builtin_close_backend,
+	.inflight = builtin_inflight,
 	.close = builtin_close,
 };
 

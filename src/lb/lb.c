@@ -24,6 +24,11 @@ int lb_close_backend(struct lb *lb, const char *service, uint64_t id)
 	return lb->ops->close_backend != NULL ? lb->ops->close_backend(lb, service, id) : 0;
 }
 
+int lb_inflight(struct lb *lb, const char *service, uint64_t id)
+{
+	return lb->ops->inflight != NULL ? lb->ops->inflight(lb, service, id) : -ENOTSUP;
+}
+
 void lb_close(struct lb *lb)
 {
 	if (lb != NULL)

@@ -37,6 +37,10 @@ struct lb_callbacks {
 	/* The balancer cannot do what the service needs (error: what went wrong, valid during the
 	 * call), or, error NULL, it is in sync again. On changes only; may be NULL. */
 	void (*problem)(void *ctx, const char *service, const char *error);
+	/* The service's listener cannot be bound: traffic cannot reach the service (why: one line,
+	 * e.g. "listener 127.0.0.1:8080 not bound: address already in use (since T)", valid during
+	 * the call); or, why NULL, it is bound now. On changes only; may be NULL. */
+	void (*listener)(void *ctx, const char *service, const char *why);
 };
 
 struct lb_ops {
@@ -56,6 +60,10 @@ struct lb_ops {
 	 * long-lived tcp connections would otherwise last until the instance is killed). Best effort;
 	 * no report. NULL: nothing to cut. */
 	int (*close_backend)(struct lb *, const char *service, uint64_t id);
+	/* How many requests (tcp: connections) backend id of the service had in flight at the
+	 * balancer's latest reading since it was set draining, at once, without I/O; a negative errno
+	 * when there is none (-ENOTSUP: the balancer cannot tell). NULL: cannot tell. */
+	int (*inflight)(struct lb *, const char *service, uint64_t id);
 	/* Frees the balancer in libuv close callbacks; no report after this. */
 	void (*close)(struct lb *);
 };
@@ -74,6 +82,8 @@ int lb_remove_service(struct lb *lb, const char *service);
 int lb_read_stats(struct lb *lb, const char *service);
 /* 0 when the balancer has no close_backend (nothing to cut). */
 int lb_close_backend(struct lb *lb, const char *service, uint64_t id);
+/* -ENOTSUP when the balancer has no inflight. */
+int lb_inflight(struct lb *lb, const char *service, uint64_t id);
 /* lb_close(NULL) is a no-op. */
 void lb_close(struct lb *lb);
 

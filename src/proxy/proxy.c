@@ -175,6 +175,63 @@ static uv_tcp_t *listener_open(struct proxy_service *svc, const struct sockaddr_
 	return h;
 }
 
+static void on_bind_retry(uv_timer_t *t);
+
+/* Wall clock ms: what the admin API reports as "since" (the daemon shows it as a time of day). */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Binds svc's configured address. Bound: the listener moves there (one on an address configured
+ * before closes). Not: svc keeps serving on what it had, remembers why and since when, and the
+ * bind timer tries again. Returns 0 or the bind error. */
+static int service_bind(struct proxy_service *svc)
+{
+	struct proxy *px = svc->px;
+	if (svc->listener != NULL && strcmp(svc->bound, svc->listen) == 0) {
+		svc->bind_err = 0;
+		return 0;
+	}
+	int rc = 0;
+	uv_tcp_t *l = listener_open(svc, &svc->listen_sa, &rc);
+	if (l == NULL) {
+		if (svc->bind_err == 0) {
+			svc->bind_since = wall_ms();
+			fprintf(stderr, "rollout proxy: service %s: listen %s: %s; trying again every %d ms\n", svc->name,
+				svc->listen, uv_strerror(rc), PROXY_BIND_RETRY);
+		}
+		svc->bind_err = rc;
+		if (!uv_is_active((uv_handle_t *)&px->bind_timer))
+			uv_timer_start(&px->bind_timer, on_bind_retry, PROXY_BIND_RETRY, PROXY_BIND_RETRY);
+		return rc;
+	}
+	if (svc->bind_err != 0)
+		fprintf(stderr, "rollout proxy: service %s: listening on %s after %lld ms\n", svc->name, svc->listen,
+			(long long)(wall_ms() - svc->bind_since));
+	listener_close(svc);
+	svc->listener = l;
+	snprintf(svc->bound, sizeof svc->bound, "%s", svc->listen);
+	svc->bind_err = 0;
+	svc->bind_since = 0;
+	return 0;
+}
+
+/* Every PROXY_BIND_RETRY while a service's address is not bound: tries each again; stops once
+ * every one is bound. */
+static void on_bind_retry(uv_timer_t *t)
+{
+	struct proxy *px = t->data;
+	int left = 0;
+	for (struct proxy_service *svc = px->services; svc && !px->stopping; svc = svc->next)
+		if (svc->bind_err != 0)
+			left += service_bind(svc) != 0;
+	if (left == 0 || px->stopping)
+		uv_timer_stop(t);
+}
+
 /* Leaves no new work for a backend that is not active; idle pooled connections close. */
 static void backend_set_state(struct proxy_backend *be, enum proxy_state st)
 {
@@ -275,10 +332,24 @@ static const char *state_name(enum proxy_state s)
 	return s == PROXY_ACTIVE ? "active" : "draining";
 }
 
+/* {"addr":..., "bound":true} or {"addr":..., "bound":false, "error":"address already in use",
+ * "since":MS[, "serving":OLD]}. */
+static json_t *listener_json(const struct proxy_service *svc)
+{
+	json_t *o = json_pack("{s:s,s:b}", "addr", svc->listen, "bound", svc->bind_err == 0 && svc->listener != NULL);
+	if (svc->bind_err != 0) {
+		json_object_set_new(o, "error", json_string(uv_strerror(svc->bind_err)));
+		json_object_set_new(o, "since", json_integer(svc->bind_since));
+		if (svc->listener != NULL && svc->bound[0])
+			json_object_set_new(o, "serving", json_string(svc->bound));
+	}
+	return o;
+}
+
 static json_t *service_json(struct proxy_service *svc)
 {
-	json_t *o = json_pack("{s:s,s:s,s:s}", "name", svc->name, "listen", svc->listen, "protocol",
-			      svc->tcp ? "tcp" : "http");
+	json_t *o = json_pack("{s:s,s:s,s:s,s:o}", "name", svc->name, "listen", svc->listen, "protocol",
+			      svc->tcp ? "tcp" : "http", "listener", listener_json(svc));
 	json_t *bs = json_array();
 	for (size_t i = 0; i < svc->nbe; i++) {
 		struct proxy_backend *be = svc->be[i];
@@ -343,18 +414,11 @@ static int admin_put(struct proxy *px, const char *name, const char *body, size_
 		svc->listen[0] = '\0';
 	}
 	if (strcmp(svc->listen, cfg.listen) != 0) {
-		int rc = 0;
-		uv_tcp_t *l = listener_open(svc, &cfg.listen_sa, &rc);
-		if (l == NULL) {
-			*reply = err_json("listen %s: %s", cfg.listen, uv_strerror(rc));
-			proxy_config_free(&cfg);
-			if (created)
-				proxy_service_unref(svc);
-			return 409;
-		}
-		listener_close(svc);
-		svc->listener = l;
+		/* Kept even when it cannot be bound now (another program holds it): the proxy tries
+		 * again until it can, and says so in the service's "listener". */
 		snprintf(svc->listen, sizeof svc->listen, "%s", cfg.listen);
+		svc->listen_sa = cfg.listen_sa;
+		service_bind(svc);
 	}
 	if (created) {
 		svc->next = px->services;
@@ -389,12 +453,14 @@ static int admin_handle(void *ctx, const char *method, const char *path, const c
 	if (strcmp(path, "/v1/health") == 0) {
 		if (strcmp(method, "GET") != 0)
 			goto bad_method;
-		int n = 0;
-		for (struct proxy_service *s = px->services; s; s = s->next)
+		int n = 0, unbound = 0;
+		for (struct proxy_service *s = px->services; s; s = s->next) {
 			n++;
-		*reply = json_pack("{s:s,s:s,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
+			unbound += s->bind_err != 0;
+		}
+		*reply = json_pack("{s:s,s:s,s:i,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "status",
 				   px->stopping ? "stopping" : "ok", "boot_id", px->boot_id, "pid", (int)getpid(),
-				   "services", n, "stopping", px->stopping, "connections", (json_int_t)px->nconns,
+				   "services", n, "unbound_listeners", unbound, "stopping", px->stopping, "connections", (json_int_t)px->nconns,
 				   "max_connections", (json_int_t)px->lim.max_conns, "refused_connections",
 				   (json_int_t)px->refused, "head_bytes", (json_int_t)px->head_bytes, "head_budget",
 				   (json_int_t)px->lim.head_budget, "heads_evicted", (json_int_t)px->heads_evicted);
@@ -500,6 +566,7 @@ static void on_signal(uv_signal_t *s, int signum)
 		return;
 	fprintf(stderr, "rollout proxy: stopping: %llu connections to finish\n", (unsigned long long)px->nconns);
 	px->stopping = 1;
+	uv_timer_stop(&px->bind_timer);
 	for (struct proxy_service *svc = px->services; svc; svc = svc->next) {
 		listener_close(svc);
 		for (size_t i = 0; i < svc->nbe; i++)
@@ -559,6 +626,8 @@ int proxy_main(const char *admin_path, const struct proxy_limits *lim)
 	uv_timer_init(px.loop, &px.stop_timer);
 	px.stop_timer.data = &px;
 	uv_unref((uv_handle_t *)&px.stop_timer);
+	uv_timer_init(px.loop, &px.bind_timer);
+	px.bind_timer.data = &px;
 	fprintf(stderr, "rollout proxy: admin on %s (pid %d, boot %s)\n", admin_path, (int)getpid(), px.boot_id);
 	uv_run(px.loop, UV_RUN_DEFAULT);
 	if (px.nconns == 0) {
@@ -568,6 +637,7 @@ int proxy_main(const char *admin_path, const struct proxy_limits *lim)
 		uv_close((uv_handle_t *)&px.sigterm, NULL);
 		uv_close((uv_handle_t *)&px.sigint, NULL);
 		uv_close((uv_handle_t *)&px.stop_timer, NULL);
+		uv_close((uv_handle_t *)&px.bind_timer, NULL);
 		uv_run(px.loop, UV_RUN_DEFAULT);
 		uv_loop_close(px.loop);
 	}

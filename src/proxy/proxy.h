@@ -27,6 +27,7 @@
 #define PROXY_MAX_CONNS 10000         /* client connections open at once (--max-conns) */
 #define PROXY_HEAD_BUDGET (32u << 20) /* bytes all partial request heads may hold (--head-budget) */
 #define PROXY_HEAD_BUDGET_MIN (32u << 10) /* a budget below two full-size head buffers is refused */
+#define PROXY_BIND_RETRY 1000 /* a listen address that cannot be bound is tried again this often */
 
 /* Limits set on the command line (cmd_proxy.c). */
 struct proxy_limits {
@@ -67,9 +68,17 @@ struct proxy_service {
 	struct proxy *px;
 	struct proxy_service *next;
 	char *name;
-	char listen[PROXY_ADDR_MAX];
+	char listen[PROXY_ADDR_MAX];          /* the address configured */
+	struct sockaddr_storage listen_sa;
 	int tcp;
-	uv_tcp_t *listener; /* NULL once closed */
+	uv_tcp_t *listener; /* NULL once closed, or while nothing is bound yet */
+	/* The address listener is bound to: listen, or (while listen cannot be bound) the one
+	 * configured before, still serving; "" when none. */
+	char bound[PROXY_ADDR_MAX];
+	/* listen cannot be bound: the last error (negative errno) and since when (wall clock ms);
+	 * the proxy tries again every PROXY_BIND_RETRY. 0 when bound. */
+	int bind_err;
+	int64_t bind_since;
 	struct proxy_backend **be; /* the set, plus removed ones still busy */
 	size_t nbe;
 	uint64_t rr;
@@ -85,6 +94,7 @@ struct proxy {
 	char boot_id[33];
 	uv_signal_t sigterm, sigint;
 	uv_timer_t stop_timer;
+	uv_timer_t bind_timer; /* runs while a service's listen address is not bound */
 	int stopping;
 	uint64_t nconns; /* open client connections (http and tcp) */
 	struct proxy_client *clients;

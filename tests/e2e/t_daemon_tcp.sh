@@ -80,4 +80,6 @@ assert data == b"", data
 assert took < 8, took
 assert alive, "the old instance was already gone: not the proxy's doing"
 PY
+"$RO" events tcpdrain | grep -q "(revision 1) drain timed out after 1s with 1 connection open (cut), stopping" ||
+	fail "the event does not say the drain timed out with the connection cut"
 log "drain timeout cut the held tcp connection"

@@ -1048,6 +1048,106 @@ static void test_zones_inconclusive_at_zone_end(void **state)
 	world_free(&w);
 }
 
+
+/* A rollout is complete only when its traffic can reach it: with every instance up but the
+ * listener not bound, it waits, past its progress deadline, then completes once bound. */
+static void test_waits_for_traffic(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	deploy_v1(&w);
+	w.st.no_traffic = true;
+	snprintf(w.st.no_traffic_why, sizeof w.st.no_traffic_why, "listener 127.0.0.1:8080 not bound");
+	apply(&w, 2);
+	run(&w, 100, 200);
+	assert_int_equal(w.st.ro.state, RO_PROGRESSING);
+	assert_int_equal(count_rev(&w, 2), 2);
+	assert_int_equal(count_rev(&w, 1), 0);
+	assert_true(engine_waits_for_traffic(&w.spec, &w.st, w.now));
+	assert_int_equal(w.events[EV_COMPLETE], 1); /* v1's only */
+	/* not failed by progress_deadline (60 s) while it waits, nor woken for it */
+	w.now += 120000;
+	run(&w, 1000, 10);
+	assert_int_equal(w.st.ro.state, RO_PROGRESSING);
+	assert_int_equal(engine_next_deadline(&w.spec, &w.st, w.now), INT64_MAX);
+	w.st.no_traffic = false;
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(w.events[EV_COMPLETE], 2);
+	assert_false(engine_waits_for_traffic(&w.spec, &w.st, w.now));
+	world_free(&w);
+}
+
+/* While it waits for traffic an instance is lost: the clock runs again from where the wait began
+ * (not failed at once for the time spent waiting), and the rollout still ends only when bound. */
+static void test_traffic_wait_then_crash(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	w.spec.strategy.max_failures.value = 1; /* the crash is not what fails it */
+	w.st.no_traffic = true;
+	apply(&w, 1);
+	run(&w, 100, 100);
+	assert_int_equal(w.st.ro.state, RO_PROGRESSING);
+	w.now += 300000; /* five progress deadlines */
+	step(&w);
+	uint64_t id = w.st.inst[0].id;
+	engine_observe(&w.st, id, OBS_EXITED, w.now, "killed");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_PROGRESSING); /* not "no progress for 1m" */
+	run(&w, 100, 100);
+	assert_int_equal(w.st.ro.state, RO_PROGRESSING);
+	w.st.no_traffic = false;
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	world_free(&w);
+}
+
+/* A drain that timed out says so in the stopping event; a confirmed one says drained. */
+static void test_drain_timeout_event(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 1);
+	deploy_v1(&w);
+	apply(&w, 2);
+	/* by hand: the drain of the v1 instance times out with a request in flight */
+	char text[2][200] = {"", ""};
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < 50 && text[k][0] == '\0'; i++) {
+			xgrow((void **)&w.st.inst, &w.st.cap, w.st.n + engine_inst_headroom(&w.spec, &w.st),
+			      sizeof *w.st.inst);
+			w.out.n = 0;
+			assert_int_equal(engine_step(&w.spec, &w.st, w.now, &w.out), 0);
+			for (size_t j = 0; j < w.out.n; j++) {
+				struct engine_intent *it = &w.out.v[j];
+				if (it->kind == INTENT_START) {
+					engine_observe(&w.st, it->inst_id, OBS_STARTED, w.now, NULL);
+					engine_observe(&w.st, it->inst_id, OBS_HEALTHY, w.now, NULL);
+				} else if (it->kind == INTENT_DRAIN) {
+					engine_observe(&w.st, it->inst_id, OBS_DRAINED, w.now,
+						       k == 0 ? "drain timed out with 1 request in flight" : NULL);
+				} else if (it->kind == INTENT_STOP) {
+					engine_observe(&w.st, it->inst_id, OBS_EXITED, w.now, NULL);
+				} else if (it->kind == INTENT_EVENT && it->event == EV_INSTANCE_STOPPING) {
+					snprintf(text[k], sizeof text[k], "%s", it->text);
+				}
+			}
+			w.now += 100;
+		}
+		if (k == 0) {
+			run(&w, 100, 100);
+			assert_int_equal(w.st.ro.state, RO_COMPLETE);
+			apply(&w, 3);
+		}
+	}
+	assert_string_equal(text[0], "instance 1 (revision 1) drain timed out with 1 request in flight, stopping");
+	assert_string_equal(text[1], "instance 2 (revision 2) drained, stopping");
+	world_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1075,6 +1175,9 @@ int main(void)
 		cmocka_unit_test(test_zones_spread_with_floor),
 		cmocka_unit_test(test_zones_adopt_unzoned),
 		cmocka_unit_test(test_zones_inconclusive_at_zone_end),
+		cmocka_unit_test(test_waits_for_traffic),
+		cmocka_unit_test(test_traffic_wait_then_crash),
+		cmocka_unit_test(test_drain_timeout_event),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,12 @@ struct fake {
 	char problem[512];
 	struct analysis_rev revs[ANALYSIS_MAX_REVS];
 	size_t nrevs;
+	/* the service as PUT and GET /v1/services/web answer it ("{}" when empty) */
+	char svc_body[512];
+	int svc_gets;
+	/* listener reports */
+	int nlistener;
+	char listener[512];
 };
 
 struct fconn {
@@ -110,7 +116,8 @@ static void fread_(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	} else if (strncmp(m.method, "PUT", 3) == 0) {
 		f->puts++;
 		snprintf(f->last_put, sizeof f->last_put, "%.*s", (int)m.content_length, c->buf + hl);
-		freply(c, f->refuse_put ? 422 : 200, f->refuse_put ? "{\"error\":\"listen in use\"}" : "{}");
+		freply(c, f->refuse_put ? 422 : 200,
+		       f->refuse_put ? "{\"error\":\"listen in use\"}\n" : f->svc_body[0] ? f->svc_body : "{}");
 	} else if (strncmp(m.method, "DELETE", 6) == 0) {
 		f->deletes++;
 		freply(c, 200, "{}");
@@ -121,6 +128,9 @@ static void fread_(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	} else if (strstr(target, "/stats")) {
 		f->stats_gets++;
 		freply(c, 200, f->stats);
+	} else if (strcmp(target, "/v1/services/web") == 0) {
+		f->svc_gets++;
+		freply(c, 200, f->svc_body[0] ? f->svc_body : "{}");
 	} else {
 		freply(c, 404, "{}");
 	}
@@ -226,9 +236,17 @@ static void on_problem(void *ctx, const char *service, const char *error)
 	snprintf(f->problem, sizeof f->problem, "%s: %s", service, error ? error : "(none)");
 }
 
+static void on_listener(void *ctx, const char *service, const char *why)
+{
+	struct fake *f = ctx;
+	f->nlistener++;
+	snprintf(f->listener, sizeof f->listener, "%s: %s", service, why ? why : "(bound)");
+}
+
 static struct lb *make(struct fake *f, const char *exe)
 {
-	struct lb_callbacks cb = {.ctx = f, .drained = on_drained, .stats = on_stats_cb, .problem = on_problem};
+	struct lb_callbacks cb = {.ctx = f, .drained = on_drained, .stats = on_stats_cb, .problem = on_problem,
+				  .listener = on_listener};
 	struct lb *lb = NULL;
 	assert_int_equal(lb_builtin_new(&f->loop, f->path, exe, &cb, &lb), 0);
 	return lb;
@@ -296,6 +314,7 @@ static void test_problem_reports(void **state)
 	assert_int_equal(f->nproblems, 1);
 	assert_non_null(strstr(f->problem, "web: the proxy refused the backend set (HTTP 422)"));
 	assert_non_null(strstr(f->problem, "listen in use"));
+	assert_null(strchr(f->problem, '\n')); /* the reply's newline does not reach status */
 	f->refuse_put = 0;
 	v[0] = be(2, 2, 20002, LB_ACTIVE);
 	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
@@ -306,6 +325,39 @@ static void test_problem_reports(void **state)
 	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
 	run_for(f, 300);
 	assert_int_equal(f->nproblems, 2);
+	close_lb(f, lb);
+}
+
+
+/* A listen address the proxy cannot bind is reported once, on one line with since when; the
+ * client asks every second until the proxy says it is bound, and reports that once. */
+static void test_listener_reports(void **state)
+{
+	struct fake *f = *state;
+	fake_listen(f);
+	snprintf(f->svc_body, sizeof f->svc_body,
+		 "{\"name\":\"web\",\"listener\":{\"addr\":\"127.0.0.1:8080\",\"bound\":false,"
+		 "\"error\":\"address already in use\\n\",\"since\":1764744601000}}");
+	struct lb *lb = make(f, "/bin/false");
+	struct lb_backend v[1] = {be(1, 1, 20001, LB_ACTIVE)};
+	assert_int_equal(lb_set_backends(lb, "web", "127.0.0.1:8080", "http", v, 1), 0);
+	run_for(f, 300);
+	assert_int_equal(f->puts, 1);
+	assert_int_equal(f->nlistener, 1);
+	assert_string_equal(f->listener, "web: listener 127.0.0.1:8080 not bound: address already in use "
+					 "(since 2025-12-03T06:50:01Z)");
+	assert_int_equal(f->nproblems, 0); /* the set was taken */
+	run_for(f, 2300);
+	assert_true(f->svc_gets >= 2 && f->svc_gets <= 3); /* about once a second */
+	assert_int_equal(f->nlistener, 1);                /* no change, no report */
+	snprintf(f->svc_body, sizeof f->svc_body,
+		 "{\"name\":\"web\",\"listener\":{\"addr\":\"127.0.0.1:8080\",\"bound\":true}}");
+	run_for(f, 1200);
+	assert_int_equal(f->nlistener, 2);
+	assert_string_equal(f->listener, "web: (bound)");
+	int gets = f->svc_gets;
+	run_for(f, 1200);
+	assert_int_equal(f->svc_gets, gets); /* bound: no more asking */
 	close_lb(f, lb);
 }
 
@@ -324,6 +376,10 @@ static void test_drained_when_idle(void **state)
 	assert_int_equal(f->ndrained, 1);
 	assert_int_equal(f->drained[0], 3);
 	assert_true(f->stats_gets >= 2); /* polled every 100 ms */
+	/* what the last poll saw in flight, for a drain that times out */
+	assert_int_equal(lb_inflight(lb, "web", 2), 3);
+	assert_int_equal(lb_inflight(lb, "web", 1), -ENOENT); /* not draining */
+	assert_int_equal(lb_inflight(lb, "api", 2), -ENOENT);
 	snprintf(f->stats, sizeof f->stats,
 		 "{\"backends\":[{\"id\":1,\"inflight\":0},{\"id\":2,\"inflight\":0}]}");
 	run_for(f, 300);
@@ -486,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_push_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drained_when_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_problem_reports, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listener_reports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_weights_pushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repush_on_restart, setup, teardown),
