@@ -856,9 +856,15 @@ static void new_inst(struct engine_state *st, int rev, const char *zone, const c
 	emit_start(in, out);
 }
 
-/* Instances whose backoff is over start now (their event was emitted when they were decided). */
-static void start_due(struct engine_state *st, int64_t now, struct engine_out *out)
+/* Instances whose backoff is over start now (their event was emitted when they were decided),
+ * unless the instances not gone are over the ceiling meanwhile (old ones still draining after an
+ * undo or a scale down): each holds its slot, and starts once the others have gone. */
+static void start_due(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
+	int surge, unav;
+	spec_surge_unavailable(&spec->strategy, st->replicas, &surge, &unav);
+	if (count(spec, st, now).total > st->replicas + surge)
+		return;
 	for (size_t i = 0; i < st->n; i++) {
 		struct engine_inst *in = &st->inst[i];
 		if (in->state != INST_BACKOFF || now < in->start_at)
@@ -1001,7 +1007,7 @@ int engine_step(const struct spec *spec, struct engine_state *st, int64_t now, s
 	announce(spec, st, now, out);
 	rollout_decisions(spec, st, now, out);
 	reconcile(spec, st, now, out);
-	start_due(st, now, out);
+	start_due(spec, st, now, out);
 	return 0;
 }
 

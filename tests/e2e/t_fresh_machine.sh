@@ -68,7 +68,7 @@ drop_root() {
 	umount "$R/proc" "$R/tmp" 2>/dev/null || umount -l "$R/proc" "$R/tmp" 2>/dev/null
 	mountpoint -q "$R/proc" || mountpoint -q "$R/dev" || rm -rf "$R"
 }
-trap 'drop_root; cleanup' EXIT
+trap 'rc_=$?; drop_root; (exit $rc_); cleanup' EXIT
 
 # the README's quick start, command by command, up to make demo
 python3 - "$ROOT/README.md" >"$T/commands" <<'PY'
