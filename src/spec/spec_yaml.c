@@ -408,6 +408,8 @@ static bool want_seq(struct pctx *c, const char *name, const struct ynode *v)
 	return true;
 }
 
+static bool belongs_hint(const char *key, const struct field *cur, char *buf, size_t size);
+
 /* Walks a mapping against its table of known keys: each known key's handler gets its value;
  * unknown keys (with a suggestion), repeated keys and non-string keys are reported. `where` names
  * the section in messages (NULL at the top). */
@@ -426,10 +428,20 @@ static void walk(struct pctx *c, const char *where, struct ynode *map, const str
 			continue;
 		}
 		const char *hint = strlen(k->text) == k->len ? suggest(k->text, f, nf) : NULL;
-		char in[80] = "";
+		char in[80] = "", there[200];
 		if (where != NULL)
 			snprintf(in, sizeof in, " in %s", where);
-		if (hint != NULL) {
+		/* A key of another section, written at the wrong indentation most likely. */
+		bool elsewhere = strlen(k->text) == k->len && belongs_hint(k->text, f, there, sizeof there);
+		/* A key known elsewhere outweighs a loose match here (two edits); a near one is offered too. */
+		if (elsewhere && hint != NULL && edit_distance(k->text, hint) > 1 &&
+		    strncmp(hint, k->text, strlen(k->text)) != 0 && strncmp(hint, k->text, strlen(hint)) != 0)
+			hint = NULL;
+		if (elsewhere && hint != NULL) {
+			ERR_AT(c, k, "unknown key %s%s; did you mean '%s'? If not, %s", KEY(b, k), in, hint, there);
+		} else if (elsewhere) {
+			ERR_AT(c, k, "unknown key %s%s; %s", KEY(b, k), in, there);
+		} else if (hint != NULL) {
 			ERR_AT(c, k, "unknown key %s%s; did you mean '%s'?", KEY(b, k), in, hint);
 		} else if (nf == 0) {
 			ERR_AT(c, k, "unknown key %s%s; it takes no keys", KEY(b, k), in);
@@ -1568,6 +1580,65 @@ static const struct field top_fields[] = {
 	{"stop", f_stop},         {"targets", f_targets},   {"lb", f_lb},         {"notify", f_notify},
 	{"ssh", f_ssh},
 };
+
+/* The sections of the spec by name, for an unknown key that is known elsewhere. */
+static const struct {
+	const char *name;   /* as in docs/spec.md; NULL for the top level */
+	const char *indent; /* the key to indent it under */
+	const struct field *f;
+	size_t n;
+} sections[] = {
+#define SECTION(name, under, t) {name, under, t, sizeof(t) / sizeof((t)[0])}
+	SECTION(NULL, NULL, top_fields),
+	SECTION("template", "template:", template_fields),
+	SECTION("template.hooks", "hooks:", hook_fields),
+	SECTION("health", "health:", health_fields),
+	SECTION("health.http", "http:", http_fields),
+	SECTION("strategy", "strategy:", strategy_fields),
+	SECTION("strategy.analysis", "analysis:", analysis_fields),
+	SECTION("strategy.zones", "zones:", zones_fields),
+	SECTION("drain", "drain:", drain_fields),
+	SECTION("stop", "stop:", stop_fields),
+	SECTION("ssh", "ssh:", ssh_fields),
+	SECTION("lb.haproxy", "haproxy:", haproxy_fields),
+#undef SECTION
+};
+
+/* When key is unknown in the table cur but known in other sections, says where it belongs into
+ * buf ("it is a key of template: indent it under 'template:'") and returns true. */
+static bool belongs_hint(const char *key, const struct field *cur, char *buf, size_t size)
+{
+	const char *names[4], *unders[4];
+	size_t n = 0;
+	bool top = false;
+	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+		if (sections[i].f == cur)
+			continue;
+		for (size_t j = 0; j < sections[i].n; j++) {
+			if (strcmp(sections[i].f[j].name, key) != 0)
+				continue;
+			if (sections[i].name == NULL)
+				top = true;
+			else if (n < 4) {
+				names[n] = sections[i].name;
+				unders[n++] = sections[i].indent;
+			}
+		}
+	}
+	if (top) {
+		snprintf(buf, size, "it is a top-level key: write it at the start of a line, not indented");
+		return true;
+	}
+	if (n == 0)
+		return false;
+	size_t o = (size_t)snprintf(buf, size, "it is a key of ");
+	for (size_t i = 0; i < n && o < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ", names[i]);
+	for (size_t i = 0; i < n && o < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s'%s'", i == 0 ? ": indent it under " : i + 1 == n ? " or " : ", ",
+				      unders[i]);
+	return true;
+}
 
 /* strategy.zones needs ssh targets, each with the label, and names short enough to keep. */
 static void check_zones(struct pctx *c)

@@ -218,7 +218,8 @@ static void test_unknown_key_did_you_mean(void **state)
 	expect_one(state, BASE "replica: 3\n", "spec.yaml:4:1: unknown key 'replica'; did you mean 'replicas'?");
 	/* A prefix of a longer key. */
 	expect_one(state, BASE "strategy: {health: 1s}\n",
-		   "spec.yaml:4:12: unknown key 'health' in strategy; did you mean 'health_deadline'?");
+		   "spec.yaml:4:12: unknown key 'health' in strategy; did you mean 'health_deadline'? If not, it is a "
+		   "top-level key: write it at the start of a line, not indented");
 	/* Nothing close: the valid keys are listed. */
 	expect_one(state, BASE "drain: {zzzzzz: 1s}\n",
 		   "spec.yaml:4:9: unknown key 'zzzzzz' in drain; expected one of: timeout");
@@ -573,12 +574,97 @@ static void test_signal(void **state)
 static void test_syntax_error(void **state)
 {
 	expect_one(state, "service: [a, b\n",
-		   "spec.yaml:2:1: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence "
-		   "at line 1, column 10)");
-	expect_one(state, "a: b\n c: d\n", "spec.yaml:2:3: YAML syntax error: mapping values are not allowed in this context");
+		   "spec.yaml:1:10: the list opened here with '[' is not closed; add ']' where it ends");
+	expect_one(state, "a: b\n c: d\n",
+		   "spec.yaml:2:2: 'c' is indented more than 'a' above it (line 1), which already has a value; a top-level "
+		   "key starts in column 1, like 'a'");
 	expect_one(state, BASE "x: *anchor\n",
 		   "spec.yaml:4:4: YAML aliases (*name) are not supported in a spec; write the value out");
 	expect_one(state, BASE "---\nservice: b\n", "spec.yaml:4:1: only one YAML document is allowed in a spec");
+}
+
+/* libyaml's problems in the user's words, each at the place to fix (issue 12.9). */
+static void test_yaml_mistakes(void **state)
+{
+	/* A key of template indented one space too far, and one too few. */
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n   command: [./web]\n",
+		   "spec.yaml:5:4: 'command' is indented more than 'version' above it (line 4), which already has a "
+		   "value; a key of 'template' is indented by 2 spaces, like 'version'");
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n command: [./web]\n",
+		   "spec.yaml:5:2: 'command' is indented by 1 space, which lines up with no key above it: a key of "
+		   "'template' is indented by 2 spaces, like 'version'; a top-level key starts in column 1, like "
+		   "'template'");
+	/* A list item out of line. */
+	expect_one(state, BASE "targets:\n  - ssh://a@h1\n - ssh://a@h2\n",
+		   "spec.yaml:6:2: this line is indented by 1 space, which lines up with no key above it: the items of "
+		   "'targets' are indented by 2 spaces, like line 5; a top-level key starts in column 1, like "
+		   "'targets'");
+	expect_one(state, BASE "health:\n  exec:\n    - ./check\n    timeout: 1s\n",
+		   "spec.yaml:7:5: 'timeout' is indented like the list item on line 6 but does not start with '- '; make "
+		   "it an item, or indent it like the keys it belongs with");
+	/* Tabs. */
+	expect_one(state, BASE "drain:\n\ttimeout: 1s\n",
+		   "spec.yaml:5:1: a tab character; YAML indents with spaces only: replace it with spaces");
+	expect_one(state, BASE "drain:\n  timeout: 1s\n \t\n",
+		   "spec.yaml:6:2: a tab character; YAML indents with spaces only: replace it with spaces");
+	/* Quotes and brackets left open. */
+	expect_one(state, "service: \"web\nlisten: 127.0.0.1:8080\n",
+		   "spec.yaml:1:10: the quoted value that starts here is never closed; add the closing \"");
+	expect_one(state, "service: 'web\n", "spec.yaml:1:10: the quoted value that starts here is never closed; add the closing '");
+	expect_one(state, BASE "drain: {timeout: 1s\nstop: {}\n",
+		   "spec.yaml:4:8: the mapping opened here with '{' is not closed; add '}' where it ends");
+	expect_one(state, BASE "strategy: {batches: [1, \"2\" 3]}\n",
+		   "spec.yaml:4:29: expected ',' or ']' here, in the list opened with '[' at column 21");
+	expect_one(state, BASE "x: \"a\\qb\"\n",
+		   "spec.yaml:4:6: '\\q' is not an escape of a double-quoted string; write \\\\ for a backslash, or use "
+		   "single quotes");
+	expect_one(state, BASE "x: \"a\" b\n",
+		   "spec.yaml:4:8: unexpected text after a complete value; after a closing quote or bracket only a "
+		   "comment (' # ...') may follow");
+	/* A colon in a value, a colon without its space, a line without a colon. */
+	expect_one(state, BASE "health:\n  http: path: /healthz\n",
+		   "spec.yaml:5:13: a second ': ' on one line; a value that holds ': ' must be quoted (\"a: b\"), and a "
+		   "nested key goes on its own line, indented");
+	expect_one(state, "service: web\nreplicas:2\nlisten: 127.0.0.1:8080\n",
+		   "spec.yaml:2:1: a key needs a space after its ':' (write 'replicas: 2')");
+	expect_one(state, "service: web\nlisten\nreplicas: 2\n",
+		   "spec.yaml:2:1: this line has no ':'; a line of a mapping is 'key: value'");
+	expect_one(state, BASE "health:\n  exec: - ./check\n",
+		   "spec.yaml:5:9: a list item ('- ') cannot start on its key's line; put each item on its own line, "
+		   "indented under the key, or write the list as [a, b]");
+	expect_one(state, BASE "x: @a\n", "spec.yaml:4:4: a value cannot start with '@' unless it is quoted; write it in quotes (\"...\")");
+}
+
+/* A key written at the wrong level is told where it belongs (issue 12.9). */
+static void test_key_belongs(void **state)
+{
+	struct fx *f = *state;
+	/* command dedented out of template: template lacks it, and the top level says where it goes */
+	assert_int_equal(parse(f, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\ncommand: [./web]\n"),
+			 -EINVAL);
+	assert_int_equal(f->e.n, 2);
+	assert_string_equal(f->e.v[0], "spec.yaml:4:3: template: missing required key 'command'");
+	assert_string_equal(f->e.v[1],
+			    "spec.yaml:5:1: unknown key 'command'; it is a key of template: indent it under 'template:'");
+	expect_one(state, BASE "version: \"2\"\n",
+		   "spec.yaml:4:1: unknown key 'version'; it is a key of template: indent it under 'template:'");
+	expect_one(state, BASE "workdir: /tmp\n",
+		   "spec.yaml:4:1: unknown key 'workdir'; it is a key of template: indent it under 'template:'");
+	expect_one(state, BASE "interval: 1s\n",
+		   "spec.yaml:4:1: unknown key 'interval'; it is a key of health: indent it under 'health:'");
+	expect_one(state, BASE "http: {path: /}\n",
+		   "spec.yaml:4:1: unknown key 'http'; it is a key of health: indent it under 'health:'");
+	expect_one(state, BASE "max_surge: 1\n",
+		   "spec.yaml:4:1: unknown key 'max_surge'; it is a key of strategy: indent it under 'strategy:'");
+	expect_one(state, BASE "timeout: 1s\n",
+		   "spec.yaml:4:1: unknown key 'timeout'; it is a key of health or drain: indent it under 'health:' or "
+		   "'drain:'");
+	expect_one(state, BASE "strategy:\n  window: 10s\n",
+		   "spec.yaml:5:3: unknown key 'window' in strategy; it is a key of strategy.analysis: indent it under "
+		   "'analysis:'");
+	expect_one(state, BASE "drain:\n  timeout: 1s\n  replicas: 2\n",
+		   "spec.yaml:6:3: unknown key 'replicas' in drain; it is a top-level key: write it at the start of a "
+		   "line, not indented");
 }
 
 static void test_empty_and_not_mapping(void **state)
@@ -923,6 +1009,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_min_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_yaml_mistakes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_belongs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_and_not_mapping, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_names_and_addresses, setup, teardown),
