@@ -36,6 +36,8 @@ struct pctx {
 	bool interval_ok, timeout_ok;
 	struct spec_kv *cur_kv;
 	struct spec_target *cur_target;
+	struct spec_file *cur_file;
+	struct ynode *files_node, *cur_file_node;
 	struct spec_notify *cur_notify;
 	struct ynode *analysis_node;
 	bool has_haproxy_socket;
@@ -754,12 +756,139 @@ static void f_hooks(struct pctx *c, const char *name, struct ynode *v)
 		WALK(c, name, v, hook_fields);
 }
 
+/* A file path: relative, plain parts (no empty, '.' or '..' part), at most SPEC_FILE_PATH_MAX
+ * bytes; reports and returns false otherwise. */
+static bool valid_file_path(struct pctx *c, const char *name, const struct ynode *v, const char *s)
+{
+	char b[SHOWBUF];
+	if (strlen(s) > SPEC_FILE_PATH_MAX) {
+		ERR_AT(c, v, "%s: longer than %d bytes", name, SPEC_FILE_PATH_MAX);
+		return false;
+	}
+	if (s[0] == '/') {
+		ERR_AT(c, v, "%s: %s is absolute; write a path relative to the instance's directory (${INSTANCE_DIR})",
+		       name, VAL(b, v));
+		return false;
+	}
+	for (const char *p = s;;) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			ERR_AT(c, v, "%s: %s goes up with '..'; a file stays inside the instance's directory", name,
+			       VAL(b, v));
+			return false;
+		}
+		if (n == 0 || (n == 1 && p[0] == '.')) {
+			ERR_AT(c, v, "%s: %s has an empty or '.' part; write it like conf/app.conf", name, VAL(b, v));
+			return false;
+		}
+		if (e == NULL)
+			return true;
+		p = e + 1;
+	}
+}
+
+static void f_file_path(struct pctx *c, const char *name, struct ynode *v)
+{
+	char what[64];
+	snprintf(what, sizeof what, "files[%zu].%s", c->s->tmpl.n_files, name);
+	char *s = get_line(c, what, v, false);
+	if (s != NULL && !valid_file_path(c, what, v, s)) {
+		free(s);
+		s = NULL;
+	}
+	c->cur_file->path = s;
+	c->cur_file_node = v;
+}
+
+static void f_file_content(struct pctx *c, const char *name, struct ynode *v)
+{
+	char what[64];
+	snprintf(what, sizeof what, "files[%zu].%s", c->s->tmpl.n_files, name);
+	/* An empty file is a file; a null is not a content. */
+	char *s = v->kind == Y_STR && v->len == 0 ? xstrdup("") : get_str(c, what, v);
+	if (s != NULL && strlen(s) > SPEC_FILE_MAX) {
+		ERR_AT(c, v, "%s: longer than %d KiB, the limit of one file", what, SPEC_FILE_MAX / 1024);
+		free(s);
+		s = NULL;
+	}
+	c->cur_file->content = s;
+}
+
+static const struct field file_fields[] = {
+	{"path", f_file_path},
+	{"content", f_file_content},
+};
+
+/* Whether path a is a directory of path b ("conf" of "conf/app.conf"). */
+static bool path_holds(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+	return strncmp(a, b, n) == 0 && b[n] == '/';
+}
+
+/* files: a list of {path, content}, at most SPEC_FILES_MAX, each path once. */
+static void f_files(struct pctx *c, const char *name, struct ynode *v)
+{
+	char b[SHOWBUF];
+	if (!want_seq(c, name, v))
+		return;
+	c->files_node = v;
+	if (v->n > SPEC_FILES_MAX) {
+		ERR_AT(c, v, "%s: at most %d files, got %zu", name, SPEC_FILES_MAX, v->n);
+		return;
+	}
+	struct spec_template *t = &c->s->tmpl;
+	struct ynode **nodes = xcalloc(v->n + 1, sizeof *nodes);
+	t->files = xcalloc(v->n + 1, sizeof *t->files);
+	for (size_t i = 0; i < v->n; i++) {
+		struct ynode *it = v->kids[i];
+		char what[64];
+		snprintf(what, sizeof what, "files[%zu]", i);
+		if (it->kind != Y_MAP) {
+			type_error(c, what, it, "a mapping {path: ..., content: ...}");
+			continue;
+		}
+		struct spec_file f = {0};
+		c->cur_file = &f;
+		c->cur_file_node = NULL;
+		WALK(c, what, it, file_fields);
+		c->cur_file = NULL;
+		if (map_get(it, "path") == NULL)
+			ERR_AT(c, it, "%s: missing required key 'path'", what);
+		if (map_get(it, "content") == NULL)
+			ERR_AT(c, it, "%s: missing required key 'content'", what);
+		bool clash = false;
+		for (size_t j = 0; j < t->n_files && f.path != NULL && !clash; j++) {
+			const char *o = t->files[j].path;
+			if (strcmp(o, f.path) == 0)
+				ERR_AT(c, c->cur_file_node, "%s.path: %s is written twice (first at line %d)", what,
+				       VAL(b, c->cur_file_node), nodes[j]->line);
+			else if (path_holds(o, f.path) || path_holds(f.path, o))
+				ERR_AT(c, c->cur_file_node, "%s.path: %s and %s (line %d): one cannot be a file and a directory",
+				       what, VAL(b, c->cur_file_node), o, nodes[j]->line);
+			else
+				continue;
+			clash = true;
+		}
+		if (f.path == NULL || f.content == NULL || clash) {
+			free(f.path);
+			free(f.content);
+			continue;
+		}
+		nodes[t->n_files] = c->cur_file_node;
+		t->files[t->n_files++] = f;
+	}
+	free(nodes);
+}
+
 static const struct field template_fields[] = {
 	{"version", f_version},
 	{"command", f_command},
 	{"env", f_env},
 	{"workdir", f_workdir},
 	{"hooks", f_hooks},
+	{"files", f_files},
 };
 
 static void f_template(struct pctx *c, const char *name, struct ynode *v)
@@ -1685,6 +1814,8 @@ static void check_spec(struct pctx *c)
 			ERR_AT(c, r, "template: hooks run on ssh targets only (targets: local has none)");
 			break;
 		}
+	if (c->files_node != NULL && !s->targets_local)
+		ERR_AT(c, c->files_node, "template.files works with targets: local only (for now)");
 	if (!c->has_template)
 		ERR_AT(c, r, "missing required key 'template' (with version and command)");
 	if (s->lb == SPEC_LB_HAPROXY && s->haproxy_backend == NULL && s->service != NULL)

@@ -635,6 +635,102 @@ static void test_yaml_mistakes(void **state)
 	expect_one(state, BASE "x: @a\n", "spec.yaml:4:4: a value cannot start with '@' unless it is quoted; write it in quotes (\"...\")");
 }
 
+/* template.files (issue 12.10): good entries kept in order, bad ones told, a change a new revision. */
+static void test_template_files(void **state)
+{
+	struct fx *f = *state;
+#define T "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n  command: [nginx]\n  files:\n"
+	assert_int_equal(parse(f, T "    - {path: nginx.conf, content: \"listen ${PORT};\"}\n"
+				    "    - path: conf.d/a b.conf\n      content: \"\"\n"), 0);
+	assert_int_equal(f->s.tmpl.n_files, 2);
+	assert_string_equal(f->s.tmpl.files[0].path, "nginx.conf");
+	assert_string_equal(f->s.tmpl.files[0].content, "listen ${PORT};");
+	assert_string_equal(f->s.tmpl.files[1].path, "conf.d/a b.conf");
+	assert_string_equal(f->s.tmpl.files[1].content, "");
+	uint64_t h = spec_template_hash(&f->s.tmpl);
+	assert_int_equal(parse(f, T "    - {path: nginx.conf, content: \"listen ${PORT}; \"}\n"
+				    "    - path: conf.d/a b.conf\n      content: \"\"\n"), 0);
+	assert_true(spec_template_hash(&f->s.tmpl) != h); /* another content: another revision */
+	/* no files: the hash templates always had */
+	assert_int_equal(parse(f, T "    []\n"), 0);
+	uint64_t none = spec_template_hash(&f->s.tmpl);
+	assert_int_equal(parse(f, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n  command: [nginx]\n"), 0);
+	assert_true(spec_template_hash(&f->s.tmpl) == none);
+
+	expect_one(state, T "    - {path: /etc/nginx.conf, content: x}\n",
+		   "spec.yaml:7:14: files[0].path: \"/etc/nginx.conf\" is absolute; write a path relative to the "
+		   "instance's directory (${INSTANCE_DIR})");
+	expect_one(state, T "    - {path: conf/../../x, content: x}\n",
+		   "spec.yaml:7:14: files[0].path: \"conf/../../x\" goes up with '..'; a file stays inside the "
+		   "instance's directory");
+	expect_one(state, T "    - {path: a//b, content: x}\n",
+		   "spec.yaml:7:14: files[0].path: \"a//b\" has an empty or '.' part; write it like conf/app.conf");
+	expect_one(state, T "    - {path: a, content: x}\n    - {path: b, content: y}\n    - {path: a, content: z}\n",
+		   "spec.yaml:9:14: files[2].path: \"a\" is written twice (first at line 7)");
+	expect_one(state, T "    - {path: a, content: x}\n    - {path: a/b, content: y}\n",
+		   "spec.yaml:8:14: files[1].path: \"a/b\" and a (line 7): one cannot be a file and a directory");
+	expect_one(state, T "    - {path: a}\n", "spec.yaml:7:7: files[0]: missing required key 'content'");
+	expect_one(state, T "    - {content: x}\n",
+		   "spec.yaml:7:7: files[0]: missing required key 'path'");
+	expect_one(state, T "    - nginx.conf\n",
+		   "spec.yaml:7:7: files[0]: expected a mapping {path: ..., content: ...}, got a string");
+	expect_one(state, T "    - {path: a, content: [x]}\n", "spec.yaml:7:26: files[0].content: expected a string, got a list");
+	/* 16 files at most */
+	char buf[2048];
+	size_t o = (size_t)snprintf(buf, sizeof buf, "%s", T);
+	for (int i = 0; i < 17; i++)
+		o += (size_t)snprintf(buf + o, sizeof buf - o, "    - {path: f%d, content: x}\n", i);
+	expect_one(state, buf, "spec.yaml:7:5: files: at most 16 files, got 17");
+	/* 64 KiB each (a longer string is over the spec's own limit for strings) */
+	char *big = xmalloc(70 * 1024);
+	o = (size_t)snprintf(big, 70 * 1024, "%s    - path: a\n      content: \"", T);
+	memset(big + o, 'x', 64 * 1024 + 1);
+	strcpy(big + o + 64 * 1024 + 1, "\"\n");
+	expect_one(state, big, "spec.yaml:8:16: a string is longer than 64 KiB, the limit");
+	memset(big + o, 'x', 64 * 1024);
+	strcpy(big + o + 64 * 1024, "\"\n");
+	assert_int_equal(parse(f, big), 0);
+	assert_int_equal(strlen(f->s.tmpl.files[0].content), 64 * 1024);
+	free(big);
+	/* ssh targets: not yet */
+	struct fx *g = f;
+	assert_int_equal(parse(g, T "    - {path: a, content: x}\ntargets: [\"ssh://u@h1\"]\n"), -EINVAL);
+	assert_int_equal(g->e.n, 1);
+	assert_string_equal(g->e.v[0], "spec.yaml:7:5: template.files works with targets: local only (for now)");
+#undef T
+}
+
+/* spec_render: the four names, $${ for a literal ${, everything else as written, a bound. */
+static void test_render(void **state)
+{
+	(void)state;
+	struct spec_vars v = {.port = 8080, .instance = "web-3", .instance_dir = "/d/web-3", .version = "2"};
+	char *r = spec_render("${PORT}|${INSTANCE}|${INSTANCE_DIR}|${VERSION}|$PORT|$${PORT}|$$|${OTHER}|${PORT|$", &v);
+	assert_string_equal(r, "8080|web-3|/d/web-3|2|$PORT|${PORT}|$$|${OTHER}|${PORT|$");
+	free(r);
+	struct spec_vars none = {.port = 1};
+	r = spec_render("a${INSTANCE}b", &none);
+	assert_string_equal(r, "ab");
+	free(r);
+	/* a long ${INSTANCE_DIR} many times over: refused past SPEC_RENDER_MAX, not grown without end */
+	char *dir = xmalloc(4097);
+	memset(dir, 'd', 4096);
+	dir[4096] = '\0';
+	struct spec_vars big = {.port = 1, .instance_dir = dir};
+	char *text = xmalloc(15 * 300 + 1);
+	for (int i = 0; i < 300; i++)
+		memcpy(text + 15 * i, "${INSTANCE_DIR}", 15);
+	text[15 * 300] = '\0';
+	assert_null(spec_render(text, &big));
+	text[15 * 200] = '\0';
+	r = spec_render(text, &big);
+	assert_non_null(r);
+	assert_int_equal(strlen(r), 200 * 4096);
+	free(r);
+	free(text);
+	free(dir);
+}
+
 /* A key written at the wrong level is told where it belongs (issue 12.9). */
 static void test_key_belongs(void **state)
 {
@@ -1011,6 +1107,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_yaml_mistakes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_belongs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_template_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_render, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_and_not_mapping, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_names_and_addresses, setup, teardown),
