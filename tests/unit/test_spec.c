@@ -626,7 +626,7 @@ static void test_yaml_mistakes(void **state)
 		   "spec.yaml:5:13: a second ': ' on one line; a value that holds ': ' must be quoted (\"a: b\"), and a "
 		   "nested key goes on its own line, indented");
 	expect_one(state, "service: web\nreplicas:2\nlisten: 127.0.0.1:8080\n",
-		   "spec.yaml:2:1: a key needs a space after its ':' (write 'replicas: 2')");
+		   "spec.yaml:2:1: a key needs a space after its ':': write 'replicas: ...'");
 	expect_one(state, "service: web\nlisten\nreplicas: 2\n",
 		   "spec.yaml:2:1: this line has no ':'; a line of a mapping is 'key: value'");
 	expect_one(state, BASE "health:\n  exec: - ./check\n",
