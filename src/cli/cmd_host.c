@@ -150,21 +150,22 @@ static int pidfile_alive(const char *path, int *pid, uint64_t *start)
 	return 1;
 }
 
-/* The port in every `${PORT}` and in `$PORT` not followed by a name character. New string. */
+/* The port in every `${PORT}`, and `${` for every `$${`, as the local driver renders arguments
+ * (spec_render); a bare `$PORT` is left to the program (a shell reads it from the environment).
+ * New string. */
 static char *subst_port(const char *arg, const char *port)
 {
 	size_t plen = strlen(port), len = strlen(arg);
 	char *out = xmalloc(len * (plen + 1) + 1), *o = out;
 	for (const char *p = arg; *p != '\0';) {
-		size_t skip = 0;
-		if (strncmp(p, "${PORT}", 7) == 0)
-			skip = 7;
-		else if (strncmp(p, "$PORT", 5) == 0 && !(isalnum((unsigned char)p[5]) || p[5] == '_'))
-			skip = 5;
-		if (skip != 0) {
+		if (strncmp(p, "${PORT}", 7) == 0) {
 			memcpy(o, port, plen);
 			o += plen;
-			p += skip;
+			p += 7;
+		} else if (strncmp(p, "$${", 3) == 0) {
+			memcpy(o, "${", 2);
+			o += 2;
+			p += 3;
 		} else {
 			*o++ = *p++;
 		}

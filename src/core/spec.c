@@ -3,6 +3,7 @@
 #include "core/spec.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,11 @@ void spec_clear(struct spec *s)
 	free(s->tmpl.workdir);
 	for (int k = 0; k < SPEC_HOOK__COUNT; k++)
 		free_argv(s->tmpl.hooks[k], s->tmpl.n_hooks[k]);
+	for (size_t i = 0; i < s->tmpl.n_files; i++) {
+		free(s->tmpl.files[i].path);
+		free(s->tmpl.files[i].content);
+	}
+	free(s->tmpl.files);
 	free(s->health.http_path);
 	free_argv(s->health.exec, s->health.n_exec);
 	free(s->strategy.batches);
@@ -427,5 +433,71 @@ uint64_t spec_template_hash(const struct spec_template *t)
 		for (size_t i = 0; i < t->n_hooks[k]; i++)
 			h = fnv_str(h, t->hooks[k][i]);
 	}
+	/* Files likewise: a template without them keeps its hash. */
+	if (t->n_files > 0) {
+		static const char tag[] = "files";
+		h = fnv(h, tag, sizeof tag);
+		h = fnv(h, &t->n_files, sizeof t->n_files);
+		for (size_t i = 0; i < t->n_files; i++) {
+			h = fnv_str(h, t->files[i].path);
+			h = fnv_str(h, t->files[i].content);
+		}
+	}
 	return h;
+}
+
+/* The value of the name at p (just past "${"), and its length with the closing brace; NULL when
+ * p starts no name spec_render knows. */
+static const char *render_name(const char *p, const struct spec_vars *v, const char *port, size_t *skip)
+{
+	static const char *const names[] = {"PORT}", "INSTANCE}", "INSTANCE_DIR}", "VERSION}"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		size_t n = strlen(names[i]);
+		if (strncmp(p, names[i], n) != 0)
+			continue;
+		*skip = n;
+		const char *val = i == 0 ? port : i == 1 ? v->instance : i == 2 ? v->instance_dir : v->version;
+		return val ? val : "";
+	}
+	return NULL;
+}
+
+char *spec_render(const char *text, const struct spec_vars *v)
+{
+	char port[16];
+	snprintf(port, sizeof port, "%d", v->port);
+	/* Twice: first the length (bounded), then the text. */
+	char *out = NULL;
+	for (int pass = 0; pass < 2; pass++) {
+		size_t o = 0;
+		for (const char *p = text; *p != '\0';) {
+			const char *val = NULL;
+			size_t skip = 0, n;
+			if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+				val = "${";
+				skip = 3;
+			} else if (p[0] == '$' && p[1] == '{') {
+				val = render_name(p + 2, v, port, &skip);
+				skip += 2;
+			}
+			if (val == NULL) {
+				val = p;
+				n = skip = 1;
+			} else {
+				n = strlen(val);
+			}
+			if (o + n > SPEC_RENDER_MAX)
+				return NULL;
+			if (out != NULL)
+				memcpy(out + o, val, n);
+			o += n;
+			p += skip;
+		}
+		if (out != NULL) {
+			out[o] = '\0';
+			break;
+		}
+		out = xmalloc(o + 1);
+	}
+	return out;
 }

@@ -32,6 +32,19 @@ struct spec_kv {
  * {port} {host} {service} replaced in each argument. */
 enum spec_hook { SPEC_HOOK_INSTALL, SPEC_HOOK_START, SPEC_HOOK_VALIDATE, SPEC_HOOK_STOP, SPEC_HOOK__COUNT };
 
+/* template.files: a file written for each instance before it starts, under the instance's own
+ * directory (docs/spec.md, "template.files"), its content rendered with spec_render. */
+struct spec_file {
+	char *path;    /* relative, no '.', '..' or empty part; at most SPEC_FILE_PATH_MAX bytes */
+	char *content; /* at most SPEC_FILE_MAX bytes, as written */
+};
+
+#define SPEC_FILES_MAX	   16	       /* entries of template.files */
+#define SPEC_FILE_MAX	   (64 * 1024) /* bytes of one file's content, as written */
+#define SPEC_FILE_PATH_MAX 255	       /* bytes of one file's path */
+/* Bytes of one rendered argument or file: ${INSTANCE_DIR} can make a text longer. */
+#define SPEC_RENDER_MAX (1024 * 1024)
+
 /* Everything that makes a revision: changing any of it makes a new revision. */
 struct spec_template {
 	char *version;
@@ -42,6 +55,8 @@ struct spec_template {
 	char *workdir; /* may be NULL */
 	char **hooks[SPEC_HOOK__COUNT]; /* argv, NULL-terminated; NULL when not set */
 	size_t n_hooks[SPEC_HOOK__COUNT];
+	struct spec_file *files; /* n_files entries, paths distinct; local targets only */
+	size_t n_files;
 };
 
 struct spec_health {
@@ -216,6 +231,20 @@ void spec_zone_shares(const struct spec *s, int replicas, int *share);
  * strings). Returns how many differ (may exceed max). replicas is one of them. */
 #define SPEC_FIELDS_MAX 40
 size_t spec_changed_fields(const struct spec *a, const struct spec *b, const char **names, size_t max);
+
+/* What spec_render puts in place of its names; a NULL string renders as "". */
+struct spec_vars {
+	int port;		  /* ${PORT} */
+	const char *instance;	  /* ${INSTANCE}: <service>-<id> */
+	const char *instance_dir; /* ${INSTANCE_DIR}: the instance's own directory, absolute */
+	const char *version;	  /* ${VERSION}: template.version */
+};
+
+/* text with every ${PORT}, ${INSTANCE}, ${INSTANCE_DIR} and ${VERSION} replaced by its value and
+ * every $${ written as ${ (so $${PORT} stays ${PORT}); any other $ (a shell's $PORT, nginx's
+ * $host, ${OTHER}) is left as written. The template's command arguments and files go through it.
+ * Returns a new string, or NULL when the result would pass SPEC_RENDER_MAX bytes. */
+char *spec_render(const char *text, const struct spec_vars *v);
 
 /* A stable hash of the template (FNV-1a 64 over a canonical encoding), to tell whether an apply
  * changed the template and so makes a new revision. Secret values take part. */

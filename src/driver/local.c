@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -249,6 +250,30 @@ static char *claim_path(const struct local_drv *d, const char *service, uint64_t
 	return xasprintf("%s/run/%s-%" PRIu64 ".pid", d->marker, service, id);
 }
 
+/* MARKER/instances/<service>-<id>: the instance's own directory (${INSTANCE_DIR}), holding the
+ * template's files; made before it starts, removed when it is seen gone. */
+static char *inst_dir_path(const struct local_drv *d, const char *service, uint64_t id)
+{
+	return xasprintf("%s/instances/%s-%" PRIu64, d->marker, service, id);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Removes an instance's directory and everything in it (symlinks not followed). */
+static void inst_dir_remove(const struct local_drv *d, const char *service, uint64_t id)
+{
+	char *dir = inst_dir_path(d, service, id);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+}
+
 /* Reads a claim: 1 with the pid and start time of the live process it names, 0 when it names
  * none (no file, a dead or different process: a stale file is removed). The child writes its
  * pid, the daemon adds the start time right after; a file with the pid only is checked against
@@ -404,6 +429,8 @@ static void inst_dead(struct local_inst *in, const char *cause)
 		claim_drop(claim, in->pid);
 		free(claim);
 	}
+	if (!in->ghost)
+		inst_dir_remove(in->d, in->service, in->id);
 	if (in->poll_init)
 		uv_poll_stop(&in->poll);
 	if (in->watch_init)
@@ -531,32 +558,6 @@ static void on_kill_timer(uv_timer_t *t)
 
 /* ---- start ---- */
 
-/* arg with every `${PORT}`, and every `$PORT` not followed by a name character, replaced by the
- * port. Returns a new string. */
-static char *subst_port(const char *arg, int port)
-{
-	char num[16];
-	int nlen = snprintf(num, sizeof num, "%d", port);
-	size_t len = strlen(arg);
-	char *out = xmalloc(len * 3 + 16), *o = out; /* "$PORT" (5) -> at most 11 chars */
-	for (const char *p = arg; *p != '\0';) {
-		size_t skip = 0;
-		if (strncmp(p, "${PORT}", 7) == 0)
-			skip = 7;
-		else if (strncmp(p, "$PORT", 5) == 0 && !(isalnum((unsigned char)p[5]) || p[5] == '_'))
-			skip = 5;
-		if (skip != 0) {
-			memcpy(o, num, (size_t)nlen);
-			o += nlen;
-			p += skip;
-		} else {
-			*o++ = *p++;
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 static bool env_has_name(const char *entry, const char *name)
 {
 	size_t n = strlen(name);
@@ -564,19 +565,19 @@ static bool env_has_name(const char *entry, const char *name)
 }
 
 /* The environment of an instance: ours, minus what we set, plus the template's env, PORT,
- * ROLLOUT_INSTANCE and ROLLOUT_DAEMON. A NULL-terminated array of new strings. */
-static char **build_env(const struct local_drv *d, const struct drv_start *req)
+ * INSTANCE_DIR, ROLLOUT_INSTANCE and ROLLOUT_DAEMON. A NULL-terminated array of new strings. */
+static char **build_env(const struct local_drv *d, const struct drv_start *req, const char *inst_dir)
 {
 	const struct spec_template *t = req->tmpl;
 	size_t n = 0;
 	while (environ != NULL && environ[n] != NULL)
 		n++;
-	char **env = xcalloc(n + t->n_env + 4, sizeof *env);
+	char **env = xcalloc(n + t->n_env + 5, sizeof *env);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *e = environ[i];
 		bool replaced = env_has_name(e, "PORT") || env_has_name(e, "ROLLOUT_INSTANCE") ||
-				env_has_name(e, "ROLLOUT_DAEMON");
+				env_has_name(e, "ROLLOUT_DAEMON") || env_has_name(e, "INSTANCE_DIR");
 		for (size_t j = 0; j < t->n_env && !replaced; j++)
 			replaced = env_has_name(e, t->env[j].name);
 		if (!replaced)
@@ -585,11 +586,12 @@ static char **build_env(const struct local_drv *d, const struct drv_start *req)
 	for (size_t j = 0; j < t->n_env; j++) {
 		const char *name = t->env[j].name;
 		if (strcmp(name, "PORT") == 0 || strcmp(name, "ROLLOUT_INSTANCE") == 0 ||
-		    strcmp(name, "ROLLOUT_DAEMON") == 0)
+		    strcmp(name, "ROLLOUT_DAEMON") == 0 || strcmp(name, "INSTANCE_DIR") == 0)
 			continue;
 		env[k++] = xasprintf("%s=%s", name, t->env[j].value ? t->env[j].value : "");
 	}
 	env[k++] = xasprintf("PORT=%d", req->port);
+	env[k++] = xasprintf("INSTANCE_DIR=%s", inst_dir);
 	env[k++] = xasprintf("ROLLOUT_INSTANCE=%s/%" PRIu64, req->service, req->id);
 	env[k++] = xasprintf("ROLLOUT_DAEMON=%s", d->marker);
 	env[k] = NULL;
@@ -628,6 +630,75 @@ static int mkdirs(const char *path)
 	}
 	free(p);
 	return rc;
+}
+
+/* A new, empty instance directory (0700; a stale one of the same name removed first) into
+ * *out as an absolute path, with the template's files rendered into it (0600, their parent
+ * directories 0700). 0, or a negative errno with what failed in err. */
+static int make_inst_dir(const struct local_drv *d, const struct drv_start *req, char **out, char *err,
+			 size_t errlen)
+{
+	const struct spec_template *t = req->tmpl;
+	char *dir = inst_dir_path(d, req->service, req->id);
+	char *parent = xasprintf("%s/instances", d->marker);
+	int rc = -mkdirs(parent);
+	free(parent);
+	inst_dir_remove(d, req->service, req->id);
+	char *real = NULL;
+	if (rc == 0 && mkdir(dir, 0700) != 0)
+		rc = -errno;
+	if (rc == 0 && (real = realpath(dir, NULL)) == NULL)
+		rc = -errno;
+	if (rc != 0) {
+		snprintf(err, errlen, "instance directory %s: %s", dir, strerror(-rc));
+		free(dir);
+		return rc;
+	}
+	free(dir);
+	char *name = xasprintf("%s-%" PRIu64, req->service, req->id);
+	struct spec_vars vars = {.port = req->port, .instance = name, .instance_dir = real, .version = t->version};
+	for (size_t i = 0; i < t->n_files && rc == 0; i++) {
+		const struct spec_file *f = &t->files[i];
+		char *path = xasprintf("%s/%s", real, f->path);
+		/* The parser allows plain relative parts only: the file stays inside the directory. */
+		for (char *sl = path + strlen(real) + 1; (sl = strchr(sl, '/')) != NULL; sl++) {
+			*sl = '\0';
+			if (mkdir(path, 0700) != 0 && errno != EEXIST)
+				rc = -errno;
+			*sl = '/';
+			if (rc != 0)
+				break;
+		}
+		char *text = rc == 0 ? spec_render(f->content, &vars) : NULL;
+		if (rc == 0 && text == NULL)
+			rc = -E2BIG;
+		int fd = -1;
+		if (rc == 0 && (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+			rc = -errno;
+		size_t len = text ? strlen(text) : 0, done = 0;
+		while (rc == 0 && done < len) {
+			ssize_t w = write(fd, text + done, len - done);
+			if (w < 0 && errno != EINTR)
+				rc = -errno;
+			else if (w > 0)
+				done += (size_t)w;
+		}
+		if (fd >= 0 && close(fd) != 0 && rc == 0)
+			rc = -errno;
+		if (rc != 0)
+			snprintf(err, errlen, "files: %s: %s", f->path,
+				 rc == -E2BIG ? "longer than 1 MiB once rendered" : strerror(-rc));
+		free(text);
+		free(path);
+	}
+	free(name);
+	if (rc != 0) {
+		inst_dir_remove(d, req->service, req->id);
+		free(real);
+		return rc;
+	}
+	*out = real;
+	return 0;
 }
 
 /* Opens log_dir/<service>-<id>.log for appending, truncated first when over the cap. */
@@ -794,15 +865,39 @@ static void spawn_instance(struct local_drv *d, struct local_inst *in, const str
 			return;
 		}
 	}
-	int logfd = open_log(d, req, err, sizeof err);
-	if (logfd < 0) {
+	char *inst_dir = NULL;
+	if (make_inst_dir(d, req, &inst_dir, err, sizeof err) != 0) {
 		inst_dead(in, err);
 		return;
 	}
+	int logfd = open_log(d, req, err, sizeof err);
+	if (logfd < 0) {
+		free(inst_dir);
+		inst_dead(in, err);
+		return;
+	}
+	char *name = xasprintf("%s-%" PRIu64, req->service, req->id);
+	struct spec_vars vars = {.port = req->port, .instance = name, .instance_dir = inst_dir, .version = t->version};
 	char **argv = xcalloc(t->n_command + 1, sizeof *argv);
-	for (size_t i = 0; i < t->n_command; i++)
-		argv[i] = subst_port(t->command[i], req->port);
-	char **env = build_env(d, req);
+	size_t too_long = t->n_command;
+	for (size_t i = 0; i < t->n_command; i++) {
+		argv[i] = spec_render(t->command[i], &vars);
+		if (argv[i] == NULL && too_long == t->n_command)
+			too_long = i;
+		if (argv[i] == NULL)
+			argv[i] = xstrdup("");
+	}
+	free(name);
+	if (too_long < t->n_command) {
+		snprintf(err, sizeof err, "command[%zu]: longer than 1 MiB once rendered", too_long);
+		free_strv(argv, false);
+		free(inst_dir);
+		close(logfd);
+		inst_dead(in, err);
+		return;
+	}
+	char **env = build_env(d, req, inst_dir);
+	free(inst_dir);
 
 	int pid = 0, rc = 0, step = SPAWN_EXEC;
 	char *exe = NULL;
@@ -953,12 +1048,17 @@ static int local_adopt(struct drv *base, const char *service, uint64_t id, int p
 		if (!found) {
 			struct find_ctx f = {service, id, 0};
 			drv_local_scan(d->marker, find_cb, &f);
-			if (f.pid == 0 || proc_stat(f.pid, NULL, &proc_start) != 0)
+			if (f.pid == 0 || proc_stat(f.pid, NULL, &proc_start) != 0) {
+				inst_dir_remove(d, service, id); /* gone while no one watched */
 				return -ESRCH;
+			}
 			pid = f.pid;
 		}
 	}
-	return watch_pid(d, service, id, pid, proc_start);
+	int rc = watch_pid(d, service, id, pid, proc_start);
+	if (rc == -ESRCH)
+		inst_dir_remove(d, service, id);
+	return rc;
 }
 
 static int local_proc_info(struct drv *base, const char *service, uint64_t id, int *pid, uint64_t *proc_start)

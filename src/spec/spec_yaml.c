@@ -36,6 +36,8 @@ struct pctx {
 	bool interval_ok, timeout_ok;
 	struct spec_kv *cur_kv;
 	struct spec_target *cur_target;
+	struct spec_file *cur_file;
+	struct ynode *files_node, *cur_file_node;
 	struct spec_notify *cur_notify;
 	struct ynode *analysis_node;
 	bool has_haproxy_socket;
@@ -408,6 +410,8 @@ static bool want_seq(struct pctx *c, const char *name, const struct ynode *v)
 	return true;
 }
 
+static bool belongs_hint(const char *key, const struct field *cur, char *buf, size_t size);
+
 /* Walks a mapping against its table of known keys: each known key's handler gets its value;
  * unknown keys (with a suggestion), repeated keys and non-string keys are reported. `where` names
  * the section in messages (NULL at the top). */
@@ -426,10 +430,20 @@ static void walk(struct pctx *c, const char *where, struct ynode *map, const str
 			continue;
 		}
 		const char *hint = strlen(k->text) == k->len ? suggest(k->text, f, nf) : NULL;
-		char in[80] = "";
+		char in[80] = "", there[200];
 		if (where != NULL)
 			snprintf(in, sizeof in, " in %s", where);
-		if (hint != NULL) {
+		/* A key of another section, written at the wrong indentation most likely. */
+		bool elsewhere = strlen(k->text) == k->len && belongs_hint(k->text, f, there, sizeof there);
+		/* A key known elsewhere outweighs a loose match here (two edits); a near one is offered too. */
+		if (elsewhere && hint != NULL && edit_distance(k->text, hint) > 1 &&
+		    strncmp(hint, k->text, strlen(k->text)) != 0 && strncmp(hint, k->text, strlen(hint)) != 0)
+			hint = NULL;
+		if (elsewhere && hint != NULL) {
+			ERR_AT(c, k, "unknown key %s%s; did you mean '%s'? If not, %s", KEY(b, k), in, hint, there);
+		} else if (elsewhere) {
+			ERR_AT(c, k, "unknown key %s%s; %s", KEY(b, k), in, there);
+		} else if (hint != NULL) {
 			ERR_AT(c, k, "unknown key %s%s; did you mean '%s'?", KEY(b, k), in, hint);
 		} else if (nf == 0) {
 			ERR_AT(c, k, "unknown key %s%s; it takes no keys", KEY(b, k), in);
@@ -742,12 +756,139 @@ static void f_hooks(struct pctx *c, const char *name, struct ynode *v)
 		WALK(c, name, v, hook_fields);
 }
 
+/* A file path: relative, plain parts (no empty, '.' or '..' part), at most SPEC_FILE_PATH_MAX
+ * bytes; reports and returns false otherwise. */
+static bool valid_file_path(struct pctx *c, const char *name, const struct ynode *v, const char *s)
+{
+	char b[SHOWBUF];
+	if (strlen(s) > SPEC_FILE_PATH_MAX) {
+		ERR_AT(c, v, "%s: longer than %d bytes", name, SPEC_FILE_PATH_MAX);
+		return false;
+	}
+	if (s[0] == '/') {
+		ERR_AT(c, v, "%s: %s is absolute; write a path relative to the instance's directory (${INSTANCE_DIR})",
+		       name, VAL(b, v));
+		return false;
+	}
+	for (const char *p = s;;) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			ERR_AT(c, v, "%s: %s goes up with '..'; a file stays inside the instance's directory", name,
+			       VAL(b, v));
+			return false;
+		}
+		if (n == 0 || (n == 1 && p[0] == '.')) {
+			ERR_AT(c, v, "%s: %s has an empty or '.' part; write it like conf/app.conf", name, VAL(b, v));
+			return false;
+		}
+		if (e == NULL)
+			return true;
+		p = e + 1;
+	}
+}
+
+static void f_file_path(struct pctx *c, const char *name, struct ynode *v)
+{
+	char what[64];
+	snprintf(what, sizeof what, "files[%zu].%s", c->s->tmpl.n_files, name);
+	char *s = get_line(c, what, v, false);
+	if (s != NULL && !valid_file_path(c, what, v, s)) {
+		free(s);
+		s = NULL;
+	}
+	c->cur_file->path = s;
+	c->cur_file_node = v;
+}
+
+static void f_file_content(struct pctx *c, const char *name, struct ynode *v)
+{
+	char what[64];
+	snprintf(what, sizeof what, "files[%zu].%s", c->s->tmpl.n_files, name);
+	/* An empty file is a file; a null is not a content. */
+	char *s = v->kind == Y_STR && v->len == 0 ? xstrdup("") : get_str(c, what, v);
+	if (s != NULL && strlen(s) > SPEC_FILE_MAX) {
+		ERR_AT(c, v, "%s: longer than %d KiB, the limit of one file", what, SPEC_FILE_MAX / 1024);
+		free(s);
+		s = NULL;
+	}
+	c->cur_file->content = s;
+}
+
+static const struct field file_fields[] = {
+	{"path", f_file_path},
+	{"content", f_file_content},
+};
+
+/* Whether path a is a directory of path b ("conf" of "conf/app.conf"). */
+static bool path_holds(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+	return strncmp(a, b, n) == 0 && b[n] == '/';
+}
+
+/* files: a list of {path, content}, at most SPEC_FILES_MAX, each path once. */
+static void f_files(struct pctx *c, const char *name, struct ynode *v)
+{
+	char b[SHOWBUF];
+	if (!want_seq(c, name, v))
+		return;
+	c->files_node = v;
+	if (v->n > SPEC_FILES_MAX) {
+		ERR_AT(c, v, "%s: at most %d files, got %zu", name, SPEC_FILES_MAX, v->n);
+		return;
+	}
+	struct spec_template *t = &c->s->tmpl;
+	struct ynode **nodes = xcalloc(v->n + 1, sizeof *nodes);
+	t->files = xcalloc(v->n + 1, sizeof *t->files);
+	for (size_t i = 0; i < v->n; i++) {
+		struct ynode *it = v->kids[i];
+		char what[64];
+		snprintf(what, sizeof what, "files[%zu]", i);
+		if (it->kind != Y_MAP) {
+			type_error(c, what, it, "a mapping {path: ..., content: ...}");
+			continue;
+		}
+		struct spec_file f = {0};
+		c->cur_file = &f;
+		c->cur_file_node = NULL;
+		WALK(c, what, it, file_fields);
+		c->cur_file = NULL;
+		if (map_get(it, "path") == NULL)
+			ERR_AT(c, it, "%s: missing required key 'path'", what);
+		if (map_get(it, "content") == NULL)
+			ERR_AT(c, it, "%s: missing required key 'content'", what);
+		bool clash = false;
+		for (size_t j = 0; j < t->n_files && f.path != NULL && !clash; j++) {
+			const char *o = t->files[j].path;
+			if (strcmp(o, f.path) == 0)
+				ERR_AT(c, c->cur_file_node, "%s.path: %s is written twice (first at line %d)", what,
+				       VAL(b, c->cur_file_node), nodes[j]->line);
+			else if (path_holds(o, f.path) || path_holds(f.path, o))
+				ERR_AT(c, c->cur_file_node, "%s.path: %s and %s (line %d): one cannot be a file and a directory",
+				       what, VAL(b, c->cur_file_node), o, nodes[j]->line);
+			else
+				continue;
+			clash = true;
+		}
+		if (f.path == NULL || f.content == NULL || clash) {
+			free(f.path);
+			free(f.content);
+			continue;
+		}
+		nodes[t->n_files] = c->cur_file_node;
+		t->files[t->n_files++] = f;
+	}
+	free(nodes);
+}
+
 static const struct field template_fields[] = {
 	{"version", f_version},
 	{"command", f_command},
 	{"env", f_env},
 	{"workdir", f_workdir},
 	{"hooks", f_hooks},
+	{"files", f_files},
 };
 
 static void f_template(struct pctx *c, const char *name, struct ynode *v)
@@ -1569,6 +1710,65 @@ static const struct field top_fields[] = {
 	{"ssh", f_ssh},
 };
 
+/* The sections of the spec by name, for an unknown key that is known elsewhere. */
+static const struct {
+	const char *name;   /* as in docs/spec.md; NULL for the top level */
+	const char *indent; /* the key to indent it under */
+	const struct field *f;
+	size_t n;
+} sections[] = {
+#define SECTION(name, under, t) {name, under, t, sizeof(t) / sizeof((t)[0])}
+	SECTION(NULL, NULL, top_fields),
+	SECTION("template", "template:", template_fields),
+	SECTION("template.hooks", "hooks:", hook_fields),
+	SECTION("health", "health:", health_fields),
+	SECTION("health.http", "http:", http_fields),
+	SECTION("strategy", "strategy:", strategy_fields),
+	SECTION("strategy.analysis", "analysis:", analysis_fields),
+	SECTION("strategy.zones", "zones:", zones_fields),
+	SECTION("drain", "drain:", drain_fields),
+	SECTION("stop", "stop:", stop_fields),
+	SECTION("ssh", "ssh:", ssh_fields),
+	SECTION("lb.haproxy", "haproxy:", haproxy_fields),
+#undef SECTION
+};
+
+/* When key is unknown in the table cur but known in other sections, says where it belongs into
+ * buf ("it is a key of template: indent it under 'template:'") and returns true. */
+static bool belongs_hint(const char *key, const struct field *cur, char *buf, size_t size)
+{
+	const char *names[4], *unders[4];
+	size_t n = 0;
+	bool top = false;
+	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+		if (sections[i].f == cur)
+			continue;
+		for (size_t j = 0; j < sections[i].n; j++) {
+			if (strcmp(sections[i].f[j].name, key) != 0)
+				continue;
+			if (sections[i].name == NULL)
+				top = true;
+			else if (n < 4) {
+				names[n] = sections[i].name;
+				unders[n++] = sections[i].indent;
+			}
+		}
+	}
+	if (top) {
+		snprintf(buf, size, "it is a top-level key: write it at the start of a line, not indented");
+		return true;
+	}
+	if (n == 0)
+		return false;
+	size_t o = (size_t)snprintf(buf, size, "it is a key of ");
+	for (size_t i = 0; i < n && o < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ", names[i]);
+	for (size_t i = 0; i < n && o < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s'%s'", i == 0 ? ": indent it under " : i + 1 == n ? " or " : ", ",
+				      unders[i]);
+	return true;
+}
+
 /* strategy.zones needs ssh targets, each with the label, and names short enough to keep. */
 static void check_zones(struct pctx *c)
 {
@@ -1614,6 +1814,8 @@ static void check_spec(struct pctx *c)
 			ERR_AT(c, r, "template: hooks run on ssh targets only (targets: local has none)");
 			break;
 		}
+	if (c->files_node != NULL && !s->targets_local)
+		ERR_AT(c, c->files_node, "template.files works with targets: local only (for now)");
 	if (!c->has_template)
 		ERR_AT(c, r, "missing required key 'template' (with version and command)");
 	if (s->lb == SPEC_LB_HAPROXY && s->haproxy_backend == NULL && s->service != NULL)

@@ -29,7 +29,7 @@ struct ytree {
 /* Why a build failed: one message and where (1-based). */
 struct ytree_error {
 	int line, col;
-	char msg[256];
+	char msg[512];
 };
 
 /* Builds the tree of text (len bytes; text may be NULL for none) into t (zeroed first). Returns 0,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fleet: shell metacharacters (; $() backticks quotes newlines leading -) in the command's
-# arguments, env values, version and workdir reach the remote program as data: it sees them byte
-# for byte, and no canary file is ever created.
+# arguments (a bare $PORT too: only ${PORT} is the driver's), env values, version and workdir reach
+# the remote program as data: it sees them byte for byte, and no canary file is ever created.
 set -euo pipefail
 . "$(dirname "$0")/netns_lib.sh"
 fleet_up 2
@@ -18,7 +18,7 @@ out, canary, wd, hello, targets = sys.argv[1:]
 corpus = [
     f"; touch {canary}", f"$(touch {canary})", f"`touch {canary}`", f"' ; touch {canary} ; '",
     f'" ; touch {canary} ; "', f"a\ntouch {canary}\n", "-rf", "--help", f"\\'$(touch {canary})\\'",
-    f"'\"'\"'; touch {canary}", "", " ", "$PATH ${HOME} $1", f"x|touch {canary}&", f"x && touch {canary}",
+    f"'\"'\"'; touch {canary}", "", " ", "$PATH ${HOME} $1", "$PORT-$PORTX", f"x|touch {canary}&", f"x && touch {canary}",
 ]
 script = ('printf "%s\\0" "$@" "$INJ_A" "$INJ_B" "$(pwd)" >"$ROLLOUT_HOME/seen.$PORT"; '
           f'exec {hello} --host 0.0.0.0 --port "$PORT" --threads 1')

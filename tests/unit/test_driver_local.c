@@ -188,12 +188,53 @@ static int start_cmd(struct fixture *f, struct drv *d, const char *service, uint
 	return drv_start(d, &req);
 }
 
+/* template.files: rendered with the instance's port, name, version and directory, written 0600
+ * under DATA/instances/<service>-<id> before the program runs (it reads the file at once), and
+ * removed with the instance (issue 12.10). */
+static void test_files_rendered(void **state)
+{
+	struct fixture *f = *state;
+	char *argv[] = {"sh", "-c", "cat \"$1\"; echo; echo \"dir=$INSTANCE_DIR\"; exec sleep 30", "sh",
+			"${INSTANCE_DIR}/conf/app.conf", NULL};
+	struct spec_file files[] = {
+		{.path = "conf/app.conf",
+		 .content = "listen ${PORT}; name ${INSTANCE}; v ${VERSION}; in ${INSTANCE_DIR}; $host $${PORT} ${OTHER}"},
+		{.path = "empty", .content = ""},
+	};
+	struct spec_template t = {.version = "v2", .command = argv, .n_command = 5, .files = files, .n_files = 2};
+	struct drv_start req = {.service = "web", .id = 3, .revision = 1, .tmpl = &t, .port = 41235,
+				.log_dir = f->logdir};
+	assert_int_equal(drv_start(f->d, &req), 0);
+	assert_true(uvt_run_until(&f->loop, &f->started, 1, 3000));
+	char buf[4096], want[2048], dir[512];
+	snprintf(dir, sizeof dir, "%s/instances/web-3", f->dir);
+	assert_true(wait_log(f, "web", 3, "dir=", buf, sizeof buf));
+	snprintf(want, sizeof want,
+		 "listen 41235; name web-3; v v2; in %s; $host ${PORT} ${OTHER}\ndir=%s\n", dir, dir);
+	assert_string_equal(buf, want);
+	struct stat st;
+	char path[1024];
+	snprintf(path, sizeof path, "%s/conf/app.conf", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof path, "%s/empty", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	assert_int_equal(drv_stop(f->d, "web", 3, SIGTERM, 5000), 0);
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
+	assert_int_equal(stat(dir, &st), -1); /* gone with the instance */
+	assert_int_equal(errno, ENOENT);
+}
+
 static void test_start_env_argv_stop(void **state)
 {
 	struct fixture *f = *state;
 	char *argv[] = {"sh", "-c",
 			"printenv PORT ROLLOUT_INSTANCE ROLLOUT_DAEMON GREETING; echo \"arg=$1\"; exec sleep 30",
-			"sh", "p${PORT}q-$PORT-$PORTX", NULL};
+			"sh", "p${PORT}q-$PORT-$PORTX-$${PORT}", NULL};
 	struct spec_kv env[] = {{.name = "GREETING", .value = "hi"}, {.name = "PORT", .value = "1"}};
 	assert_int_equal(start_cmd(f, f->d, "web", 7, argv, env, 2, NULL, 41234), 0);
 	assert_int_equal(f->started, 0); /* never from inside the call */
@@ -208,7 +249,9 @@ static void test_start_env_argv_stop(void **state)
 
 	char buf[4096], want[512];
 	assert_true(wait_log(f, "web", 7, "arg=", buf, sizeof buf));
-	snprintf(want, sizeof want, "41234\nweb/7\n%s\nhi\narg=p41234q-41234-$PORTX\n", f->dir);
+	/* Only ${PORT} is the driver's: a bare $PORT is the program's (a shell reads it from PORT in
+	 * the environment), and $${ writes ${. */
+	snprintf(want, sizeof want, "41234\nweb/7\n%s\nhi\narg=p41234q-$PORT-$PORTX-${PORT}\n", f->dir);
 	assert_string_equal(buf, want);
 
 	int pid = 0;
@@ -555,6 +598,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_start_env_argv_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_files_rendered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_term_ignored_is_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_status_and_log_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_failures, setup, teardown),
@@ -569,6 +613,7 @@ int main(void)
 	/* The process tests again, watching without pidfds. */
 	const struct CMUnitTest polled[] = {
 		cmocka_unit_test_setup_teardown(test_start_env_argv_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_files_rendered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_term_ignored_is_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_status_and_log_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_by_pid, setup, teardown),

@@ -218,7 +218,8 @@ static void test_unknown_key_did_you_mean(void **state)
 	expect_one(state, BASE "replica: 3\n", "spec.yaml:4:1: unknown key 'replica'; did you mean 'replicas'?");
 	/* A prefix of a longer key. */
 	expect_one(state, BASE "strategy: {health: 1s}\n",
-		   "spec.yaml:4:12: unknown key 'health' in strategy; did you mean 'health_deadline'?");
+		   "spec.yaml:4:12: unknown key 'health' in strategy; did you mean 'health_deadline'? If not, it is a "
+		   "top-level key: write it at the start of a line, not indented");
 	/* Nothing close: the valid keys are listed. */
 	expect_one(state, BASE "drain: {zzzzzz: 1s}\n",
 		   "spec.yaml:4:9: unknown key 'zzzzzz' in drain; expected one of: timeout");
@@ -573,12 +574,193 @@ static void test_signal(void **state)
 static void test_syntax_error(void **state)
 {
 	expect_one(state, "service: [a, b\n",
-		   "spec.yaml:2:1: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence "
-		   "at line 1, column 10)");
-	expect_one(state, "a: b\n c: d\n", "spec.yaml:2:3: YAML syntax error: mapping values are not allowed in this context");
+		   "spec.yaml:1:10: the list opened here with '[' is not closed; add ']' where it ends");
+	expect_one(state, "a: b\n c: d\n",
+		   "spec.yaml:2:2: 'c' is indented more than 'a' above it (line 1), which already has a value; a top-level "
+		   "key starts in column 1, like 'a'");
 	expect_one(state, BASE "x: *anchor\n",
 		   "spec.yaml:4:4: YAML aliases (*name) are not supported in a spec; write the value out");
 	expect_one(state, BASE "---\nservice: b\n", "spec.yaml:4:1: only one YAML document is allowed in a spec");
+}
+
+/* libyaml's problems in the user's words, each at the place to fix (issue 12.9). */
+static void test_yaml_mistakes(void **state)
+{
+	/* A key of template indented one space too far, and one too few. */
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n   command: [./web]\n",
+		   "spec.yaml:5:4: 'command' is indented more than 'version' above it (line 4), which already has a "
+		   "value; a key of 'template' is indented by 2 spaces, like 'version'");
+	expect_one(state, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n command: [./web]\n",
+		   "spec.yaml:5:2: 'command' is indented by 1 space, which lines up with no key above it: a key of "
+		   "'template' is indented by 2 spaces, like 'version'; a top-level key starts in column 1, like "
+		   "'template'");
+	/* A list item out of line. */
+	expect_one(state, BASE "targets:\n  - ssh://a@h1\n - ssh://a@h2\n",
+		   "spec.yaml:6:2: this line is indented by 1 space, which lines up with no key above it: the items of "
+		   "'targets' are indented by 2 spaces, like line 5; a top-level key starts in column 1, like "
+		   "'targets'");
+	expect_one(state, BASE "health:\n  exec:\n    - ./check\n    timeout: 1s\n",
+		   "spec.yaml:7:5: 'timeout' is indented like the list item on line 6 but does not start with '- '; make "
+		   "it an item, or indent it like the keys it belongs with");
+	/* Tabs. */
+	expect_one(state, BASE "drain:\n\ttimeout: 1s\n",
+		   "spec.yaml:5:1: a tab character; YAML indents with spaces only: replace it with spaces");
+	expect_one(state, BASE "drain:\n  timeout: 1s\n \t\n",
+		   "spec.yaml:6:2: a tab character; YAML indents with spaces only: replace it with spaces");
+	/* Quotes and brackets left open. */
+	expect_one(state, "service: \"web\nlisten: 127.0.0.1:8080\n",
+		   "spec.yaml:1:10: the quoted value that starts here is never closed; add the closing \"");
+	expect_one(state, "service: 'web\n", "spec.yaml:1:10: the quoted value that starts here is never closed; add the closing '");
+	expect_one(state, BASE "drain: {timeout: 1s\nstop: {}\n",
+		   "spec.yaml:4:8: the mapping opened here with '{' is not closed; add '}' where it ends");
+	expect_one(state, BASE "strategy: {batches: [1, \"2\" 3]}\n",
+		   "spec.yaml:4:29: expected ',' or ']' here, in the list opened with '[' at column 21");
+	expect_one(state, BASE "x: \"a\\qb\"\n",
+		   "spec.yaml:4:6: '\\q' is not an escape of a double-quoted string; write \\\\ for a backslash, or use "
+		   "single quotes");
+	expect_one(state, BASE "x: \"a\" b\n",
+		   "spec.yaml:4:8: unexpected text after a complete value; after a closing quote or bracket only a "
+		   "comment (' # ...') may follow");
+	/* A colon in a value, a colon without its space, a line without a colon. */
+	expect_one(state, BASE "health:\n  http: path: /healthz\n",
+		   "spec.yaml:5:13: a second ': ' on one line; a value that holds ': ' must be quoted (\"a: b\"), and a "
+		   "nested key goes on its own line, indented");
+	expect_one(state, "service: web\nreplicas:2\nlisten: 127.0.0.1:8080\n",
+		   "spec.yaml:2:1: a key needs a space after its ':': write 'replicas: ...'");
+	expect_one(state, "service: web\nlisten\nreplicas: 2\n",
+		   "spec.yaml:2:1: this line has no ':'; a line of a mapping is 'key: value'");
+	expect_one(state, BASE "health:\n  exec: - ./check\n",
+		   "spec.yaml:5:9: a list item ('- ') cannot start on its key's line; put each item on its own line, "
+		   "indented under the key, or write the list as [a, b]");
+	expect_one(state, BASE "x: @a\n", "spec.yaml:4:4: a value cannot start with '@' unless it is quoted; write it in quotes (\"...\")");
+}
+
+/* template.files (issue 12.10): good entries kept in order, bad ones told, a change a new revision. */
+static void test_template_files(void **state)
+{
+	struct fx *f = *state;
+#define T "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n  command: [nginx]\n  files:\n"
+	assert_int_equal(parse(f, T "    - {path: nginx.conf, content: \"listen ${PORT};\"}\n"
+				    "    - path: conf.d/a b.conf\n      content: \"\"\n"), 0);
+	assert_int_equal(f->s.tmpl.n_files, 2);
+	assert_string_equal(f->s.tmpl.files[0].path, "nginx.conf");
+	assert_string_equal(f->s.tmpl.files[0].content, "listen ${PORT};");
+	assert_string_equal(f->s.tmpl.files[1].path, "conf.d/a b.conf");
+	assert_string_equal(f->s.tmpl.files[1].content, "");
+	uint64_t h = spec_template_hash(&f->s.tmpl);
+	assert_int_equal(parse(f, T "    - {path: nginx.conf, content: \"listen ${PORT}; \"}\n"
+				    "    - path: conf.d/a b.conf\n      content: \"\"\n"), 0);
+	assert_true(spec_template_hash(&f->s.tmpl) != h); /* another content: another revision */
+	/* no files: the hash templates always had */
+	assert_int_equal(parse(f, T "    []\n"), 0);
+	uint64_t none = spec_template_hash(&f->s.tmpl);
+	assert_int_equal(parse(f, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\n  command: [nginx]\n"), 0);
+	assert_true(spec_template_hash(&f->s.tmpl) == none);
+
+	expect_one(state, T "    - {path: /etc/nginx.conf, content: x}\n",
+		   "spec.yaml:7:14: files[0].path: \"/etc/nginx.conf\" is absolute; write a path relative to the "
+		   "instance's directory (${INSTANCE_DIR})");
+	expect_one(state, T "    - {path: conf/../../x, content: x}\n",
+		   "spec.yaml:7:14: files[0].path: \"conf/../../x\" goes up with '..'; a file stays inside the "
+		   "instance's directory");
+	expect_one(state, T "    - {path: a//b, content: x}\n",
+		   "spec.yaml:7:14: files[0].path: \"a//b\" has an empty or '.' part; write it like conf/app.conf");
+	expect_one(state, T "    - {path: a, content: x}\n    - {path: b, content: y}\n    - {path: a, content: z}\n",
+		   "spec.yaml:9:14: files[2].path: \"a\" is written twice (first at line 7)");
+	expect_one(state, T "    - {path: a, content: x}\n    - {path: a/b, content: y}\n",
+		   "spec.yaml:8:14: files[1].path: \"a/b\" and a (line 7): one cannot be a file and a directory");
+	expect_one(state, T "    - {path: a}\n", "spec.yaml:7:7: files[0]: missing required key 'content'");
+	expect_one(state, T "    - {content: x}\n",
+		   "spec.yaml:7:7: files[0]: missing required key 'path'");
+	expect_one(state, T "    - nginx.conf\n",
+		   "spec.yaml:7:7: files[0]: expected a mapping {path: ..., content: ...}, got a string");
+	expect_one(state, T "    - {path: a, content: [x]}\n", "spec.yaml:7:26: files[0].content: expected a string, got a list");
+	/* 16 files at most */
+	char buf[2048];
+	size_t o = (size_t)snprintf(buf, sizeof buf, "%s", T);
+	for (int i = 0; i < 17; i++)
+		o += (size_t)snprintf(buf + o, sizeof buf - o, "    - {path: f%d, content: x}\n", i);
+	expect_one(state, buf, "spec.yaml:7:5: files: at most 16 files, got 17");
+	/* 64 KiB each (a longer string is over the spec's own limit for strings) */
+	char *big = xmalloc(70 * 1024);
+	o = (size_t)snprintf(big, 70 * 1024, "%s    - path: a\n      content: \"", T);
+	memset(big + o, 'x', 64 * 1024 + 1);
+	strcpy(big + o + 64 * 1024 + 1, "\"\n");
+	expect_one(state, big, "spec.yaml:8:16: a string is longer than 64 KiB, the limit");
+	memset(big + o, 'x', 64 * 1024);
+	strcpy(big + o + 64 * 1024, "\"\n");
+	assert_int_equal(parse(f, big), 0);
+	assert_int_equal(strlen(f->s.tmpl.files[0].content), 64 * 1024);
+	free(big);
+	/* ssh targets: not yet */
+	struct fx *g = f;
+	assert_int_equal(parse(g, T "    - {path: a, content: x}\ntargets: [\"ssh://u@h1\"]\n"), -EINVAL);
+	assert_int_equal(g->e.n, 1);
+	assert_string_equal(g->e.v[0], "spec.yaml:7:5: template.files works with targets: local only (for now)");
+#undef T
+}
+
+/* spec_render: the four names, $${ for a literal ${, everything else as written, a bound. */
+static void test_render(void **state)
+{
+	(void)state;
+	struct spec_vars v = {.port = 8080, .instance = "web-3", .instance_dir = "/d/web-3", .version = "2"};
+	char *r = spec_render("${PORT}|${INSTANCE}|${INSTANCE_DIR}|${VERSION}|$PORT|$${PORT}|$$|${OTHER}|${PORT|$", &v);
+	assert_string_equal(r, "8080|web-3|/d/web-3|2|$PORT|${PORT}|$$|${OTHER}|${PORT|$");
+	free(r);
+	struct spec_vars none = {.port = 1};
+	r = spec_render("a${INSTANCE}b", &none);
+	assert_string_equal(r, "ab");
+	free(r);
+	/* a long ${INSTANCE_DIR} many times over: refused past SPEC_RENDER_MAX, not grown without end */
+	char *dir = xmalloc(4097);
+	memset(dir, 'd', 4096);
+	dir[4096] = '\0';
+	struct spec_vars big = {.port = 1, .instance_dir = dir};
+	char *text = xmalloc(15 * 300 + 1);
+	for (int i = 0; i < 300; i++)
+		memcpy(text + 15 * i, "${INSTANCE_DIR}", 15);
+	text[15 * 300] = '\0';
+	assert_null(spec_render(text, &big));
+	text[15 * 200] = '\0';
+	r = spec_render(text, &big);
+	assert_non_null(r);
+	assert_int_equal(strlen(r), 200 * 4096);
+	free(r);
+	free(text);
+	free(dir);
+}
+
+/* A key written at the wrong level is told where it belongs (issue 12.9). */
+static void test_key_belongs(void **state)
+{
+	struct fx *f = *state;
+	/* command dedented out of template: template lacks it, and the top level says where it goes */
+	assert_int_equal(parse(f, "service: web\nlisten: 127.0.0.1:8080\ntemplate:\n  version: \"1\"\ncommand: [./web]\n"),
+			 -EINVAL);
+	assert_int_equal(f->e.n, 2);
+	assert_string_equal(f->e.v[0], "spec.yaml:4:3: template: missing required key 'command'");
+	assert_string_equal(f->e.v[1],
+			    "spec.yaml:5:1: unknown key 'command'; it is a key of template: indent it under 'template:'");
+	expect_one(state, BASE "version: \"2\"\n",
+		   "spec.yaml:4:1: unknown key 'version'; it is a key of template: indent it under 'template:'");
+	expect_one(state, BASE "workdir: /tmp\n",
+		   "spec.yaml:4:1: unknown key 'workdir'; it is a key of template: indent it under 'template:'");
+	expect_one(state, BASE "interval: 1s\n",
+		   "spec.yaml:4:1: unknown key 'interval'; it is a key of health: indent it under 'health:'");
+	expect_one(state, BASE "http: {path: /}\n",
+		   "spec.yaml:4:1: unknown key 'http'; it is a key of health: indent it under 'health:'");
+	expect_one(state, BASE "max_surge: 1\n",
+		   "spec.yaml:4:1: unknown key 'max_surge'; it is a key of strategy: indent it under 'strategy:'");
+	expect_one(state, BASE "timeout: 1s\n",
+		   "spec.yaml:4:1: unknown key 'timeout'; it is a key of health or drain: indent it under 'health:' or "
+		   "'drain:'");
+	expect_one(state, BASE "strategy:\n  window: 10s\n",
+		   "spec.yaml:5:3: unknown key 'window' in strategy; it is a key of strategy.analysis: indent it under "
+		   "'analysis:'");
+	expect_one(state, BASE "drain:\n  timeout: 1s\n  replicas: 2\n",
+		   "spec.yaml:6:3: unknown key 'replicas' in drain; it is a top-level key: write it at the start of a "
+		   "line, not indented");
 }
 
 static void test_empty_and_not_mapping(void **state)
@@ -923,6 +1105,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_min_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_yaml_mistakes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_belongs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_template_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_render, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_and_not_mapping, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_names_and_addresses, setup, teardown),
