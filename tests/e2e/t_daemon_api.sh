@@ -37,8 +37,8 @@ before=$(curl -s --unix-socket "$S" http://x/v1/services/ok/rollouts)
 [ "$(code -X POST -d '{"spec": "service: ok\nreplicas: -1\n"}' http://x/v1/apply)" = 422 ] || fail "422"
 [ "$(code -X POST http://x/v1/services/ok/promote)" = 409 ] || fail "promote when not paused"
 [ "$(curl -s --unix-socket "$S" http://x/v1/services/ok/rollouts)" = "$before" ] || fail "state changed"
-curl -s --unix-socket "$S" http://x/metrics | grep -q 'rollout_instances{service="ok",revision="1",state="ready"} 2' \
-	|| fail "metrics: $(curl -s --unix-socket "$S" http://x/metrics | head -20)"
+metrics=$(curl -s --unix-socket "$S" http://x/metrics) # whole: grep -q would SIGPIPE curl under pipefail
+grep -q 'rollout_instances{service="ok",revision="1",state="ready"} 2' <<<"$metrics" || fail "metrics: $(head -20 <<<"$metrics")"
 
 log "an apply that changes only fields outside the template says which (issue 11.8)"
 f=$(printf 'strategy: {min_ready: 100ms}\nstop: {grace: 3s}\ndrain: {timeout: 5s}\n' | spec ok 1 2)

@@ -57,8 +57,10 @@ log "restarts in 10 s: $n"
 [ "$(field c "d['health']")" = crash_looping ] || fail "health $(field c "d['health']") with $(field c "d['counts']['available']") available"
 "$RO" status c | grep -q "health: crash-looping, 0 of 2 available" || fail "status text: $("$RO" status c)"
 "$RO" status | grep -q "complete, crash-looping" || fail "services list: $("$RO" status)"
-curl -s --unix-socket "$DATA/rollout.sock" http://x/metrics | grep -q 'rollout_service_health{service="c",health="crash_looping"} 1' ||
-	fail "metrics: $(curl -s --unix-socket "$DATA/rollout.sock" http://x/metrics | grep service_health)"
+# read whole first: grep -q would close the pipe early, and curl's SIGPIPE fails it under pipefail
+metrics=$(curl -s --unix-socket "$DATA/rollout.sock" http://x/metrics)
+grep -q 'rollout_service_health{service="c",health="crash_looping"} 1' <<<"$metrics" ||
+	fail "metrics: $(grep service_health <<<"$metrics")"
 
 log "the restart count survives a daemon restart"
 r_before=$(field c "max(i['restarts'] for i in d['instances'])")
