@@ -195,6 +195,17 @@ static void set_reason(struct engine_rollout *ro, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Formats a text for people into buf, cut to len when longer (a cut cause still says why). */
+static void cut_text(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void cut_text(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
 static bool have_room(const struct engine_out *out, size_t need)
 {
 	return out->cap >= out->n && out->cap - out->n >= need;
@@ -275,6 +286,9 @@ int engine_observe(struct engine_state *st, uint64_t id, enum engine_obs_kind ob
 		else if (s != INST_GONE)
 			set_state(in, INST_GONE, now);
 		break;
+	case OBS_CHECK:
+		snprintf(in->check, sizeof in->check, "%s", cause ? cause : "");
+		break;
 	}
 	return 0;
 }
@@ -343,21 +357,27 @@ static void compact(struct engine_state *st, int64_t now)
 	st->n = w;
 }
 
+/* The cause of a missed health deadline: what, then what the last probe saw. */
+static void deadline_cause(char *buf, size_t len, const char *what, const struct engine_inst *in)
+{
+	cut_text(buf, len, "%s%s%s", what, in->check[0] ? ": last check: " : "", in->check);
+}
+
 /* Instances that missed their health deadline fail; failed and drained ones are stopped. */
 static void instance_deadlines(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
-	char d[32];
+	char d[32], w[64], c[sizeof st->inst[0].cause];
 	int64_t hd = spec->strategy.health_deadline_ms;
 	for (size_t i = 0; i < st->n; i++) {
 		struct engine_inst *in = &st->inst[i];
 		if ((in->state == INST_PENDING || in->state == INST_STARTED) && now - in->created_at >= hd) {
-			char c[64];
-			snprintf(c, sizeof c, "not healthy within health_deadline %s",
+			snprintf(w, sizeof w, "not healthy within health_deadline %s",
 				 amount_format_duration(hd, d, sizeof d));
+			deadline_cause(c, sizeof c, w, in);
 			fail_inst(st, in, now, c);
 		} else if (in->state == INST_UNHEALTHY && now - in->unhealthy_at >= hd) {
-			char c[64];
-			snprintf(c, sizeof c, "unhealthy for %s", amount_format_duration(hd, d, sizeof d));
+			snprintf(w, sizeof w, "unhealthy for %s", amount_format_duration(hd, d, sizeof d));
+			deadline_cause(c, sizeof c, w, in);
 			fail_inst(st, in, now, c);
 		}
 		if (in->state == INST_FAILED) {

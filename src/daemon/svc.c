@@ -742,6 +742,15 @@ static void arm_wake(struct svc *s)
 	uv_timer_start(s->wake, wake_cb, (uint64_t)(at - now + 1), 0);
 }
 
+/* Hands the engine what each instance's last health probe saw: a health deadline's cause says
+ * it. Before the snapshot, so that a new probe text alone is no change to commit. */
+static void report_checks(struct svc *s)
+{
+	for (size_t i = 0; i < s->n_rt; i++)
+		if (s->rt[i].hc != NULL)
+			engine_observe(&s->st, s->rt[i].id, OBS_CHECK, daemon_now(), health_last(s->rt[i].hc));
+}
+
 void svc_step(struct svc *s)
 {
 	/* No decision while it cannot be recorded: svc_store_back steps again. */
@@ -749,6 +758,7 @@ void svc_step(struct svc *s)
 		return;
 	s->dirty = false;
 	ensure_buffers(s);
+	report_checks(s);
 	struct st_snap snap;
 	snap_take(s, &snap);
 	bool was_live = s->st.ro.id != 0 && !engine_ro_done(s->st.ro.state);
@@ -1347,6 +1357,10 @@ json_t *svc_status_json(struct svc *s)
 		if (in->zone[0])
 			json_object_set_new(ij, "zone", json_string(in->zone));
 		json_object_set_new(ij, "restarts", json_integer(in->restarts));
+		/* what its last health probe saw; a failed one's cause says it when it mattered */
+		const char *lc = r != NULL && r->hc != NULL ? health_last(r->hc) : in->check;
+		if (lc[0])
+			json_object_set_new(ij, "last_check", json_string(lc));
 		if (in->state == INST_BACKOFF)
 			json_object_set_new(ij, "restart_at", json_integer(in->start_at));
 		json_array_append_new(insts, ij);
@@ -1387,7 +1401,7 @@ json_t *svc_status_json(struct svc *s)
 		json_object_set_new(rj, "ended_at", ro->ended_at ? json_integer(ro->ended_at) : json_null());
 		json_object_set_new(j, "rollout", rj);
 	}
-	char wf[200];
+	char wf[sizeof s->st.ro.reason + 80];
 	waiting_for(s, new_total, new_avail, old_total, wf, sizeof wf);
 	json_object_set_new(j, "waiting_for", json_string(wf));
 	return j;

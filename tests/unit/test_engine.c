@@ -834,6 +834,80 @@ static void test_zones_inconclusive_at_zone_end(void **state)
 	world_free(&w);
 }
 
+/* Whether the last step emitted an event of kind ev whose text has needle. */
+static bool emitted(const struct world *w, enum engine_event_kind ev, const char *needle)
+{
+	for (size_t i = 0; i < w->out.n; i++)
+		if ((w->out.v[i].kind == INTENT_EVENT || w->out.v[i].kind == INTENT_ROLLOUT) && w->out.v[i].event == ev &&
+		    strstr(w->out.v[i].text, needle) != NULL)
+			return true;
+	return false;
+}
+
+/* Reports the same probe result for every instance that runs (the shell's report_checks). */
+static void report_check(struct world *w, const char *text)
+{
+	for (size_t i = 0; i < w->st.n; i++)
+		engine_observe(&w->st, w->st.inst[i].id, OBS_CHECK, w->now, text);
+}
+
+/* A health deadline names what the last probe saw, in the instance's cause, its failed event
+ * and the failed rollout's reason; the probe's text alone changes no state. */
+static void test_deadline_says_last_check(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	deploy_v1(&w);
+	w.bad[0] = 2;
+	apply(&w, 2);
+	step(&w);
+	struct engine_state before = w.st;
+	struct engine_inst copy[64];
+	memcpy(copy, w.st.inst, w.st.n * sizeof *copy);
+	report_check(&w, "HTTP 404 from GET /healthz (want 200)");
+	assert_int_equal(w.st.ro.state, before.ro.state);
+	for (size_t i = 0; i < w.st.n; i++) {
+		assert_int_equal(w.st.inst[i].state, copy[i].state);
+		assert_int_equal(w.st.inst[i].changed_at, copy[i].changed_at);
+		assert_string_equal(w.st.inst[i].check, "HTTP 404 from GET /healthz (want 200)");
+	}
+	bool seen = false;
+	for (int i = 0; i < 200 && w.st.ro.state == RO_PROGRESSING; i++) {
+		w.now += 500;
+		report_check(&w, "HTTP 404 from GET /healthz (want 200)");
+		step(&w);
+		seen |= emitted(&w, EV_INSTANCE_FAILED,
+				"failed: not healthy within health_deadline 10s: last check: HTTP 404 from GET /healthz (want 200)");
+	}
+	assert_true(seen);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "; last: not healthy within health_deadline 10s: last check: HTTP 404 from "
+					       "GET /healthz (want 200)"));
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "last check: HTTP 404"));
+
+	/* Unhealthy for the deadline: the same, with the probe that failed last. */
+	uint64_t id = w.st.inst[0].id;
+	engine_observe(&w.st, id, OBS_UNHEALTHY, w.now, "HTTP 503 from GET /healthz (want 200)");
+	engine_observe(&w.st, id, OBS_CHECK, w.now, "GET http://127.0.0.1:5000/healthz: connection refused");
+	w.now += 10000;
+	step(&w);
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, "failed: unhealthy for 10s: last check: GET "
+						    "http://127.0.0.1:5000/healthz: connection refused"));
+	/* Without any probe result the cause is as it was. */
+	world_free(&w);
+	world_init(&w, 1);
+	w.bad[0] = 1;
+	apply(&w, 1);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_FAILED);
+	assert_non_null(strstr(w.st.ro.reason, "last: not healthy within health_deadline 10s"));
+	assert_null(strstr(w.st.ro.reason, "last check"));
+	world_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -857,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_zones_spread_with_floor),
 		cmocka_unit_test(test_zones_adopt_unzoned),
 		cmocka_unit_test(test_zones_inconclusive_at_zone_end),
+		cmocka_unit_test(test_deadline_says_last_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
