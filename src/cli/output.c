@@ -327,8 +327,8 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 	if (json_array_size(insts) == 0)
 		return;
 	struct output_table *t = output_table_new(9);
-	output_table_row(t, (const char *[]){"ID", "REVISION", "STATE", "AVAILABLE", "PORT", "PID", "AGE", "RESTARTS",
-					     "CAUSE"});
+	output_table_row(t, (const char *[]){"ID", "REVISION", "STATE", "AVAILABLE", "PORT", "PID", "AGE",
+					     "RESTARTS", "CAUSE"});
 	size_t i;
 	json_array_foreach(insts, i, v)
 	{
@@ -348,8 +348,9 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 			snprintf(check, sizeof check, "last check: %s", lc);
 			cause = check;
 		}
-		output_table_row(t, (const char *[]){id, rev, output_jstr(v, "state", "?"), avail ? "yes" : "no", port,
-						     pid, since > 0 ? age : "-", restarts, cause});
+		output_table_row(t,
+				 (const char *[]){id, rev, output_jstr(v, "state", "?"), avail ? "yes" : "no",
+						  port, pid, since > 0 ? age : "-", restarts, cause});
 	}
 	output_table_print(t, f);
 	output_table_free(t);

@@ -241,8 +241,8 @@ static void http_done(CURL *easy, CURLcode res, void *arg)
 		ok = true;
 		snprintf(detail, sizeof detail, "HTTP %ld", code);
 	} else
-		snprintf(detail, sizeof detail, "HTTP %ld from GET %s (want %d)", code, p->chk ? p->chk->path : "?",
-			 p->chk ? p->chk->expect : 0);
+		snprintf(detail, sizeof detail, "HTTP %ld from GET %s (want %d)", code,
+			 p->chk ? p->chk->path : "?", p->chk ? p->chk->expect : 0);
 	curl_easy_cleanup(easy);
 	p->easy = NULL;
 	probe_finish(p, ok, detail);
