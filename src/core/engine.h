@@ -236,6 +236,11 @@ int engine_resume_intents(const struct engine_state *st, struct engine_out *out)
  * sets a timer for it, so steps happen exactly when needed rather than on a polling tick. */
 int64_t engine_next_deadline(const struct spec *spec, const struct engine_state *st, int64_t now);
 
+/* Until when a failure of the revision a completed deploy moved to still counts against it, and
+ * rolls it back past max_failures: strategy.min_stable (or watch, when longer) past its
+ * completion. 0 when no such rule applies (no completed deploy, or no revision to go back to). */
+int64_t engine_settle_until(const struct spec *spec, const struct engine_state *st);
+
 /* Whether instance i counts as available at `now`: READY for at least min_ready, or already
  * announced available (and not unhealthy since). */
 bool engine_inst_available(const struct spec *spec, const struct engine_inst *i, int64_t now);

@@ -748,7 +748,8 @@ static void report_checks(struct svc *s)
 {
 	for (size_t i = 0; i < s->n_rt; i++)
 		if (s->rt[i].hc != NULL)
-			engine_observe(&s->st, s->rt[i].id, OBS_CHECK, daemon_now(), health_last(s->rt[i].hc));
+			engine_observe(&s->st, s->rt[i].id, OBS_CHECK, daemon_now(),
+				       health_last(s->rt[i].hc));
 }
 
 void svc_step(struct svc *s)
@@ -1292,6 +1293,10 @@ static void waiting_for(const struct svc *s, int new_total, int new_avail, int o
 			 s->st.verdict_reason[0] ? s->st.verdict_reason : "measuring");
 	else if (engine_ro_done(ro->state) && health != HEALTH_OK)
 		health_words(s, health, avail, buf, len);
+	else if (daemon_now() < engine_settle_until(&s->spec, &s->st))
+		snprintf(buf, len, "nothing; revision %d failing in the next %llds rolls it back (%s)",
+			 s->st.target_rev, (long long)(engine_settle_until(&s->spec, &s->st) - daemon_now() + 999) / 1000,
+			 s->spec.strategy.min_stable_ms >= s->spec.strategy.watch_ms ? "min_stable" : "watch");
 	else if (engine_ro_done(ro->state))
 		snprintf(buf, len, "nothing");
 	else if (new_avail < goal)

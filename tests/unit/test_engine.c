@@ -908,6 +908,162 @@ static void test_deadline_says_last_check(void **state)
 	world_free(&w);
 }
 
+/* The v2 instance with the most recent healthy_at (the last to become available). */
+static struct engine_inst *youngest(struct world *w, int rev)
+{
+	struct engine_inst *best = NULL;
+	for (size_t i = 0; i < w->st.n; i++)
+		if (w->st.inst[i].revision == rev && w->st.inst[i].state == INST_READY &&
+		    (best == NULL || w->st.inst[i].healthy_at > best->healthy_at))
+			best = &w->st.inst[i];
+	return best;
+}
+
+/* Deploys v2 over v1 to completion; returns the time it completed. */
+static int64_t deploy_v2(struct world *w)
+{
+	deploy_v1(w);
+	apply(w, 2);
+	run(w, 100, 1000);
+	assert_int_equal(w->st.ro.state, RO_COMPLETE);
+	assert_int_equal(w->st.stable_rev, 2);
+	return w->st.ro.ended_at;
+}
+
+/* A new revision that passes its checks and then crashes within min_stable of becoming available
+ * fails its rollout, after completion too: back to the previous stable revision, with the reason
+ * saying how soon it crashed. */
+static void test_crash_within_min_stable_rolls_back(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	assert_int_equal(w.spec.strategy.min_stable_ms, 30000); /* the default */
+	int64_t done = deploy_v2(&w);
+	struct engine_inst *v = youngest(&w, 2);
+	w.now = v->healthy_at + 2340; /* available at once: min_ready 0 */
+	assert_true(w.now > done);
+	engine_observe(&w.st, v->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	const char *want = "failed 2.3s after becoming available (min_stable 30s): exited with status 1";
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, want));
+	assert_true(emitted(&w, EV_ROLLING_BACK, "rolling back to revision 1"));
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_int_equal(w.st.target_rev, 1);
+	assert_int_equal(w.st.stable_rev, 1);
+	assert_non_null(strstr(w.st.ro.reason, "1 instance(s) of revision 2 failed, more than max_failures 0, "));
+	assert_non_null(strstr(w.st.ro.reason, "s after the rollout completed; last: failed 2.3s after becoming"));
+	assert_non_null(strstr(w.st.ro.reason, want));
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	assert_int_equal(count_rev(&w, 1), 4);
+	assert_int_equal(count_rev(&w, 2), 0);
+	assert_non_null(strstr(w.st.ro.reason, want));
+	world_free(&w);
+
+	/* max_failures applies: one crash is allowed, the second rolls back. */
+	world_init(&w, 4);
+	w.spec.strategy.max_failures = (struct amount){false, 1};
+	done = deploy_v2(&w);
+	w.now = done + 1000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(w.st.ro.failures, 1);
+	w.now += 100;
+	step(&w); /* the replacement */
+	w.now = done + 5000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "2 instance(s) of revision 2 failed, more than max_failures 1"));
+	world_free(&w);
+}
+
+/* Outside the window nothing changes: a crash after min_stable is only restarted, so is one of a
+ * first deploy (nothing to go back to), and min_stable 0 turns the rule off; strategy.watch
+ * widens the window, analysis or not. */
+static void test_crash_after_min_stable_restarts(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	int64_t done = deploy_v2(&w);
+	w.now = done + 30000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_false(emitted(&w, EV_INSTANCE_FAILED, "after becoming available"));
+	w.now += 200;
+	step(&w);
+	assert_int_equal(count_rev(&w, 2), 4);
+	assert_int_equal(w.st.stable_rev, 2);
+	world_free(&w);
+
+	world_init(&w, 4);
+	w.spec.strategy.min_stable_ms = 0;
+	done = deploy_v2(&w);
+	w.now = done + 1000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, "failed: exited with status 1"));
+	world_free(&w);
+
+	world_init(&w, 4);
+	w.spec.strategy.min_stable_ms = 0;
+	w.spec.strategy.watch_ms = 60000;
+	done = deploy_v2(&w);
+	w.now = done + 45000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "45s after the rollout completed; last: exited with status 1"));
+	world_free(&w);
+
+	world_init(&w, 2);
+	w.now = 1000; /* healthy_at 0 reads as never healthy */
+	apply(&w, 1);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	w.now += 1000;
+	engine_observe(&w.st, youngest(&w, 1)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, "after becoming available (min_stable 30s)"));
+	w.now += 200;
+	step(&w);
+	assert_int_equal(count_rev(&w, 1), 2);
+	world_free(&w);
+}
+
+/* While the rollout moves, a crash soon after becoming available counted already; its cause now
+ * says how soon. */
+static void test_crash_during_rollout_says_when(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	w.spec.strategy.batches = xcalloc(1, sizeof(struct amount));
+	w.spec.strategy.batches[0] = (struct amount){false, 1};
+	w.spec.strategy.n_batches = 1;
+	w.spec.strategy.pause_after = xcalloc(1, sizeof(struct spec_pause));
+	w.spec.strategy.pause_after[0].batch = 1;
+	w.spec.strategy.n_pause_after = 1;
+	deploy_v1(&w);
+	apply(&w, 2);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	struct engine_inst *v = youngest(&w, 2);
+	w.now = v->healthy_at + 3000;
+	engine_observe(&w.st, v->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "more than max_failures 0; last: failed 3s after becoming available "
+					       "(min_stable 30s): exited with status 1"));
+	world_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -932,6 +1088,9 @@ int main(void)
 		cmocka_unit_test(test_zones_adopt_unzoned),
 		cmocka_unit_test(test_zones_inconclusive_at_zone_end),
 		cmocka_unit_test(test_deadline_says_last_check),
+		cmocka_unit_test(test_crash_within_min_stable_rolls_back),
+		cmocka_unit_test(test_crash_after_min_stable_restarts),
+		cmocka_unit_test(test_crash_during_rollout_says_when),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
