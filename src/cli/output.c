@@ -391,14 +391,15 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 	const json_t *insts = json_object_get(status, "instances");
 	if (json_array_size(insts) == 0)
 		return;
-	struct output_table *t = output_table_new(9);
+	struct output_table *t = output_table_new(10);
 	output_table_row(t, (const char *[]){"ID", "REVISION", "VERSION", "STATE", "AVAILABLE", "PORT", "PID",
-					     "AGE", "CAUSE"});
+					     "AGE", "RESTARTS", "CAUSE"});
 	size_t i;
 	json_array_foreach(insts, i, v)
 	{
-		char id[24], rev[24], port[24], pid[24], age[32];
+		char id[24], rev[24], port[24], pid[24], age[32], restarts[24], check[300];
 		num(id, sizeof id, output_jint(v, "id", 0));
+		num(restarts, sizeof restarts, output_jint(v, "restarts", 0));
 		num(rev, sizeof rev, output_jint(v, "revision", 0));
 		num(port, sizeof port, output_jint(v, "port", 0));
 		num(pid, sizeof pid, output_jint(v, "pid", 0));
@@ -406,10 +407,16 @@ void output_status(FILE *f, const json_t *status, int64_t now_ms)
 		output_duration(since > 0 ? now_ms - since : 0, age, sizeof age);
 		const char *cause = output_jstr(v, "cause", "");
 		const char *ver = status_version(status, output_jint(v, "revision", 0));
-		output_table_row(
-		    t, (const char *[]){id, rev, ver ? ver : "-", output_jstr(v, "state", "?"),
-					json_is_true(json_object_get(v, "available")) ? "yes" : "no", port,
-					pid, since > 0 ? age : "-", cause[0] ? cause : ""});
+		bool avail = json_is_true(json_object_get(v, "available"));
+		/* Not serving and nothing failed yet: what its health check sees says why. */
+		const char *lc = output_jstr(v, "last_check", "");
+		if (!cause[0] && !avail && lc[0]) {
+			snprintf(check, sizeof check, "last check: %s", lc);
+			cause = check;
+		}
+		output_table_row(t, (const char *[]){id, rev, ver ? ver : "-", output_jstr(v, "state", "?"),
+						     avail ? "yes" : "no", port, pid, since > 0 ? age : "-", restarts,
+						     cause});
 	}
 	output_table_print(t, f);
 	output_table_free(t);

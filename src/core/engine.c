@@ -248,6 +248,17 @@ static void set_reason(struct engine_rollout *ro, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Formats a text for people into buf, cut to len when longer (a cut cause still says why). */
+static void cut_text(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void cut_text(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
 static bool have_room(const struct engine_out *out, size_t need)
 {
 	return out->cap >= out->n && out->cap - out->n >= need;
@@ -330,6 +341,9 @@ int engine_observe(struct engine_state *st, uint64_t id, enum engine_obs_kind ob
 		else if (s != INST_GONE)
 			set_state(in, INST_GONE, now);
 		break;
+	case OBS_CHECK:
+		snprintf(in->check, sizeof in->check, "%s", cause ? cause : "");
+		break;
 	}
 	return 0;
 }
@@ -398,24 +412,85 @@ static void compact(struct engine_state *st, int64_t now)
 	st->n = w;
 }
 
+/* A time span for people, as said of a crash: to a tenth of a second under 10 s ("1.8s"), else
+ * to the second ("45s", "1m30s"). */
+static const char *about(int64_t ms, char *buf, size_t len)
+{
+	if (ms < 0)
+		ms = 0;
+	if (ms >= 10000)
+		return amount_format_duration((ms + 500) / 1000 * 1000, buf, len);
+	int64_t t = (ms + 50) / 100;
+	if (t % 10 == 0)
+		snprintf(buf, len, "%llds", (long long)(t / 10));
+	else
+		snprintf(buf, len, "%lld.%llds", (long long)(t / 10), (long long)(t % 10));
+	return buf;
+}
+
+/* Until when a failure of a completed deploy's revision still counts against its rollout:
+ * strategy.min_stable past the completion, or strategy.watch when longer. */
+static int64_t settle_until(const struct spec *spec, const struct engine_rollout *ro)
+{
+	const struct spec_strategy *sg = &spec->strategy;
+	return ro->ended_at + (sg->min_stable_ms > sg->watch_ms ? sg->min_stable_ms : sg->watch_ms);
+}
+
+int64_t engine_settle_until(const struct spec *spec, const struct engine_state *st)
+{
+	const struct engine_rollout *ro = &st->ro;
+	if (ro->state != RO_COMPLETE || ro->kind != RO_KIND_DEPLOY || ro->rollback_rev == 0 ||
+	    ro->rollback_rev == st->target_rev)
+		return 0;
+	return settle_until(spec, ro);
+}
+
+/* Looks at an instance that just failed (its failure time is changed_at). One that failed within
+ * min_stable of becoming available passed its checks and still was not good: its cause says how
+ * soon. A failure of a completed deploy's revision within its settle time counts against the
+ * rollout here, as max_failures says (while the rollout moves, fail_inst counted it already). */
+static void judge_failure(const struct spec *spec, struct engine_state *st, struct engine_inst *in)
+{
+	const struct spec_strategy *sg = &spec->strategy;
+	int64_t up = in->changed_at - (in->healthy_at + ready_after(spec));
+	if (sg->min_stable_ms > 0 && in->healthy_at > 0 && up >= 0 && up < sg->min_stable_ms) {
+		char d[32], m[32], c[sizeof in->cause];
+		cut_text(c, sizeof c, "failed %s after becoming available (min_stable %s): %s",
+			 about(up, d, sizeof d), amount_format_duration(sg->min_stable_ms, m, sizeof m),
+			 in->cause);
+		memcpy(in->cause, c, sizeof c);
+	}
+	const struct engine_rollout *ro = &st->ro;
+	if (ro->state == RO_COMPLETE && ro->kind == RO_KIND_DEPLOY && in->revision == st->target_rev &&
+	    in->changed_at < settle_until(spec, ro))
+		st->ro.failures++;
+}
+
+/* The cause of a missed health deadline: what, then what the last probe saw. */
+static void deadline_cause(char *buf, size_t len, const char *what, const struct engine_inst *in)
+{
+	cut_text(buf, len, "%s%s%s", what, in->check[0] ? ": last check: " : "", in->check);
+}
+
 /* Instances that missed their health deadline fail; failed and drained ones are stopped. */
 static void instance_deadlines(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
-	char d[32];
+	char d[32], w[64], c[sizeof st->inst[0].cause];
 	int64_t hd = spec->strategy.health_deadline_ms;
 	for (size_t i = 0; i < st->n; i++) {
 		struct engine_inst *in = &st->inst[i];
 		if ((in->state == INST_PENDING || in->state == INST_STARTED) && now - in->created_at >= hd) {
-			char c[64];
-			snprintf(c, sizeof c, "not healthy within health_deadline %s",
+			snprintf(w, sizeof w, "not healthy within health_deadline %s",
 				 amount_format_duration(hd, d, sizeof d));
+			deadline_cause(c, sizeof c, w, in);
 			fail_inst(st, in, now, c);
 		} else if (in->state == INST_UNHEALTHY && now - in->unhealthy_at >= hd) {
-			char c[64];
-			snprintf(c, sizeof c, "unhealthy for %s", amount_format_duration(hd, d, sizeof d));
+			snprintf(w, sizeof w, "unhealthy for %s", amount_format_duration(hd, d, sizeof d));
+			deadline_cause(c, sizeof c, w, in);
 			fail_inst(st, in, now, c);
 		}
 		if (in->state == INST_FAILED) {
+			judge_failure(spec, st, in);
 			emit_event(out, INTENT_EVENT, EV_INSTANCE_FAILED, in->id, "instance %llu (revision %d) failed: %s",
 				   (unsigned long long)in->id, in->revision, in->cause);
 			set_state(in, INST_STOPPING, now);
@@ -716,10 +791,23 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 			   amount_format_duration(sg->progress_deadline_ms, d, sizeof d));
 		ro->hold = live_of(st, st->target_rev);
 		end_rollout(st, RO_FAILED, EV_FAILED, now, out, "failed");
-	} else if (ro->state == RO_COMPLETE && now < ro->watch_until && st->verdict == VERDICT_FAIL &&
-		   sg->analysis.enabled && ro->rollback_rev != 0 && ro->rollback_rev != st->target_rev) {
-		/* A breach while watching a completed rollout: the new revision was not good after all. */
-		set_reason(ro, "analysis failed during watch: %s", st->verdict_reason);
+	} else if (ro->state == RO_COMPLETE && ro->rollback_rev != 0 && ro->rollback_rev != st->target_rev &&
+		   ((now < ro->watch_until && st->verdict == VERDICT_FAIL && sg->analysis.enabled) ||
+		    (ro->kind == RO_KIND_DEPLOY && ro->failures > spec_max_failures(sg, st->replicas)))) {
+		/* A breach while watching a completed rollout, or its instances failing within
+		 * min_stable/watch of its completion (judge_failure): the new revision was not good
+		 * after all. */
+		if (ro->failures > spec_max_failures(sg, st->replicas)) {
+			const struct engine_inst *last = last_failure(st);
+			set_reason(ro,
+				   "%d instance(s) of revision %d failed, more than max_failures %d, %s "
+				   "after the rollout completed%s%s",
+				   ro->failures, st->target_rev, spec_max_failures(sg, st->replicas),
+				   about(now - ro->ended_at, d, sizeof d), last ? "; last: " : "",
+				   last ? last->cause : "");
+		} else {
+			set_reason(ro, "analysis failed during watch: %s", st->verdict_reason);
+		}
 		st->stable_rev = ro->rollback_rev;
 		ro->ended_at = 0;
 		ro->watch_until = 0;

@@ -34,6 +34,9 @@ enum engine_inst_state {
 	INST__COUNT
 };
 
+/* The text of one health probe's result kept with an instance (longer ones are cut). */
+#define ENGINE_CHECK_MAX 160
+
 struct engine_inst {
 	uint64_t id;      /* unique per service, allocated by the engine */
 	int revision;     /* 1, 2, 3 ... */
@@ -44,7 +47,10 @@ struct engine_inst {
 	int64_t changed_at;   /* last state change */
 	int port;             /* set by the driver; the engine does not read it */
 	bool announced;       /* the engine has reported it available (reset when it turns unhealthy) */
-	char cause[96];       /* why it failed, for events */
+	char cause[224];      /* why it failed, for events */
+	/* What its last health probe saw (OBS_CHECK), "" before any: a health deadline's cause says
+	 * it. In memory only: after a restart of the daemon its checks report afresh. */
+	char check[ENGINE_CHECK_MAX];
 	char zone[SPEC_ZONE_MAX + 1]; /* strategy.zones: the zone the engine placed it in, else "" */
 	/* Crash-loop backoff (core/backoff.h). restarts: failures in a row of the instances its slot
 	 * had before it (0: a first start); once it failed, its own failure included. start_at:
@@ -111,7 +117,7 @@ struct engine_rollout {
 	int64_t started_at;
 	int64_t ended_at;     /* 0 while the rollout is live */
 	int64_t watch_until;  /* complete with strategy.watch: analysis continues until here */
-	char reason[160];     /* why it paused, failed, rolled back, was aborted */
+	char reason[320];     /* why it paused, failed, rolled back, was aborted */
 	int zone_step;        /* zones one_per_batch: index of the zone the current batch changes */
 };
 
@@ -176,7 +182,7 @@ struct engine_intent {
 	uint64_t inst_id;        /* START, DRAIN, STOP, and instance events */
 	int revision;            /* START */
 	enum engine_event_kind event; /* EVENT, ROLLOUT */
-	char text[200];          /* EVENT, ROLLOUT: for people */
+	char text[400];          /* EVENT, ROLLOUT: for people */
 };
 
 /* Intents of one step, in a buffer the caller owns (cap entries). */
@@ -194,6 +200,8 @@ enum engine_obs_kind {
 	OBS_DRAINED,      /* no request in flight, or the drain timed out: cause says so ("drain timed out
 			   * with 1 request in flight"), NULL for a confirmed drain */
 	OBS_EXITED,       /* the process is gone */
+	OBS_CHECK,        /* a health probe's result (cause: its text), whether or not it changed
+			   * anything: kept in check, it changes no state */
 };
 
 /* The new-revision count the current batch aims at: cumulative, capped at replicas (all of them
@@ -262,6 +270,11 @@ int engine_resume_intents(const struct engine_state *st, struct engine_out *out)
  * observation (min_ready passing, a deadline, a timed pause ending), or INT64_MAX. The shell
  * sets a timer for it, so steps happen exactly when needed rather than on a polling tick. */
 int64_t engine_next_deadline(const struct spec *spec, const struct engine_state *st, int64_t now);
+
+/* Until when a failure of the revision a completed deploy moved to still counts against it, and
+ * rolls it back past max_failures: strategy.min_stable (or watch, when longer) past its
+ * completion. 0 when no such rule applies (no completed deploy, or no revision to go back to). */
+int64_t engine_settle_until(const struct spec *spec, const struct engine_state *st);
 
 /* Whether instance i counts as available at `now`: READY for at least min_ready, or already
  * announced available (and not unhealthy since). */

@@ -27,6 +27,7 @@ void spec_init(struct spec *s)
 	s->strategy.progress_deadline_ms = 10 * 60 * 1000;
 	s->strategy.max_failures = (struct amount){.percent = false, .value = 0};
 	s->strategy.auto_rollback = true;
+	s->strategy.min_stable_ms = 30 * 1000;
 	s->strategy.analysis.window_ms = 60 * 1000;
 	s->strategy.analysis.min_requests = 50;
 	s->drain_timeout_ms = 30 * 1000;
@@ -369,6 +370,7 @@ size_t spec_changed_fields(const struct spec *a, const struct spec *b, const cha
 	    {"strategy.auto_rollback", sa->auto_rollback == sb->auto_rollback},
 	    {"strategy.analysis", analysis_eq(&sa->analysis, &sb->analysis)},
 	    {"strategy.watch", sa->watch_ms == sb->watch_ms},
+	    {"strategy.min_stable", sa->min_stable_ms == sb->min_stable_ms},
 	    {"strategy.zones", zones_eq(&sa->zones, &sb->zones)},
 	    {"drain.timeout", a->drain_timeout_ms == b->drain_timeout_ms},
 	    {"stop.signal", a->stop_signal == b->stop_signal},

@@ -133,6 +133,9 @@ struct spec_strategy {
 	bool auto_rollback;           /* default true */
 	struct spec_analysis analysis;
 	int64_t watch_ms; /* default 0 */
+	/* A new revision's instance that fails within this time of becoming available counts as a
+	 * failure of its rollout, also after the rollout completed (docs/engine.md). 0: off. */
+	int64_t min_stable_ms; /* default 30s */
 	struct spec_zones zones;
 };
 

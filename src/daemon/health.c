@@ -44,6 +44,7 @@ struct health_check {
 	int port;
 	uint64_t id;
 	char *url;   /* http */
+	char *path;  /* http: the path, as the results name it */
 	int expect;  /* http */
 	char **argv; /* exec */
 	size_t n_argv;
@@ -61,6 +62,7 @@ struct health_check {
 	bool ever_ok;
 	enum health_state state;
 	bool stopped;
+	char last[HEALTH_DETAIL_MAX]; /* the last probe's result (health_last) */
 };
 
 /* One probe: a request that completes or is cancelled exactly once. */
@@ -84,6 +86,12 @@ struct probe {
 	uv_process_t proc;
 	int pid;
 	bool exited;
+	uv_poll_t out;     /* the read end of the probe's stdout and stderr (out_fd), when open */
+	int out_fd;
+	bool out_open;
+	char line[HEALTH_LINE_MAX]; /* the output line being read */
+	size_t line_len;
+	char last_line[HEALTH_LINE_MAX]; /* the last non-empty line of output */
 	/* exec through a runner (a copy: the check may be gone when the probe is cancelled) */
 	struct health_runner runner;
 	void *rreq;
@@ -116,6 +124,7 @@ static void on_tick(uv_timer_t *t);
 static void check_result(struct health_check *chk, bool ok, const char *detail)
 {
 	bool report = false;
+	snprintf(chk->last, sizeof chk->last, "%s", detail != NULL ? detail : "");
 	if (ok) {
 		chk->ok_run++;
 		chk->fail_run = 0;
@@ -214,16 +223,26 @@ static void http_done(CURL *easy, CURLcode res, void *arg)
 	char *url = NULL;
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
+	long oserr = 0;
+	curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &oserr);
 	char detail[CURL_ERROR_SIZE + 300];
 	bool ok = false;
-	if (res != CURLE_OK)
+	/* In the words of the tcp and exec probes where curl has a plain reason: the text lands in
+	 * status and events, where "connection refused" says more than curl's sentence. */
+	if (res == CURLE_COULDNT_CONNECT && oserr > 0)
+		snprintf(detail, sizeof detail, "GET %s: %s", url ? url : "?", uv_strerror(-(int)oserr));
+	else if (res == CURLE_OPERATION_TIMEDOUT)
+		snprintf(detail, sizeof detail, "GET %s: timed out after %lldms", url ? url : "?",
+			 (long long)p->timeout_ms);
+	else if (res != CURLE_OK)
 		snprintf(detail, sizeof detail, "GET %s: %s", url ? url : "?",
 			 p->errbuf[0] ? p->errbuf : curl_easy_strerror(res));
 	else if (p->chk != NULL && code == p->chk->expect) {
 		ok = true;
 		snprintf(detail, sizeof detail, "HTTP %ld", code);
 	} else
-		snprintf(detail, sizeof detail, "HTTP %ld (want %d)", code, p->chk ? p->chk->expect : 0);
+		snprintf(detail, sizeof detail, "HTTP %ld from GET %s (want %d)", code,
+			 p->chk ? p->chk->path : "?", p->chk ? p->chk->expect : 0);
 	curl_easy_cleanup(easy);
 	p->easy = NULL;
 	probe_finish(p, ok, detail);
@@ -366,15 +385,90 @@ static const struct probe_ops tcp_ops = {"tcp", tcp_start, tcp_cancel};
 
 /* ---- exec ---- */
 
+/* The line being read ends: kept as the last line when it says anything. Output is shown to
+ * people (status, events, JSON), so only printable ASCII is kept, the rest becomes '?'. */
+static void exec_line_end(struct probe *p)
+{
+	size_t n = p->line_len;
+	while (n > 0 && (p->line[n - 1] == ' ' || p->line[n - 1] == '\t' || p->line[n - 1] == '\r'))
+		n--;
+	size_t b = 0;
+	while (b < n && (p->line[b] == ' ' || p->line[b] == '\t'))
+		b++;
+	if (b < n) {
+		for (size_t i = b; i < n; i++) {
+			unsigned char c = (unsigned char)p->line[i];
+			p->last_line[i - b] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+		}
+		p->last_line[n - b] = '\0';
+	}
+	p->line_len = 0;
+}
+
+/* Reads what the probe wrote so far, without blocking; a line longer than the buffer keeps its
+ * start. Stops watching at end of file or on an error. */
+static void exec_read_out(struct probe *p)
+{
+	char buf[4096];
+	for (;;) {
+		ssize_t n = read(p->out_fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0 || errno != EAGAIN)
+				uv_poll_stop(&p->out);
+			return;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n')
+				exec_line_end(p);
+			else if (p->line_len < sizeof p->line - 1)
+				p->line[p->line_len++] = buf[i];
+		}
+	}
+}
+
+static void on_exec_out(uv_poll_t *h, int status, int events)
+{
+	(void)events;
+	struct probe *p = h->data;
+	if (status < 0)
+		uv_poll_stop(h);
+	else
+		exec_read_out(p);
+}
+
+/* Reads the rest of the output (a process that exited has written all it will; a child it left
+ * behind holding the pipe is not waited for) and closes the pipe. */
+static void exec_out_close(struct probe *p)
+{
+	if (!p->out_open)
+		return;
+	exec_read_out(p);
+	exec_line_end(p); /* a last line without its newline */
+	p->out_open = false;
+	probe_close((uv_handle_t *)&p->out);
+	close(p->out_fd); /* the poll handle is stopped by its close: the fd is ours again */
+	p->out_fd = -1;
+}
+
+/* "what: last line of output", or what alone when the probe printed nothing. */
+static void exec_detail(const struct probe *p, char *buf, size_t len, const char *what)
+{
+	snprintf(buf, len, "%s%s%s", what, p->last_line[0] ? ": " : "", p->last_line);
+}
+
 static void on_exec_exit(uv_process_t *proc, int64_t status, int term_signal)
 {
 	struct probe *p = proc->data;
 	p->exited = true;
-	char detail[64];
+	exec_out_close(p);
+	char what[64], detail[66 + HEALTH_LINE_MAX];
 	if (term_signal != 0)
-		snprintf(detail, sizeof detail, "killed by signal %d", term_signal);
+		snprintf(what, sizeof what, "killed by signal %d", term_signal);
 	else
-		snprintf(detail, sizeof detail, "exit status %lld", (long long)status);
+		snprintf(what, sizeof what, "exit status %lld", (long long)status);
+	exec_detail(p, detail, sizeof detail, what);
 	probe_finish(p, status == 0 && term_signal == 0, detail);
 	probe_close((uv_handle_t *)&p->proc);
 	probe_close((uv_handle_t *)&p->timer);
@@ -390,8 +484,11 @@ static void exec_kill(struct probe *p)
 static void on_exec_timeout(uv_timer_t *t)
 {
 	struct probe *p = t->data;
-	char detail[64];
-	snprintf(detail, sizeof detail, "timed out after %lldms", (long long)p->timeout_ms);
+	char what[64], detail[66 + HEALTH_LINE_MAX];
+	snprintf(what, sizeof what, "timed out after %lldms", (long long)p->timeout_ms);
+	if (p->out_open)
+		exec_read_out(p);
+	exec_detail(p, detail, sizeof detail, what);
 	exec_kill(p);
 	probe_finish(p, false, detail);
 }
@@ -417,9 +514,18 @@ static void exec_start(struct probe *p)
 	env[k++] = port;
 	env[k++] = host;
 
+	/* stdout and stderr into one pipe, in the order written: the last line says why a check
+	 * failed. Without a pipe the probe still runs, its output unseen. */
 	uv_stdio_container_t stdio[3];
 	for (int i = 0; i < 3; i++)
 		stdio[i].flags = UV_IGNORE;
+	uv_file fds[2] = {-1, -1};
+	if (uv_pipe(fds, UV_NONBLOCK_PIPE, 0) == 0) {
+		for (int i = 1; i < 3; i++) {
+			stdio[i].flags = UV_INHERIT_FD;
+			stdio[i].data.fd = fds[1];
+		}
+	}
 	uv_process_options_t o;
 	memset(&o, 0, sizeof o);
 	o.file = chk->argv[0];
@@ -437,6 +543,17 @@ static void exec_start(struct probe *p)
 	free(port);
 	free(host);
 	free(env);
+	if (fds[1] >= 0)
+		close(fds[1]); /* the child has its copy */
+	if (fds[0] >= 0 && rc == 0 && uv_poll_init(p->hc->loop, &p->out, fds[0]) == 0) {
+		p->out.data = p;
+		p->out_fd = fds[0];
+		p->out_open = true;
+		p->open++;
+		uv_poll_start(&p->out, UV_READABLE, on_exec_out);
+	} else if (fds[0] >= 0) {
+		close(fds[0]);
+	}
 	if (rc != 0) {
 		char why[300];
 		snprintf(why, sizeof why, "exec %s: %s", chk->argv[0], uv_strerror(rc));
@@ -524,6 +641,7 @@ static void check_closed(uv_handle_t *h)
 	struct health_ctx *hc = chk->hc;
 	free(chk->host);
 	free(chk->url);
+	free(chk->path);
 	if (chk->argv != NULL)
 		for (size_t i = 0; chk->argv[i] != NULL; i++)
 			free(chk->argv[i]);
@@ -586,6 +704,7 @@ int health_start_on(struct health_ctx *hc, const struct spec_health *h, const ch
 		bool v6 = strchr(host, ':') != NULL;
 		chk->url = xasprintf("http://%s%s%s:%d%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port,
 				     path[0] == '/' ? "" : "/", path);
+		chk->path = xasprintf("%s%s", path[0] == '/' ? "" : "/", path);
 		chk->expect = h->http_status > 0 ? h->http_status : 200;
 	}
 	if (h->kind == SPEC_CHECK_EXEC) {
@@ -615,6 +734,11 @@ int health_start_on(struct health_ctx *hc, const struct spec_health *h, const ch
 	}
 	*out = chk;
 	return 0;
+}
+
+const char *health_last(const struct health_check *chk)
+{
+	return chk != NULL ? chk->last : "";
 }
 
 void health_stop(struct health_check *chk)

@@ -19,9 +19,15 @@ struct health_check;
 /* A transition: healthy after healthy_threshold consecutive successes, unhealthy after
  * unhealthy_threshold consecutive failures, from any state that is not already the same, so
  * an instance that never passes is reported unhealthy once the failures reach the threshold,
- * and never healthy. detail (valid during the call) says what the last probe saw:
- * "HTTP 503 (want 200)", "exit status 1", "timed out after 200ms". */
+ * and never healthy. detail (valid during the call) says what the last probe saw, as
+ * health_last does: "HTTP 503 from GET /healthz (want 200)", "exit status 1", "timed out after
+ * 200ms". */
 typedef void (*health_cb)(void *ctx, uint64_t id, bool healthy, const char *detail);
+
+/* A probe's result text fits in this many bytes (longer ones are cut), and an exec probe's last
+ * line of output, which its result ends with ("exit status 3: boom"), in HEALTH_LINE_MAX. */
+#define HEALTH_DETAIL_MAX 200
+#define HEALTH_LINE_MAX 100
 
 /* A new context on loop. Returns 0 or a negative errno (-EIO when libcurl cannot start). */
 int health_ctx_new(uv_loop_t *loop, struct health_ctx **out);
@@ -61,6 +67,11 @@ struct health_runner {
 int health_start_on(struct health_ctx *hc, const struct spec_health *h, const char *host, int port, uint64_t id,
 		    const struct health_runner *runner, const char *where, health_cb cb, void *ctx,
 		    struct health_check **out);
+/* What the check's last probe saw, whether or not it changed the state: "HTTP 404 from GET
+ * /healthz (want 200)", "connect 127.0.0.1:8080: connection refused", "exit status 3: boom"
+ * (an exec probe's stdout and stderr: its last non-empty line, printable ASCII only); "" before
+ * the first result. Owned by the check, valid until its next result or its stop. */
+const char *health_last(const struct health_check *chk);
 /* Stops the check: an in-flight probe is cancelled and no callback follows. Memory is freed
  * when libuv is done with it. health_stop(NULL) is a no-op; may be called from the callback. */
 void health_stop(struct health_check *chk);

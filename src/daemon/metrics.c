@@ -151,6 +151,26 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 			     engine_inst_state_name(state), c);
 		}
 	}
+	family(b, "rollout_instance_restarts", "gauge",
+	       "Restarts in a row of the revision's instance that failed most often (0: none restarted).");
+	for (size_t i = 0; i < d->n_svcs; i++) {
+		const struct engine_state *st = &d->svcs[i]->st;
+		esc(d->svcs[i]->name, n, sizeof n);
+		for (size_t k = 0; k < st->n; k++) {
+			int rev = st->inst[k].revision, most = -1;
+			bool seen = false;
+			for (size_t j = 0; j < st->n; j++) {
+				if (st->inst[j].revision != rev || st->inst[j].state == INST_GONE)
+					continue;
+				seen |= j < k;
+				if (st->inst[j].restarts > most)
+					most = st->inst[j].restarts;
+			}
+			if (!seen && most >= 0 && st->inst[k].state != INST_GONE)
+				emit(b, "rollout_instance_restarts{service=\"%s\",revision=\"%d\"} %d\n", n, rev,
+				     most);
+		}
+	}
 	family(b, "rollout_service_health", "gauge",
 	       "1 for the service's health now: ok, degraded (fewer than replicas available), crash_looping.");
 	for (size_t i = 0; i < d->n_svcs; i++) {

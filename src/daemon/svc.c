@@ -756,6 +756,16 @@ static void arm_wake(struct svc *s)
 	uv_timer_start(s->wake, wake_cb, (uint64_t)(at - now + 1), 0);
 }
 
+/* Hands the engine what each instance's last health probe saw: a health deadline's cause says
+ * it. Before the snapshot, so that a new probe text alone is no change to commit. */
+static void report_checks(struct svc *s)
+{
+	for (size_t i = 0; i < s->n_rt; i++)
+		if (s->rt[i].hc != NULL)
+			engine_observe(&s->st, s->rt[i].id, OBS_CHECK, daemon_now(),
+				       health_last(s->rt[i].hc));
+}
+
 void svc_step(struct svc *s)
 {
 	/* No decision while it cannot be recorded: svc_store_back steps again. */
@@ -766,6 +776,7 @@ void svc_step(struct svc *s)
 	/* What the engine needs of the balancer: whether traffic can reach the service. */
 	s->st.no_traffic = s->spec.lb == SPEC_LB_BUILTIN && s->listener_error[0] != '\0';
 	snprintf(s->st.no_traffic_why, sizeof s->st.no_traffic_why, "%s", s->listener_error);
+	report_checks(s);
 	struct st_snap snap;
 	snap_take(s, &snap);
 	bool was_live = s->st.ro.id != 0 && !engine_ro_done(s->st.ro.state);
@@ -1384,6 +1395,10 @@ static void waiting_for(const struct svc *s, int new_total, int new_avail, int o
 			 s->st.verdict_reason[0] ? s->st.verdict_reason : "measuring");
 	else if (engine_ro_done(ro->state) && health != HEALTH_OK)
 		health_words(s, health, avail, buf, len);
+	else if (daemon_now() < engine_settle_until(&s->spec, &s->st))
+		snprintf(buf, len, "nothing; revision %d failing in the next %llds rolls it back (%s)",
+			 s->st.target_rev, (long long)(engine_settle_until(&s->spec, &s->st) - daemon_now() + 999) / 1000,
+			 s->spec.strategy.min_stable_ms >= s->spec.strategy.watch_ms ? "min_stable" : "watch");
 	else if (engine_ro_done(ro->state))
 		snprintf(buf, len, "nothing");
 	else if (engine_waits_for_traffic(&s->spec, &s->st, daemon_now()))
@@ -1488,6 +1503,10 @@ json_t *svc_status_json(struct svc *s)
 		if (in->zone[0])
 			json_object_set_new(ij, "zone", json_string(in->zone));
 		json_object_set_new(ij, "restarts", json_integer(in->restarts));
+		/* what its last health probe saw; a failed one's cause says it when it mattered */
+		const char *lc = r != NULL && r->hc != NULL ? health_last(r->hc) : in->check;
+		if (lc[0])
+			json_object_set_new(ij, "last_check", json_string(lc));
 		if (in->state == INST_BACKOFF)
 			json_object_set_new(ij, "restart_at", json_integer(in->start_at));
 		json_array_append_new(insts, ij);

@@ -1150,6 +1150,11 @@ static void f_watch(struct pctx *c, const char *name, struct ynode *v)
 	get_duration(c, name, v, 0, &c->s->strategy.watch_ms);
 }
 
+static void f_min_stable(struct pctx *c, const char *name, struct ynode *v)
+{
+	get_duration(c, name, v, 0, &c->s->strategy.min_stable_ms);
+}
+
 static void f_max_error_rate(struct pctx *c, const char *name, struct ynode *v)
 {
 	static const char *const sfx[] = {"%", "x"};
@@ -1268,6 +1273,7 @@ static const struct field strategy_fields[] = {
 	{"auto_rollback", f_auto_rollback},
 	{"analysis", f_analysis},
 	{"watch", f_watch},
+	{"min_stable", f_min_stable},
 	{"zones", f_zones},
 };
 

@@ -1226,6 +1226,8 @@ static void gen_spec(struct sim *s)
 	sg->max_failures = rng_pm(r, 500) ? (struct amount){.percent = false, .value = (int)rng_range(r, 0, 3)}
 					   : (struct amount){.percent = true, .value = (int)rng_range(r, 0, 50)};
 	sg->auto_rollback = rng_pm(r, 750);
+	/* min_stable: off, or up to 2 min (crashes after completion then roll back) */
+	sg->min_stable_ms = rng_pm(r, 200) ? 0 : rng_range(r, 1, 120) * 1000;
 	sg->analysis.enabled = rng_pm(r, 150);
 	if (rng_pm(r, 300))
 		gen_zones(r, sp);

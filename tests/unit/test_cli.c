@@ -292,7 +292,9 @@ static const char *status_json =
     "\"counts\":{\"total\":5,\"available\":4,\"by_revision\":{\"1\":{\"total\":3,\"available\":3},"
     "\"2\":{\"total\":2,\"available\":1}}},"
     "\"instances\":[{\"id\":7,\"revision\":2,\"state\":\"ready\",\"available\":true,\"port\":20001,"
-    "\"pid\":123,\"since\":5000,\"cause\":\"\"}],"
+    "\"pid\":123,\"since\":5000,\"cause\":\"\",\"restarts\":0,\"last_check\":\"HTTP 200\"},"
+    "{\"id\":8,\"revision\":2,\"state\":\"started\",\"available\":false,\"port\":20002,\"pid\":124,"
+    "\"since\":16000,\"cause\":\"\",\"restarts\":2,\"last_check\":\"HTTP 404 from GET /healthz (want 200)\"}],"
     "\"versions\":{\"1\":\"v1\",\"2\":\"v2\"},"
     "\"waiting_for\":\"2 new instances to become available\"}";
 
@@ -363,8 +365,12 @@ static void test_status_render(void **state)
 	assert_non_null(strstr(t, "hello: 4 replicas, revision 2 (v2), stable 1 (v1)\n"));
 	assert_non_null(strstr(t, "rollout 3 (deploy 1 (v1) -> 2 (v2)): progressing, batch 1/3"));
 	assert_non_null(strstr(t, "instances: 5 total, 4 available (revision 1 (v1): 3/3 available, revision 2 (v2): 1/2"));
-	assert_non_null(strstr(t, "ID  REVISION  VERSION  STATE  AVAILABLE  PORT   PID  AGE  CAUSE\n"));
-	assert_non_null(strstr(t, "7   2         v2       ready  yes        20001  123  12s"));
+	assert_non_null(strstr(t, "ID  REVISION  VERSION  STATE    AVAILABLE  PORT   PID  AGE  RESTARTS  CAUSE\n"));
+	/* a serving instance's passing check is no cause; one that does not serve says what its
+	 * check sees */
+	assert_non_null(strstr(t, "7   2         v2       ready    yes        20001  123  12s  0\n"));
+	assert_non_null(strstr(t, "8   2         v2       started  no         20002  124  1s   2         last check: HTTP 404 from "
+				  "GET /healthz (want 200)\n"));
 	sink_close(&s);
 
 	json_t *list = json_pack("[O]", st);

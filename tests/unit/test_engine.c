@@ -1114,7 +1114,7 @@ static void test_drain_timeout_event(void **state)
 	deploy_v1(&w);
 	apply(&w, 2);
 	/* by hand: the drain of the v1 instance times out with a request in flight */
-	char text[2][200] = {"", ""};
+	char text[2][sizeof w.out.v[0].text] = {"", ""};
 	for (int k = 0; k < 2; k++) {
 		for (int i = 0; i < 50 && text[k][0] == '\0'; i++) {
 			xgrow((void **)&w.st.inst, &w.st.cap, w.st.n + engine_inst_headroom(&w.spec, &w.st),
@@ -1148,6 +1148,236 @@ static void test_drain_timeout_event(void **state)
 	world_free(&w);
 }
 
+/* Whether the last step emitted an event of kind ev whose text has needle. */
+static bool emitted(const struct world *w, enum engine_event_kind ev, const char *needle)
+{
+	for (size_t i = 0; i < w->out.n; i++)
+		if ((w->out.v[i].kind == INTENT_EVENT || w->out.v[i].kind == INTENT_ROLLOUT) && w->out.v[i].event == ev &&
+		    strstr(w->out.v[i].text, needle) != NULL)
+			return true;
+	return false;
+}
+
+/* Reports the same probe result for every instance that runs (the shell's report_checks). */
+static void report_check(struct world *w, const char *text)
+{
+	for (size_t i = 0; i < w->st.n; i++)
+		engine_observe(&w->st, w->st.inst[i].id, OBS_CHECK, w->now, text);
+}
+
+/* A health deadline names what the last probe saw, in the instance's cause, its failed event
+ * and the failed rollout's reason; the probe's text alone changes no state. */
+static void test_deadline_says_last_check(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 2);
+	deploy_v1(&w);
+	w.bad[0] = 2;
+	apply(&w, 2);
+	step(&w);
+	struct engine_state before = w.st;
+	struct engine_inst copy[64];
+	memcpy(copy, w.st.inst, w.st.n * sizeof *copy);
+	report_check(&w, "HTTP 404 from GET /healthz (want 200)");
+	assert_int_equal(w.st.ro.state, before.ro.state);
+	for (size_t i = 0; i < w.st.n; i++) {
+		assert_int_equal(w.st.inst[i].state, copy[i].state);
+		assert_int_equal(w.st.inst[i].changed_at, copy[i].changed_at);
+		assert_string_equal(w.st.inst[i].check, "HTTP 404 from GET /healthz (want 200)");
+	}
+	bool seen = false;
+	for (int i = 0; i < 200 && w.st.ro.state == RO_PROGRESSING; i++) {
+		w.now += 500;
+		report_check(&w, "HTTP 404 from GET /healthz (want 200)");
+		step(&w);
+		seen |= emitted(&w, EV_INSTANCE_FAILED,
+				"failed: not healthy within health_deadline 10s: last check: HTTP 404 from GET /healthz (want 200)");
+	}
+	assert_true(seen);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "; last: not healthy within health_deadline 10s: last check: HTTP 404 from "
+					       "GET /healthz (want 200)"));
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "last check: HTTP 404"));
+
+	/* Unhealthy for the deadline: the same, with the probe that failed last. */
+	uint64_t id = w.st.inst[0].id;
+	engine_observe(&w.st, id, OBS_UNHEALTHY, w.now, "HTTP 503 from GET /healthz (want 200)");
+	engine_observe(&w.st, id, OBS_CHECK, w.now, "GET http://127.0.0.1:5000/healthz: connection refused");
+	w.now += 10000;
+	step(&w);
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, "failed: unhealthy for 10s: last check: GET "
+						    "http://127.0.0.1:5000/healthz: connection refused"));
+	/* Without any probe result the cause is as it was. */
+	world_free(&w);
+	world_init(&w, 1);
+	w.bad[0] = 1;
+	apply(&w, 1);
+	run(&w, 500, 1000);
+	assert_int_equal(w.st.ro.state, RO_FAILED);
+	assert_non_null(strstr(w.st.ro.reason, "last: not healthy within health_deadline 10s"));
+	assert_null(strstr(w.st.ro.reason, "last check"));
+	world_free(&w);
+}
+
+/* The v2 instance with the most recent healthy_at (the last to become available). */
+static struct engine_inst *youngest(struct world *w, int rev)
+{
+	struct engine_inst *best = NULL;
+	for (size_t i = 0; i < w->st.n; i++)
+		if (w->st.inst[i].revision == rev && w->st.inst[i].state == INST_READY &&
+		    (best == NULL || w->st.inst[i].healthy_at > best->healthy_at))
+			best = &w->st.inst[i];
+	return best;
+}
+
+/* Deploys v2 over v1 to completion; returns the time it completed. */
+static int64_t deploy_v2(struct world *w)
+{
+	deploy_v1(w);
+	apply(w, 2);
+	run(w, 100, 1000);
+	assert_int_equal(w->st.ro.state, RO_COMPLETE);
+	assert_int_equal(w->st.stable_rev, 2);
+	return w->st.ro.ended_at;
+}
+
+/* A new revision that passes its checks and then crashes within min_stable of becoming available
+ * fails its rollout, after completion too: back to the previous stable revision, with the reason
+ * saying how soon it crashed. */
+static void test_crash_within_min_stable_rolls_back(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	assert_int_equal(w.spec.strategy.min_stable_ms, 30000); /* the default */
+	int64_t done = deploy_v2(&w);
+	struct engine_inst *v = youngest(&w, 2);
+	w.now = v->healthy_at + 2340; /* available at once: min_ready 0 */
+	assert_true(w.now > done);
+	engine_observe(&w.st, v->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	const char *want = "failed 2.3s after becoming available (min_stable 30s): exited with status 1";
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, want));
+	assert_true(emitted(&w, EV_ROLLING_BACK, "rolling back to revision 1"));
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_int_equal(w.st.target_rev, 1);
+	assert_int_equal(w.st.stable_rev, 1);
+	assert_non_null(strstr(w.st.ro.reason, "1 instance(s) of revision 2 failed, more than max_failures 0, "));
+	assert_non_null(strstr(w.st.ro.reason, "s after the rollout completed; last: failed 2.3s after becoming"));
+	assert_non_null(strstr(w.st.ro.reason, want));
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_ROLLED_BACK);
+	assert_int_equal(count_rev(&w, 1), 4);
+	assert_int_equal(count_rev(&w, 2), 0);
+	assert_non_null(strstr(w.st.ro.reason, want));
+	world_free(&w);
+
+	/* max_failures applies: one crash is allowed, the second rolls back. */
+	world_init(&w, 4);
+	w.spec.strategy.max_failures = (struct amount){false, 1};
+	done = deploy_v2(&w);
+	w.now = done + 1000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_int_equal(w.st.ro.failures, 1);
+	w.now += 100;
+	step(&w); /* the replacement */
+	w.now = done + 5000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "2 instance(s) of revision 2 failed, more than max_failures 1"));
+	world_free(&w);
+}
+
+/* Outside the window nothing changes: a crash after min_stable is only restarted, so is one of a
+ * first deploy (nothing to go back to), and min_stable 0 turns the rule off; strategy.watch
+ * widens the window, analysis or not. */
+static void test_crash_after_min_stable_restarts(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	int64_t done = deploy_v2(&w);
+	w.now = done + 30000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_false(emitted(&w, EV_INSTANCE_FAILED, "after becoming available"));
+	w.now += 200;
+	step(&w);
+	assert_int_equal(count_rev(&w, 2), 4);
+	assert_int_equal(w.st.stable_rev, 2);
+	world_free(&w);
+
+	world_init(&w, 4);
+	w.spec.strategy.min_stable_ms = 0;
+	done = deploy_v2(&w);
+	w.now = done + 1000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, "failed: exited with status 1"));
+	world_free(&w);
+
+	world_init(&w, 4);
+	w.spec.strategy.min_stable_ms = 0;
+	w.spec.strategy.watch_ms = 60000;
+	done = deploy_v2(&w);
+	w.now = done + 45000;
+	engine_observe(&w.st, youngest(&w, 2)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "45s after the rollout completed; last: exited with status 1"));
+	world_free(&w);
+
+	world_init(&w, 2);
+	w.now = 1000; /* healthy_at 0 reads as never healthy */
+	apply(&w, 1);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	w.now += 1000;
+	engine_observe(&w.st, youngest(&w, 1)->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_COMPLETE);
+	assert_true(emitted(&w, EV_INSTANCE_FAILED, "after becoming available (min_stable 30s)"));
+	w.now += 200;
+	step(&w);
+	assert_int_equal(count_rev(&w, 1), 2);
+	world_free(&w);
+}
+
+/* While the rollout moves, a crash soon after becoming available counted already; its cause now
+ * says how soon. */
+static void test_crash_during_rollout_says_when(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 4);
+	w.spec.strategy.batches = xcalloc(1, sizeof(struct amount));
+	w.spec.strategy.batches[0] = (struct amount){false, 1};
+	w.spec.strategy.n_batches = 1;
+	w.spec.strategy.pause_after = xcalloc(1, sizeof(struct spec_pause));
+	w.spec.strategy.pause_after[0].batch = 1;
+	w.spec.strategy.n_pause_after = 1;
+	deploy_v1(&w);
+	apply(&w, 2);
+	run(&w, 100, 1000);
+	assert_int_equal(w.st.ro.state, RO_PAUSED);
+	struct engine_inst *v = youngest(&w, 2);
+	w.now = v->healthy_at + 3000;
+	engine_observe(&w.st, v->id, OBS_EXITED, w.now, "exited with status 1");
+	step(&w);
+	assert_int_equal(w.st.ro.state, RO_ROLLING_BACK);
+	assert_non_null(strstr(w.st.ro.reason, "more than max_failures 0; last: failed 3s after becoming available "
+					       "(min_stable 30s): exited with status 1"));
+	world_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1171,6 +1401,10 @@ int main(void)
 		cmocka_unit_test(test_exit_at_once_is_never_available),
 		cmocka_unit_test(test_crash_loop_backs_off),
 		cmocka_unit_test(test_backoff_survives_a_reload),
+		cmocka_unit_test(test_deadline_says_last_check),
+		cmocka_unit_test(test_crash_within_min_stable_rolls_back),
+		cmocka_unit_test(test_crash_after_min_stable_restarts),
+		cmocka_unit_test(test_crash_during_rollout_says_when),
 		cmocka_unit_test(test_zones_one_per_batch),
 		cmocka_unit_test(test_zones_spread_with_floor),
 		cmocka_unit_test(test_zones_adopt_unzoned),

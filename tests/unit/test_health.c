@@ -1,6 +1,7 @@
 /* Tests of the health checks against a tiny HTTP server in the test (127.0.0.1), tcp ports and
  * real exec probes. Teardown frees the context (which kills any probe still running) and checks
  * that the loop closes with no handle left. */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -237,7 +238,7 @@ static void test_http_healthy_then_unhealthy(void **state)
 	f->srv.status = 503;
 	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
 	assert_false(f->last);
-	assert_string_equal(f->detail, "HTTP 503 (want 200)");
+	assert_string_equal(f->detail, "HTTP 503 from GET /healthz (want 200)");
 	assert_int_equal(f->requests_at_report - before, 2);
 
 	f->srv.status = 200;
@@ -258,6 +259,28 @@ static void test_http_never_healthy(void **state)
 	assert_true(f->srv.requests > 4);
 	assert_int_equal(f->reports, 1);
 	assert_int_equal(f->healthy, 0);
+	/* every probe's result is there to ask for, not only the transition's */
+	assert_string_equal(health_last(f->chk), "HTTP 503 from GET / (want 200)");
+}
+
+/* health_last follows each probe, also those that change nothing: a check that passes and
+ * then sees another answer says so before any threshold is reached. */
+static void test_http_last_result(void **state)
+{
+	struct fixture *f = *state;
+	f->srv.status = 404;
+	struct spec_health h = spec(SPEC_CHECK_HTTP, 20, 1000, 1, 1000);
+	h.http_path = "/healthz";
+	assert_int_equal(start(f, &h, f->srv.port), 0);
+	assert_string_equal(health_last(f->chk), "");
+	assert_true(uvt_run_until(&f->loop, &f->srv.requests, 3, 2000));
+	uvt_spin(&f->loop, 5);
+	assert_int_equal(f->reports, 0); /* far from the unhealthy threshold */
+	assert_string_equal(health_last(f->chk), "HTTP 404 from GET /healthz (want 200)");
+	f->srv.status = 200;
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
+	assert_string_equal(health_last(f->chk), "HTTP 200");
+	assert_string_equal(health_last(NULL), "");
 }
 
 static void test_http_expected_status_and_jitter(void **state)
@@ -284,7 +307,7 @@ static void test_http_refused_and_timeout(void **state)
 	assert_int_equal(start(f, &h, f->srv.port), 0);
 	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
 	assert_false(f->last);
-	assert_non_null(strstr(f->detail, "timed out"));
+	assert_non_null(strstr(f->detail, ": timed out after 150ms"));
 	assert_true(uvt_now_ms() - t0 >= 150 && uvt_now_ms() - t0 < 1000);
 
 	/* A closed port. */
@@ -302,6 +325,7 @@ static void test_http_refused_and_timeout(void **state)
 	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
 	assert_false(f->last);
 	assert_non_null(strstr(f->detail, "GET http://127.0.0.1:"));
+	assert_non_null(strstr(f->detail, "/: connection refused"));
 }
 
 static void test_http_stop_in_flight(void **state)
@@ -412,6 +436,72 @@ static void test_exec_true_false(void **state)
 	assert_true(uvt_run_until(&f->loop, &f->reports, 3, 2000));
 	assert_false(f->last);
 	assert_string_equal(f->detail, "exec ./no-such-check-xyz: no such file or directory");
+}
+
+/* Open file descriptors of this process. */
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* An exec probe's result ends with the last line it printed, stdout or stderr, whichever came
+ * last; blank lines, a missing final newline and control characters do not hide it. */
+static void test_exec_output(void **state)
+{
+	struct fixture *f = *state;
+	int fds = open_fds();
+	char *boom[] = {"sh", "-c", "echo starting; echo boom; exit 3", NULL};
+	struct spec_health h = spec(SPEC_CHECK_EXEC, 20, 1000, 1, 1);
+	h.exec = boom;
+	h.n_exec = 3;
+	assert_int_equal(start(f, &h, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 1, 2000));
+	assert_false(f->last);
+	assert_string_equal(f->detail, "exit status 3: boom");
+	assert_string_equal(health_last(f->chk), "exit status 3: boom");
+	health_stop(f->chk);
+
+	char *err[] = {"sh", "-c", "echo out; printf ' no\\033[2J db \\n\\n' >&2; exit 1", NULL};
+	h.exec = err;
+	assert_int_equal(start(f, &h, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 2, 2000));
+	assert_string_equal(f->detail, "exit status 1: no?[2J db");
+	health_stop(f->chk);
+
+	char *partial[] = {"sh", "-c", "printf 'ok so far'", NULL};
+	h.exec = partial;
+	assert_int_equal(start(f, &h, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 3, 2000));
+	assert_true(f->last);
+	assert_string_equal(f->detail, "exit status 0: ok so far");
+	health_stop(f->chk);
+
+	/* a long line keeps its start; a hung probe says what it printed before the timeout */
+	char *hang[] = {"sh", "-c", "printf '%0300d\\n' 7; echo waiting for db; exec sleep 5", NULL};
+	h.exec = hang;
+	h.timeout_ms = 300;
+	assert_int_equal(start(f, &h, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 4, 3000));
+	assert_string_equal(f->detail, "timed out after 300ms: waiting for db");
+	char *longl[] = {"sh", "-c", "printf '%0300d\\n' 7; exit 2", NULL};
+	health_stop(f->chk);
+	h.exec = longl;
+	h.timeout_ms = 1000;
+	f->last = true;
+	assert_int_equal(start(f, &h, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->reports, 5, 3000));
+	assert_int_equal(strlen(f->detail), strlen("exit status 2: ") + HEALTH_LINE_MAX - 1);
+	assert_int_equal(strncmp(f->detail, "exit status 2: 0000", 19), 0);
+	health_stop(f->chk);
+	f->chk = NULL;
+	uvt_spin(&f->loop, 50);
+	assert_int_equal(open_fds(), fds); /* every probe's pipe closed */
 }
 
 static void test_exec_env(void **state)
@@ -713,11 +803,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_http_healthy_then_unhealthy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_never_healthy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_expected_status_and_jitter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http_last_result, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_refused_and_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_stop_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_many_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_true_false, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exec_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_workdir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_timeout_kills, setup, teardown),

@@ -91,6 +91,7 @@ static const char design_example[] =
 	"  auto_rollback: true\n"
 	"  analysis: {max_error_rate: 1%, max_p99: 500ms, window: 10s, min_requests: 50}\n"
 	"  watch: 5m                       # keep analysing after completion; a breach rolls back\n"
+	"  min_stable: 10s\n"
 	"drain: {timeout: 30s}\n"
 	"stop: {signal: TERM, grace: 10s}\n"
 	"targets: local                    # or a list of ssh://user@host[:port] with per-host settings\n"
@@ -159,6 +160,7 @@ static void test_design_example(void **state)
 	assert_int_equal(st->analysis.window_ms, 10000);
 	assert_int_equal(st->analysis.min_requests, 50);
 	assert_int_equal(st->watch_ms, 300000);
+	assert_int_equal(st->min_stable_ms, 10000);
 	assert_int_equal(s->drain_timeout_ms, 30000);
 	assert_int_equal(s->stop_signal, SIGTERM);
 	assert_int_equal(s->stop_grace_ms, 10000);
@@ -196,6 +198,7 @@ static void test_defaults(void **state)
 	assert_int_equal(s->strategy.health_deadline_ms, d.strategy.health_deadline_ms);
 	assert_int_equal(s->strategy.progress_deadline_ms, d.strategy.progress_deadline_ms);
 	assert_true(s->strategy.auto_rollback);
+	assert_int_equal(s->strategy.min_stable_ms, 30000);
 	assert_false(s->strategy.analysis.enabled);
 	assert_int_equal(s->drain_timeout_ms, 30000);
 	assert_int_equal(s->stop_signal, SIGTERM);
