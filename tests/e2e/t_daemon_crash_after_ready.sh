@@ -33,7 +33,7 @@ log "reason: $reason"
 echo "$reason" | grep -Eq "failed [0-9.]+s after becoming available \(min_stable 10s\): exited with status 1" ||
 	fail "the reason does not say it crashed after becoming available: $reason"
 "$RO" history w >"$T/history.txt"
-grep -q "rolled_back" "$T/history.txt" && grep -q "after becoming available" "$T/history.txt" ||
+grep -q "failed, rolled back to revision 1" "$T/history.txt" && grep -q "after becoming available" "$T/history.txt" ||
 	{ cat "$T/history.txt"; fail "history does not say why"; }
 grep -Eq "instance_failed.*failed [0-9.]+s after becoming available" "$T/events.txt" ||
 	{ cat "$T/events.txt"; fail "no instance_failed event saying when it crashed"; }
