@@ -64,9 +64,9 @@ drop_root() {
 		[ "$(readlink "$p/root" 2>/dev/null)" = "$R" ] && kill -9 "${p#/proc/}" 2>/dev/null
 	done
 	sleep 0.2
-	umount -R "$R/dev" 2>/dev/null || umount -l "$R/dev" 2>/dev/null
-	umount "$R/proc" "$R/tmp" 2>/dev/null || umount -l "$R/proc" "$R/tmp" 2>/dev/null
-	mountpoint -q "$R/proc" || mountpoint -q "$R/dev" || rm -rf "$R"
+	umount -R "$R/dev" 2>/dev/null || umount -l "$R/dev" 2>/dev/null || true
+	umount "$R/proc" "$R/tmp" 2>/dev/null || umount -l "$R/proc" "$R/tmp" 2>/dev/null || true
+	mountpoint -q "$R/proc" || mountpoint -q "$R/dev" || rm -rf "$R" || true
 }
 trap 'rc_=$?; drop_root; (exit $rc_); cleanup' EXIT
 
