@@ -979,6 +979,10 @@ static void reconcile(const struct spec *spec, struct engine_state *st, int64_t 
 		want_new = 0;
 	} else if (ro->state == RO_PAUSED) {
 		want_new = ro->hold;
+		/* a hold counted before the shares changed (replicas scaled) stays in the zones up to
+		 * the step: never a new instance in a later zone */
+		if (ro->kind == RO_KIND_DEPLOY && !ro->fast && want_new > zone_cap(spec, st))
+			want_new = zone_cap(spec, st);
 		may_remove = false;
 	} else if (ro->state == RO_FAILED) {
 		/* Halted: no new-revision instance starts; what is beyond the wanted counts (surplus after

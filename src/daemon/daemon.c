@@ -538,17 +538,17 @@ static int share_socket(const char *data, const char *sock, const char *group)
 		return -ENOENT;
 	}
 	struct stat st;
-	if (chown(sock, (uid_t)-1, g->gr_gid) < 0 || chmod(sock, 0660) < 0 || stat(data, &st) < 0) {
-		fprintf(stderr, "rollout: --socket-group %s: %s: %s\n", group, sock, strerror(errno));
-		return -errno;
-	}
-	if (st.st_gid != g->gr_gid && (st.st_mode & 0001) == 0 && chown(data, (uid_t)-1, g->gr_gid) < 0) {
-		fprintf(stderr, "rollout: --socket-group %s: %s: %s\n", group, data, strerror(errno));
-		return -errno;
-	}
-	if ((st.st_mode & 0010) == 0 && chmod(data, (st.st_mode & 07777) | 0010) < 0) {
-		fprintf(stderr, "rollout: --socket-group %s: %s: %s\n", group, data, strerror(errno));
-		return -errno;
+	const char *what = sock;
+	int err = 0;
+	if (chown(sock, (uid_t)-1, g->gr_gid) < 0 || chmod(sock, 0660) < 0 || stat(data, &st) < 0)
+		err = errno;
+	else if (st.st_gid != g->gr_gid && (st.st_mode & 0001) == 0 && chown(data, (uid_t)-1, g->gr_gid) < 0)
+		err = errno, what = data;
+	else if ((st.st_mode & 0010) == 0 && chmod(data, (st.st_mode & 07777) | 0010) < 0)
+		err = errno, what = data;
+	if (err != 0) { /* saved before fprintf can change errno */
+		fprintf(stderr, "rollout: --socket-group %s: %s: %s\n", group, what, strerror(err));
+		return -err;
 	}
 	return 0;
 }

@@ -67,6 +67,7 @@ struct svc {
 	size_t n_rt, cap_rt;
 	bool dirty;
 	bool resume; /* committed intents not carried out (the store failed): redone when it is back */
+	char pending_abort[160]; /* an abort for a changed host key the store refused: made when back */
 	size_t events_unpruned; /* events recorded since its last retention prune (svc.c commit) */
 	struct lb_backend *pushed; /* last backend set given to the load balancer */
 	size_t n_pushed;

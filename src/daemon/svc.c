@@ -800,8 +800,16 @@ void svc_step(struct svc *s)
 			  store_errmsg(s->d->store));
 }
 
+static void abort_for_host_key(struct svc *s, const char *why);
+
 void svc_store_back(struct svc *s)
 {
+	if (s->pending_abort[0]) {
+		char why[sizeof s->pending_abort];
+		snprintf(why, sizeof why, "%s", s->pending_abort);
+		s->pending_abort[0] = '\0';
+		abort_for_host_key(s, why); /* before anything resumes */
+	}
 	if (s->resume) {
 		ensure_buffers(s);
 		engine_resume_intents(&s->st, &s->out);
@@ -1103,8 +1111,11 @@ static void abort_for_host_key(struct svc *s, const char *why)
 		return;
 	char msg[256] = "";
 	log_error("svc", "service=%s msg=\"aborting the rollout\" cause=\"%s\"", s->name, why);
-	if (svc_command(s, "abort", &(struct svc_cmd){.why = why}, msg, sizeof msg) < 0)
+	if (svc_command(s, "abort", &(struct svc_cmd){.why = why}, msg, sizeof msg) < 0) {
 		log_error("svc", "service=%s msg=\"cannot abort\" err=\"%s\"", s->name, msg);
+		if (daemon_store_down(s->d)) /* not lost: made once the store takes writes again */
+			snprintf(s->pending_abort, sizeof s->pending_abort, "%s", why);
+	}
 }
 
 void svc_on_exited(struct svc *s, uint64_t id, const char *cause)

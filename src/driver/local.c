@@ -276,8 +276,8 @@ static void inst_dir_remove(const struct local_drv *d, const char *service, uint
 
 /* Reads a claim: 1 with the pid and start time of the live process it names, 0 when it names
  * none (no file, a dead or different process: a stale file is removed). The child writes its
- * pid, the daemon adds the start time right after; a file with the pid only is checked against
- * its own creation time instead (the process was forked just before it was made). */
+ * pid, the daemon adds the start time right after; for a file with the pid only, the process must
+ * lead its own process group (the child made itself a session leader before writing it). */
 static int claim_read(const char *path, int *pid, uint64_t *start)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -285,8 +285,6 @@ static int claim_read(const char *path, int *pid, uint64_t *start)
 		return 0;
 	char buf[64];
 	ssize_t n = read(fd, buf, sizeof buf - 1);
-	struct stat st;
-	int have_st = fstat(fd, &st) == 0;
 	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
 	int p = 0;
@@ -296,15 +294,11 @@ static int claim_read(const char *path, int *pid, uint64_t *start)
 	bool ok = k >= 1 && p > 0 && proc_stat(p, NULL, &now) == 0;
 	if (ok && k == 2) {
 		ok = now == recorded;
-	} else if (ok && have_st) {
-		/* start time is in clock ticks since boot; compare with the file's age */
-		struct timespec up;
-		clock_gettime(CLOCK_BOOTTIME, &up);
-		double proc_age = (double)up.tv_sec + up.tv_nsec / 1e9 - (double)now / (double)sysconf(_SC_CLK_TCK);
-		struct timespec wall;
-		clock_gettime(CLOCK_REALTIME, &wall);
-		double file_age = (double)(wall.tv_sec - st.st_mtim.tv_sec) + (wall.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
-		ok = proc_age - file_age > -2.0 && proc_age - file_age < 2.0;
+	} else if (ok) {
+		/* the pid only (the daemon stopped before adding the start time): the child made
+		 * itself a session and group leader before writing it, which a reused pid is not */
+		int pgrp = 0;
+		ok = proc_stat(p, &pgrp, NULL) == 0 && pgrp == p;
 	}
 	if (!ok) {
 		if (n >= 0)
@@ -641,7 +635,7 @@ static int make_inst_dir(const struct local_drv *d, const struct drv_start *req,
 	const struct spec_template *t = req->tmpl;
 	char *dir = inst_dir_path(d, req->service, req->id);
 	char *parent = xasprintf("%s/instances", d->marker);
-	int rc = -mkdirs(parent);
+	int rc = mkdirs(parent);
 	free(parent);
 	inst_dir_remove(d, req->service, req->id);
 	char *real = NULL;
@@ -808,10 +802,18 @@ static int spawn_claimed(const char *exe, char **argv, char **env, const char *c
 			_exit(127);
 		}
 		close(fd);
+		/* stdio: the log and /dev/null first moved above 2 (a daemon started with a standard
+		 * descriptor closed gets them back as 0-2, and dup2 onto itself would leave O_CLOEXEC) */
+		int lfd = logfd > 2 ? logfd : fcntl(logfd, F_DUPFD_CLOEXEC, 3);
 		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		dup2(nul, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
+		if (nul >= 0 && nul <= 2)
+			nul = fcntl(nul, F_DUPFD_CLOEXEC, 3);
+		if (lfd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(lfd, 1) < 0 || dup2(lfd, 2) < 0) {
+			child_err = errno;
+			child_step = SPAWN_EXEC;
+			unlink(claim);
+			_exit(127);
+		}
 		if (cwd != NULL && chdir(cwd) != 0) {
 			child_err = errno;
 			child_step = SPAWN_CHDIR;
@@ -992,8 +994,15 @@ static int local_start(struct drv *base, const struct drv_start *req)
 	uint64_t start = 0;
 	int live = claim_read(claim, &pid, &start);
 	free(claim);
-	if (live && watch_pid(d, req->service, req->id, pid, start) == 0)
+	int w = live ? watch_pid(d, req->service, req->id, pid, start) : -ESRCH;
+	if (w == 0)
 		return 0;
+	if (live) { /* it runs but cannot be watched: never a second one, nor its files touched */
+		char why[160];
+		snprintf(why, sizeof why, "already running as pid %d, which cannot be watched: %s", pid, strerror(-w));
+		inst_dead(inst_new(d, req->service, req->id, true), why);
+		return 0;
+	}
 	struct local_inst *in = inst_new(d, req->service, req->id, false);
 	spawn_instance(d, in, req);
 	return 0;

@@ -2,6 +2,7 @@
  * a test starts is killed in teardown, even when the test failed. */
 #include <errno.h>
 #include <setjmp.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -522,6 +523,26 @@ static void test_stale_claim(void **state)
 	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
 }
 
+/* A daemon started with stdin closed (some supervisors do): the log file the driver opens comes
+ * back as fd 0, and the instance's output must still reach its log (not /dev/null). */
+static void test_std_fds_closed(void **state)
+{
+	struct fixture *f = *state;
+	int save = dup(0);
+	close(0);
+	char *argv[] = {"sh", "-c", "echo to-stdout; echo to-stderr >&2; cat; echo stdin-done", NULL};
+	assert_int_equal(start_cmd(f, f->d, "job", 9, argv, NULL, 0, NULL, 1), 0);
+	assert_true(uvt_run_until(&f->loop, &f->exited, 1, 3000));
+	uvt_spin(&f->loop, 50);
+	if (fcntl(0, F_GETFD) < 0) /* the driver's own descriptors may sit at 0 meanwhile */
+		dup2(save, 0);
+	close(save);
+	assert_string_equal(f->cause, "exited with status 0");
+	char buf[256];
+	read_log(f, "job", 9, buf, sizeof buf);
+	assert_non_null(strstr(buf, "to-stdout\nto-stderr\nstdin-done\n"));
+}
+
 static void test_close_in_callback(void **state)
 {
 	struct fixture *f = *state;
@@ -607,6 +628,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_by_marker, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_by_claim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_claim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_std_fds_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_in_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fake, setup, teardown),
 	};
