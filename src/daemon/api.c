@@ -1052,9 +1052,9 @@ static void on_connection(uv_stream_t *server, int status)
 	 * it is told why (the CLI then says "busy", not "no daemon"): a 503, the write side shut,
 	 * and the connection closed once the client closes or after a second; beyond API_MAX_REFUSING
 	 * such clients at once, closed at once without a word. */
-	size_t open = tcp ? api->nconns_tcp : api->nconns - api->nconns_tcp;
-	if (open > API_MAX_CONNS) {
-		if (open > API_MAX_CONNS + API_MAX_REFUSING) {
+	int n_open = tcp ? api->nconns_tcp : api->nconns - api->nconns_tcp;
+	if (n_open > API_MAX_CONNS) {
+		if (n_open > API_MAX_CONNS + API_MAX_REFUSING) {
 			conn_close(c);
 			return;
 		}
