@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/log.h"
 #include "util/xmalloc.h"
 
 char *output_duration(int64_t ms, char *buf, size_t len)
@@ -29,15 +30,7 @@ char *output_duration(int64_t ms, char *buf, size_t len)
 
 char *output_timestamp(int64_t ms, char *buf, size_t len)
 {
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	if (ms < 0 || gmtime_r(&t, &tm) == NULL) {
-		snprintf(buf, len, "-");
-		return buf;
-	}
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-	return buf;
+	return log_timestamp(ms, true, buf, len);
 }
 
 /* ---- tables ---- */

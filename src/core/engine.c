@@ -205,8 +205,21 @@ bool engine_inst_available(const struct spec *spec, const struct engine_inst *i,
 	return i->state == INST_READY && (i->announced || now - i->healthy_at >= ready_after(spec));
 }
 
+/* Instances are kept in id order (new_inst appends the next id, compact and the store keep the
+ * order): a binary search, as the shell observes every instance at each step (its probes'
+ * results). A state out of order is still searched whole. */
 static struct engine_inst *find_inst(struct engine_state *st, uint64_t id)
 {
+	size_t lo = 0, hi = st->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (st->inst[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < st->n && st->inst[lo].id == id)
+		return &st->inst[lo];
 	for (size_t i = 0; i < st->n; i++)
 		if (st->inst[i].id == id)
 			return &st->inst[i];
@@ -751,8 +764,11 @@ static void rollout_decisions(const struct spec *spec, struct engine_state *st, 
 
 	/* Waiting for traffic stops the progress clock, as a pause does: the revision is not at fault
 	 * (another program holds the address), and rolling back would not free it. */
-	struct tally t0 = count(spec, st, now);
-	bool waiting = traffic_wait(st, &t0);
+	bool waiting = false;
+	if (st->no_traffic) { /* the tally only when the balancer says traffic cannot reach it */
+		struct tally t0 = count(spec, st, now);
+		waiting = traffic_wait(st, &t0);
+	}
 	if (waiting && st->no_traffic_since == 0) {
 		st->no_traffic_since = now;
 	} else if (!waiting && st->no_traffic_since != 0) {
@@ -949,6 +965,11 @@ static void new_inst(struct engine_state *st, int rev, const char *zone, const c
  * undo or a scale down): each holds its slot, and starts once the others have gone. */
 static void start_due(const struct spec *spec, struct engine_state *st, int64_t now, struct engine_out *out)
 {
+	size_t due = 0;
+	for (size_t i = 0; i < st->n; i++)
+		due += st->inst[i].state == INST_BACKOFF && now >= st->inst[i].start_at;
+	if (due == 0)
+		return; /* the usual step: no tally */
 	int surge, unav;
 	spec_surge_unavailable(&spec->strategy, st->replicas, &surge, &unav);
 	if (count(spec, st, now).total > st->replicas + surge)
@@ -1253,8 +1274,7 @@ static bool ro_shows_stable(const struct engine_rollout *r, int rev)
 		return false;
 	if (r->rollback_rev == rev)
 		return true;
-	return r->to_rev == rev &&
-	       (r->state == RO_COMPLETE || (r->state == RO_ROLLED_BACK && r->kind == RO_KIND_UNDO));
+	return r->to_rev == rev && engine_ro_succeeded(r);
 }
 
 static void ro_ending(const struct engine_rollout *r, char *buf, size_t len)

@@ -105,17 +105,6 @@ static void tick_cb(uv_timer_t *t)
 
 /* ---- the store's health ----------------------------------------------------------------------- */
 
-/* ms as "2026-01-02T03:04:05.678Z". */
-static void iso_ms(int64_t ms, char *buf, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char day[32];
-	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03dZ", day, (int)(ms % 1000));
-}
-
 bool daemon_store_down(const struct daemon *d) { return d->store_down_since != 0; }
 
 json_t *daemon_store_json(const struct daemon *d)
@@ -157,8 +146,8 @@ static void store_retry_cb(uv_timer_t *t)
 	struct daemon *d = t->data;
 	int64_t now = daemon_now();
 	char from[40], to[40], text[2 * sizeof d->store_error + 200];
-	iso_ms(d->store_down_since, from, sizeof from);
-	iso_ms(now, to, sizeof to);
+	log_timestamp(d->store_down_since, true, from, sizeof from);
+	log_timestamp(now, true, to, sizeof to);
 	int n = snprintf(
 	    text, sizeof text, "the store took no writes from %s to %s (%.1f s, %llu failed writes): %s",
 	    from, to, (double)(now - d->store_down_since) / 1000,

@@ -278,31 +278,33 @@ static void inst_dir_remove(const struct local_drv *d, const char *service, uint
  * none (no file, a dead or different process: a stale file is removed). The child writes its
  * pid, the daemon adds the start time right after; for a file with the pid only, the process must
  * lead its own process group (the child made itself a session leader before writing it). */
-static int claim_read(const char *path, int *pid, uint64_t *start)
+/* A claim file's text into buf (NUL-terminated); -1 when there is none. */
+static ssize_t claim_text(const char *path, char *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return 0;
-	char buf[64];
-	ssize_t n = read(fd, buf, sizeof buf - 1);
+		return -1;
+	ssize_t n = read(fd, buf, len - 1);
 	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
-	int p = 0;
+	return n;
+}
+
+static int claim_read(const char *path, int *pid, uint64_t *start)
+{
+	char buf[64];
+	ssize_t n = claim_text(path, buf, sizeof buf);
+	if (n < 0)
+		return 0;
+	int p = 0, pgrp = 0;
 	unsigned long long recorded = 0;
 	int k = sscanf(buf, "%d %llu", &p, &recorded);
 	uint64_t now = 0;
-	bool ok = k >= 1 && p > 0 && proc_stat(p, NULL, &now) == 0;
-	if (ok && k == 2) {
-		ok = now == recorded;
-	} else if (ok) {
-		/* the pid only (the daemon stopped before adding the start time): the child made
-		 * itself a session and group leader before writing it, which a reused pid is not */
-		int pgrp = 0;
-		ok = proc_stat(p, &pgrp, NULL) == 0 && pgrp == p;
-	}
+	/* with the pid only (the daemon stopped before adding the start time): the child made itself
+	 * a session and group leader before writing it, which a reused pid is not */
+	bool ok = k >= 1 && p > 0 && proc_stat(p, &pgrp, &now) == 0 && (k == 2 ? now == recorded : pgrp == p);
 	if (!ok) {
-		if (n >= 0)
-			unlink(path);
+		unlink(path);
 		return 0;
 	}
 	*pid = p;
@@ -330,13 +332,7 @@ static void claim_complete(const char *path, int pid, uint64_t start)
 static void claim_drop(const char *path, int pid)
 {
 	char buf[64];
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	if (atoi(buf) == pid)
+	if (claim_text(path, buf, sizeof buf) >= 0 && atoi(buf) == pid)
 		unlink(path);
 }
 
@@ -905,7 +901,9 @@ static void spawn_instance(struct local_drv *d, struct local_inst *in, const str
 	char *exe = NULL;
 	char *claim = claim_path(d, req->service, req->id);
 	char *run = xasprintf("%s/run", d->marker);
-	if ((rc = -mkdirs(run)) == 0 && (rc = resolve_exe(argv[0], &exe)) == 0)
+	if ((rc = -mkdirs(run)) != 0) /* positive errnos from here on, as spawn_claimed's */
+		step = SPAWN_CLAIM;
+	else if ((rc = resolve_exe(argv[0], &exe)) == 0)
 		step = spawn_claimed(exe, argv, env, t->workdir, logfd, claim, &pid, &rc);
 	free(run);
 	free(exe);

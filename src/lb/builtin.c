@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "util/http1.h"
@@ -280,10 +279,8 @@ static void listener_state(struct lb_builtin *b, struct bsvc *s, const char *bod
 	if (json_is_object(l) && json_is_false(json_object_get(l, "bound"))) {
 		char since[40] = "?", err[128];
 		json_int_t ms = json_integer_value(json_object_get(l, "since"));
-		time_t t = (time_t)(ms / 1000);
-		struct tm tm;
-		if (ms > 0 && gmtime_r(&t, &tm) != NULL)
-			strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (ms > 0)
+			log_timestamp(ms, false, since, sizeof since);
 		const char *e = json_string_value(json_object_get(l, "error"));
 		const char *serving = json_string_value(json_object_get(l, "serving"));
 		log_one_line(e ? e : "cannot bind", 100, err, sizeof err);

@@ -89,6 +89,22 @@ char *log_one_line(const char *s, size_t n, char *buf, size_t cap)
 	return escape(s ? s : "", s ? n : 0, false, true, buf, cap);
 }
 
+char *log_timestamp(int64_t ms, bool with_ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	if (ms < 0 || gmtime_r(&t, &tm) == NULL) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (with_ms)
+		snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
+	else
+		snprintf(buf + n, len - n, "Z");
+	return buf;
+}
+
 void log_line(enum log_level lv, const char *mod, const char *fmt, ...)
 {
 	if (lv < min_level)
@@ -100,11 +116,8 @@ void log_line(enum log_level lv, const char *mod, const char *fmt, ...)
 	va_end(ap);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
 	char when[40];
-	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	log_timestamp((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, true, when, sizeof when);
 	if (json_mode) {
 		fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"mod\":\"%s\",\"fields\":\"", when, names[lv], mod);
 		json_escape(stderr, body);

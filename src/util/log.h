@@ -5,6 +5,10 @@
 #ifndef ROLLOUT_UTIL_LOG_H
 #define ROLLOUT_UTIL_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include <stddef.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -21,6 +25,10 @@ char *log_quote(const char *s, size_t n, char *buf, size_t cap);
 /* The same for text shown on one line to people (status, events): control bytes escaped as above,
  * trailing whitespace dropped, quotes kept as they are. Returns buf. */
 char *log_one_line(const char *s, size_t n, char *buf, size_t cap);
+
+/* Unix time ms in UTC as log lines write it, "2026-12-03T06:51:07.762Z" (with_ms false: to the
+ * second, "2026-12-03T06:51:07Z"); "-" for a time before 1970. Returns buf. */
+char *log_timestamp(int64_t ms, bool with_ms, char *buf, size_t len);
 
 #define log_debug(mod, ...) log_line(LOG_DEBUG, mod, __VA_ARGS__)
 #define log_info(mod, ...) log_line(LOG_INFO, mod, __VA_ARGS__)
