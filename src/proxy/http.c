@@ -608,7 +608,9 @@ static void fwd_add(struct proxy_client *c, const char *d, size_t n)
 	c->fwd_len += n;
 }
 
-/* Is the field name[0..n) one of the token list in the Connection fields of m? */
+/* Is the field name[0..n) one of the token list in the Connection fields of m? With name NULL:
+ * does the list name anything but close and keep-alive (rare: only then is each field looked up,
+ * once per message rather than per field). */
 static int conn_listed(const struct http1_msg *m, const char *name, size_t n)
 {
 	for (int i = http1_find(m, "connection", 0); i >= 0; i = http1_find(m, "connection", (size_t)i + 1)) {
@@ -622,7 +624,9 @@ static int conn_listed(const struct http1_msg *m, const char *name, size_t n)
 				t++;
 			while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
 				te--;
-			if ((size_t)(te - t) == n && strncasecmp(t, name, n) == 0)
+			size_t tn = (size_t)(te - t);
+			if (name == NULL ? tn > 0 && !ieq(t, tn, "close") && !ieq(t, tn, "keep-alive")
+					 : tn == n && strncasecmp(t, name, n) == 0)
 				return 1;
 			if (v < e)
 				v++;
@@ -636,7 +640,7 @@ static int conn_listed(const struct http1_msg *m, const char *name, size_t n)
  * meant for this proxy, which does not use them) and any the sender named in Connection. Framing
  * (Content-Length, Transfer-Encoding) and Host are kept even when named: the body is forwarded as
  * they frame it, and dropping them would let the two sides read the stream differently. */
-static int hop_by_hop(const struct http1_msg *m, const struct http1_header *h)
+static int hop_by_hop(const struct http1_msg *m, const struct http1_header *h, bool listed)
 {
 	static const char *const std[] = {"connection", "keep-alive", "proxy-connection", "te", "upgrade",
 					  "proxy-authorization", "proxy-authenticate"};
@@ -646,7 +650,7 @@ static int hop_by_hop(const struct http1_msg *m, const struct http1_header *h)
 	if (ieq(h->name, h->name_len, "content-length") || ieq(h->name, h->name_len, "transfer-encoding") ||
 	    ieq(h->name, h->name_len, "host"))
 		return 0;
-	return conn_listed(m, h->name, h->name_len);
+	return listed && conn_listed(m, h->name, h->name_len);
 }
 
 /* Builds the head sent upstream: hop-by-hop fields dropped, X-Forwarded-* set. An absolute-form
@@ -665,9 +669,10 @@ static void build_request_head(struct proxy_client *c, const struct http1_msg *m
 		sb_str(&s, "/");
 	sb_add(&s, path, path_len);
 	sb_str(&s, " HTTP/1.1\r\n");
+	bool listed = conn_listed(m, NULL, 0);
 	for (size_t i = 0; i < m->nheaders; i++) {
 		const struct http1_header *h = &m->headers[i];
-		if (ieq(h->name, h->name_len, "x-forwarded-proto") || hop_by_hop(m, h))
+		if (ieq(h->name, h->name_len, "x-forwarded-proto") || hop_by_hop(m, h, listed))
 			continue;
 		if (auth && ieq(h->name, h->name_len, "host"))
 			continue;
@@ -1136,9 +1141,10 @@ static void send_response_head(struct proxy_upstream *up, const struct http1_msg
 	sb_add(&s, line, (size_t)n);
 	sb_add(&s, m->reason, m->reason_len);
 	sb_str(&s, "\r\n");
+	bool listed = conn_listed(m, NULL, 0);
 	for (size_t i = 0; i < m->nheaders; i++) {
 		const struct http1_header *h = &m->headers[i];
-		if (hop_by_hop(m, h))
+		if (hop_by_hop(m, h, listed))
 			continue;
 		/* dechunked for an HTTP/1.0 client: the trailer fields are dropped, so is their list */
 		if (up->dechunk &&
