@@ -156,20 +156,29 @@ static void state_metrics(struct daemon *d, struct mbuf *b)
 	for (size_t i = 0; i < d->n_svcs; i++) {
 		const struct engine_state *st = &d->svcs[i]->st;
 		esc(d->svcs[i]->name, n, sizeof n);
+		/* the most per revision, in one pass (a service runs a few revisions at most) */
+		struct rev_most {
+			int rev, most;
+		} per[16];
+		size_t nper = 0;
 		for (size_t k = 0; k < st->n; k++) {
-			int rev = st->inst[k].revision, most = -1;
-			bool seen = false;
-			for (size_t j = 0; j < st->n; j++) {
-				if (st->inst[j].revision != rev || st->inst[j].state == INST_GONE)
-					continue;
-				seen |= j < k;
-				if (st->inst[j].restarts > most)
-					most = st->inst[j].restarts;
+			const struct engine_inst *in = &st->inst[k];
+			if (in->state == INST_GONE)
+				continue;
+			size_t j = 0;
+			while (j < nper && per[j].rev != in->revision)
+				j++;
+			if (j == nper) {
+				if (nper == sizeof per / sizeof per[0])
+					continue; /* more revisions at once than a rollout makes: not shown */
+				per[nper++] = (struct rev_most){in->revision, in->restarts};
+			} else if (in->restarts > per[j].most) {
+				per[j].most = in->restarts;
 			}
-			if (!seen && most >= 0 && st->inst[k].state != INST_GONE)
-				emit(b, "rollout_instance_restarts{service=\"%s\",revision=\"%d\"} %d\n", n, rev,
-				     most);
 		}
+		for (size_t j = 0; j < nper; j++)
+			emit(b, "rollout_instance_restarts{service=\"%s\",revision=\"%d\"} %d\n", n, per[j].rev,
+			     per[j].most);
 	}
 	family(b, "rollout_service_health", "gauge",
 	       "1 for the service's health now: ok, degraded (fewer than replicas available), crash_looping.");
