@@ -138,3 +138,105 @@ state_is() { [ "$(ro_state "$1")" = "$2" ]; }
 revisions_of() { status_json "$1" | jq_ "' '.join(f'{k}:{v[\"total\"]}' for k,v in sorted(d['counts']['by_revision'].items()))"; }
 # has_rev SERVICE REV: at least one instance of that revision exists.
 has_rev() { [ "$(status_json "$1" | jq_ "sum(1 for i in d['instances'] if i['revision']==$2)")" -gt 0 ]; }
+
+# ---- rollouts of the hello app (t_rollout_*) ----
+
+# rolling_strategy MIN_READY [extra strategy lines]: a max_surge 1, max_unavailable 0 strategy with
+# a 10 s health deadline, a 2 s drain and a 2 s stop grace, as YAML on stdout (for spec's stdin).
+rolling_strategy() {
+	printf 'strategy:\n  max_surge: 1\n  max_unavailable: 0\n  min_ready: %s\n  health_deadline: 10s\n' "$1"
+	shift
+	for l in "$@"; do printf '  %s\n' "$l"; done
+	printf 'drain: {timeout: 2s}\nstop: {signal: TERM, grace: 2s}\n'
+}
+
+# answers SERVICE VERSION: every instance of SERVICE answers GET / with that version.
+answers() {
+	local ports
+	ports=$(status_json "$1" | jq_ "' '.join(str(i['port']) for i in d['instances'])")
+	[ -n "$ports" ] || return 1
+	for p in $ports; do
+		[ "$(curl -fsS "http://127.0.0.1:$p/")" = "hello from version $2" ] || return 1
+	done
+}
+
+# start_sampler SERVICE: tests/e2e/sampler.py watches SERVICE's floor and ceiling (max_surge 1,
+# max_unavailable 0) until check_sampler, which fails the test if it saw a violation.
+start_sampler() {
+	python3 "$ROOT/tests/e2e/sampler.py" --sock "$DATA/rollout.sock" --service "$1" --surge 1 --unavailable 0 \
+		>"$T/sampler.log" 2>&1 &
+	SAMPLER=$!
+}
+check_sampler() {
+	kill -TERM "$SAMPLER"
+	wait "$SAMPLER" || { cat "$T/sampler.log"; fail "sampler found violations"; }
+	cat "$T/sampler.log"
+}
+
+# deploy_v1 SERVICE REPLICAS: the first deploy of version 1 (min_ready 300ms, batches [1, 50%]),
+# checked: REPLICAS instances of revision 1, each answering with version 1.
+deploy_v1() {
+	local v1
+	v1=$(rolling_strategy 300ms "batches: [1, 50%]" | spec "$1" 1 "$2")
+	"$RO" apply "$v1" --wait --timeout 60s
+	[ "$(revisions_of "$1")" = "1:$2" ] || fail "after v1: $(revisions_of "$1")"
+	answers "$1" 1 || fail "v1 answers"
+}
+
+# ---- the hello app on its own, no daemon (t_hello_*) ----
+
+# need_hello: fails when build/hello is not built, skips (77) without curl.
+need_hello() {
+	[ -x "$HELLO" ] || fail "$HELLO is not built (make $BUILD/hello)"
+	command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# hello_start [hello flags...]: runs hello on a free port (--port 0) and waits for its listening
+# line; sets PID, PORT and HELLO_OUT (its stdout). HELLO_ENV="K=V ..." adds to its environment.
+HELLO_N=0
+hello_start() {
+	HELLO_N=$((HELLO_N + 1))
+	HELLO_OUT="$T/hello.out.$HELLO_N"
+	local err="$T/hello.err.$HELLO_N"
+	# shellcheck disable=SC2086
+	env ${HELLO_ENV:-} "$HELLO" --port 0 "$@" >"$HELLO_OUT" 2>"$err" &
+	PID=$!
+	for _ in $(seq 100); do
+		if grep -q ' listening on ' "$HELLO_OUT" 2>/dev/null; then
+			PORT=$(sed -n 's/^hello .* listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$HELLO_OUT")
+			[ -n "$PORT" ] || fail "unexpected listening line: $(cat "$HELLO_OUT")"
+			return 0
+		fi
+		kill -0 "$PID" 2>/dev/null || fail "hello $* exited early: $(cat "$err")"
+		sleep 0.05
+	done
+	fail "hello $* did not print its listening line"
+}
+# hello_url PATH: the URL of PATH on the hello at PORT.
+hello_url() { echo "http://127.0.0.1:$PORT$1"; }
+# hello_status PATH [curl args...]: prints the status code.
+hello_status() {
+	local p=$1
+	shift
+	curl -s -o /dev/null -w '%{http_code}' "$@" "$(hello_url "$p")"
+}
+# hello_raw REQUEST: sends bytes (printf format) on a fresh connection, prints the whole answer.
+hello_raw() {
+	exec 3<>"/dev/tcp/127.0.0.1/$PORT" || fail "cannot connect to $PORT"
+	# shellcheck disable=SC2059
+	printf "$1" >&3
+	timeout 3 cat <&3
+	exec 3<&-
+}
+# hello_expect_exit PID RC: PID exits within 2 s, with status RC.
+hello_expect_exit() {
+	local pid=$1 rc=$2 t0
+	t0=$(now_ms)
+	while kill -0 "$pid" 2>/dev/null && [ $(($(now_ms) - t0)) -lt 2000 ]; do sleep 0.05; done
+	kill -0 "$pid" 2>/dev/null && fail "hello $pid still running after 2s"
+	wait "$pid"
+	local got=$?
+	[ "$got" -eq "$rc" ] || fail "hello exited with $got, want $rc"
+}
