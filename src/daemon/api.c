@@ -16,7 +16,7 @@
 #include "util/xmalloc.h"
 
 #define MAX_HEADERS 64
-#define MAX_SEGS 32
+#define MAX_SEGS API_MAX_SEGS
 #define MAX_QUERY 32
 #define BUF_MAX (API_MAX_HEAD + API_MAX_BODY + 4096)
 #define SSE_MAX_QUEUE (4 * 1024 * 1024) /* unsent bytes before a slow SSE client is dropped */
@@ -160,8 +160,7 @@ void api_set_timeouts(struct api *api, uint64_t head_ms, uint64_t idle_ms, uint6
 
 /* ---- routing ---- */
 
-/* Splits path (starting with '/') into segments in place; returns the count or -1 if too many. */
-static int split_path(char *path, char **segs)
+int api_split_path(char *path, char **segs)
 {
 	int n = 0;
 	char *s = path + 1;
@@ -185,7 +184,7 @@ void api_route(struct api *api, const char *method, const char *pattern, api_han
 	r->method = xstrdup(method);
 	char *tmp = xstrdup(pattern);
 	char *segs[MAX_SEGS];
-	r->nsegs = tmp[0] == '/' ? split_path(tmp, segs) : -1;
+	r->nsegs = tmp[0] == '/' ? api_split_path(tmp, segs) : -1;
 	for (int i = 0; i < r->nsegs; i++)
 		r->segs[i] = xstrdup(segs[i]);
 	free(tmp);
@@ -217,9 +216,7 @@ static int hexval(int ch)
 	return -1;
 }
 
-/* Percent-decodes s[0..n) into a new string (*out, caller frees); '+' becomes a space when plus.
- * Returns 0, or -EINVAL for a bad escape or an encoded NUL. */
-static int decode(const char *s, size_t n, bool plus, char **out)
+int api_percent_decode(const char *s, size_t n, bool plus, char **out)
 {
 	char *d = xmalloc(n + 1), *o = d;
 	for (size_t i = 0; i < n; i++) {
@@ -768,9 +765,9 @@ static int fill_params(struct api_req *req, const struct route *r, char **decode
 			size_t kn = eq ? (size_t)(eq - q) : n;
 			int k = req->nparams + req->nquery;
 			char *name, *value;
-			if (decode(q, kn, true, &name) < 0)
+			if (api_percent_decode(q, kn, true, &name) < 0)
 				return -EINVAL;
-			if (decode(eq ? eq + 1 : q + n, eq ? n - kn - 1 : 0, true, &value) < 0) {
+			if (api_percent_decode(eq ? eq + 1 : q + n, eq ? n - kn - 1 : 0, true, &value) < 0) {
 				free(name);
 				return -EINVAL;
 			}
@@ -841,10 +838,10 @@ static void dispatch(struct conn *c, size_t body_len, size_t consumed)
 	req->path = path;
 
 	char *tmp = xstrdup(path), *segs[MAX_SEGS], *decoded[MAX_SEGS];
-	int n = split_path(tmp, segs), ndec = 0;
+	int n = api_split_path(tmp, segs), ndec = 0;
 	const char *err = n < 0 ? "path has too many segments" : NULL;
 	while (err == NULL && ndec < n) {
-		if (decode(segs[ndec], strlen(segs[ndec]), false, &decoded[ndec]) < 0)
+		if (api_percent_decode(segs[ndec], strlen(segs[ndec]), false, &decoded[ndec]) < 0)
 			err = "bad percent-encoding in path";
 		else
 			ndec++;

@@ -19,6 +19,7 @@ typedef void (*api_handler)(struct api_req *req, void *ctx);
 #define API_MAX_CONNS 256 /* per listener: the unix socket and TCP each have their own */
 #define API_MAX_HEAD (16 * 1024)
 #define API_MAX_BODY (1024 * 1024)
+#define API_MAX_SEGS 32 /* path segments of a request or a route */
 
 /* Creates a server on loop (borrowed; it must outlive the api). Returns 0 and *out. */
 int api_new(uv_loop_t *loop, struct api **out);
@@ -44,6 +45,14 @@ void api_route_open(struct api *api, const char *method, const char *path, api_h
 /* Stops listening, closes every connection (requests still held by handlers get closed=true and
  * their on_close callback), removes the unix socket file, then calls done(arg) and frees api. */
 void api_close(struct api *api, void (*done)(void *arg), void *arg);
+
+/* The router's pure decoding steps, exposed for tests/fuzz/fuzz_api_path.c.
+ * api_split_path splits path (starting with '/') into segments in place: segs (API_MAX_SEGS
+ * entries) point into path. Returns the count, or -1 if there are more than API_MAX_SEGS.
+ * api_percent_decode percent-decodes s[0..n) into a new string (*out, caller frees); '+' becomes a
+ * space when plus (query strings). Returns 0, or -EINVAL for a bad escape or an encoded NUL. */
+int api_split_path(char *path, char **segs);
+int api_percent_decode(const char *s, size_t n, bool plus, char **out);
 
 /* Request accessors. Strings are NUL-terminated and live as long as req. */
 const char *api_req_method(const struct api_req *req);
