@@ -1,4 +1,4 @@
-/* Unit tests of the systemd preset of `rollout host` (src/cli/host_systemd.c): the template unit
+/* Unit tests of the systemd preset of `rollout host` (src/host/host_systemd.c): the template unit
  * passes `systemd-analyze verify` (real systemd's parser) and refuses paths systemd would read
  * otherwise; start and stop against a fake systemctl that runs the unit's ExecStart as systemd
  * would (host_systemd_run in a child with a bare environment), so the spec file is what the
@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "cli/host_systemd.h"
+#include "host/host_systemd.h"
 #include "util/xmalloc.h"
 
 #define SECRET "s3cr3t-$(touch /tmp/x)-'\""

@@ -3,8 +3,8 @@
  * `rollout host run --dir DIR --name %i`: the command, its environment (secrets included) and its
  * workdir wait in DIR/run/NAME.spec (0600), never in a unit file or on a command line. systemctl is
  * reached through a table (struct host_systemd_ops) so that tests can stand in for it. */
-#ifndef ROLLOUT_CLI_HOST_SYSTEMD_H
-#define ROLLOUT_CLI_HOST_SYSTEMD_H
+#ifndef ROLLOUT_HOST_HOST_SYSTEMD_H
+#define ROLLOUT_HOST_HOST_SYSTEMD_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cmd.h"
-#include "cli/host_systemd.h"
+#include "host/host_systemd.h"
 #include "driver/driver.h"
 #include "util/xmalloc.h"
 

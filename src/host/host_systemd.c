@@ -1,6 +1,6 @@
 /* The `systemd` preset of `rollout host`: instances as services of one template unit per rollout
  * directory, their command and environment in a 0600 spec file read by `rollout host run`. */
-#include "cli/host_systemd.h"
+#include "host/host_systemd.h"
 
 #include <errno.h>
 #include <fcntl.h>
